@@ -1,0 +1,10 @@
+# Warning and sanitizer flags shared by every target of the project.
+add_library(mktl_warnings INTERFACE)
+target_compile_options(mktl_warnings INTERFACE -Wall -Wextra -Wno-maybe-uninitialized)
+if(MKTL_WERROR)
+  target_compile_options(mktl_warnings INTERFACE -Werror)
+endif()
+if(MKTL_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

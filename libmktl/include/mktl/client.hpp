@@ -1,0 +1,147 @@
+// mktl::Client: gets, sets and subscribes to items of any store.
+//
+//   mktl::Client client;                                   // options from the environment
+//   client.connect("tcp://127.0.0.1:40123");               // or found through discovery
+//   auto temp = client.item("heater.temp");
+//   double t = temp.get().value;
+//   client.item("heater.setpoint").set(45.0);
+//   auto sub = temp.subscribe([](const std::string& key, const mktl::Reading& r) { ... });
+//
+// Threading promise: every method may be called from any thread. One I/O
+// thread per Client owns its sockets (one DEALER and one SUB per daemon).
+// Subscription callbacks run on a client worker thread, never the I/O thread,
+// and never concurrently for the same key; they must not block for long.
+#pragma once
+
+#include <mktl/json.hpp>
+#include <mktl/reading.hpp>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mktl {
+
+struct ClientOptions {
+  // How long to wait for a request's ACK before raising TimeoutError.
+  double ack_timeout = 0.1;
+  // Default time to wait for a REP.
+  double timeout = 60.0;
+  // $MKTL_HOME; empty = the environment's (or ~/.mKTL).
+  std::string home;
+  // Cache catalogs under $MKTL_HOME/client/cache.
+  bool use_cache = true;
+  // Discovery settings (broadcast address, registry port) for finding stores.
+  std::string broadcast_address;   // empty = $MKTL_BROADCAST or 255.255.255.255
+  int registry_port = 0;           // 0 = $MKTL_REGISTRY_PORT or 10103
+  double discovery_timeout = 0.5;  // seconds to wait for discovery answers
+  // Fill the fields left empty from the environment.
+  static ClientOptions from_env();
+};
+
+class Client;
+class ItemHandle;
+
+// An active subscription; destroying it (or calling cancel()) unsubscribes.
+// Move-only.
+class Subscription {
+ public:
+  Subscription() = default;
+  Subscription(Subscription&&) noexcept;
+  Subscription& operator=(Subscription&&) noexcept;
+  ~Subscription();
+  void cancel();
+  explicit operator bool() const noexcept { return static_cast<bool>(token_); }
+
+ private:
+  friend class Client;
+  struct Token;
+  explicit Subscription(std::shared_ptr<Token> token) : token_(std::move(token)) {}
+  std::shared_ptr<Token> token_;
+};
+
+using Callback = std::function<void(const std::string& full_key, const Reading& reading)>;
+
+class Client {
+ public:
+  explicit Client(ClientOptions options = ClientOptions::from_env());
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Learn the stores a daemon serves by its request address: fetches the
+  // catalog blocks of `store` (or, with store empty, of every store it
+  // reports in `_hash`) and remembers how to reach them. Returns the store
+  // names learned.
+  std::vector<std::string> connect(const std::string& rep_endpoint, const std::string& store = {});
+
+  // Make a store known: from the cache (revalidated by hash), else from a
+  // registry found by broadcast or listed in $MKTL_HOME/client/registries.
+  // Throws KeyError if no one knows it.
+  void find_store(const std::string& store);
+
+  // Catalog of one store: {key: description} merged over its blocks
+  // (find_store() first if needed).
+  Json items(const std::string& store);
+  // The blocks ({uuid: block}) of a known store.
+  Json blocks(const std::string& store);
+  Json description(const std::string& full_key);
+
+  ItemHandle item(const std::string& full_key);
+
+  // One request. `full_key` is "store.key" or a special target ("_hash",
+  // "store._catalog"). Errors from the daemon are raised as mktl::Error with
+  // the remote type and text; no ACK within ack_timeout raises TimeoutError.
+  Reading get(const std::string& full_key, bool refresh = false, std::optional<double> timeout = {});
+  void set(const std::string& full_key, Reading value, std::optional<double> timeout = {});
+  std::future<void> set_async(const std::string& full_key, Reading value);
+  // Fire and forget (NO_ACK | NO_REP).
+  void set_nowait(const std::string& full_key, Reading value);
+  // Raw request to a daemon address, for tools and registries: returns the
+  // REP payload (throws on an error payload).
+  Json request(const std::string& rep_endpoint, const std::string& type, const std::string& target,
+               const Json& payload = Json::object(), std::optional<double> timeout = {});
+
+  // Subscribe to broadcasts of one item; the callback gets every new value.
+  Subscription subscribe(const std::string& full_key, Callback callback);
+
+  const ClientOptions& options() const noexcept;
+
+  // Broadcasts dropped because a callback queue overflowed (loss is counted,
+  // never silent).
+  std::uint64_t dropped_broadcasts() const;
+
+ private:
+  friend class Subscription;
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// A handle on one item of a Client; cheap to copy; valid while its Client lives.
+class ItemHandle {
+ public:
+  ItemHandle(Client& client, std::string full_key) : client_(&client), key_(std::move(full_key)) {}
+
+  Reading get(bool refresh = false) const { return client_->get(key_, refresh); }
+  void set(Reading value, std::optional<double> timeout = {}) const { client_->set(key_, std::move(value), timeout); }
+  std::future<void> set_async(Reading value) const { return client_->set_async(key_, std::move(value)); }
+  void set_nowait(Reading value) const { client_->set_nowait(key_, std::move(value)); }
+  Subscription subscribe(Callback callback) const { return client_->subscribe(key_, std::move(callback)); }
+
+  // Formatted forms (enumerator names, printf format, sexagesimal).
+  std::string get_formatted(bool refresh = false) const;
+  void set_formatted(const std::string& text, std::optional<double> timeout = {}) const;
+
+  Json description() const { return client_->description(key_); }
+  const std::string& full_key() const noexcept { return key_; }
+
+ private:
+  Client* client_;
+  std::string key_;
+};
+
+}  // namespace mktl

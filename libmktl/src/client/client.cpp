@@ -1,0 +1,572 @@
+#include "client/connection.hpp"
+
+#include "config/logger.hpp"
+#include "discovery/udp.hpp"
+#include "protocol/codec.hpp"
+
+#include <mktl/catalog.hpp>
+#include <mktl/client.hpp>
+#include <mktl/error.hpp>
+#include <mktl/format.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace mktl {
+
+namespace fs = std::filesystem;
+
+ClientOptions ClientOptions::from_env() {
+  ClientOptions o;
+  if (const char* t = std::getenv("MKTL_ACK_TIMEOUT")) o.ack_timeout = std::atof(t);
+  if (o.ack_timeout <= 0) o.ack_timeout = 0.1;
+  return o;
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+struct Where {
+  std::string rep;  // tcp://host:port
+  std::string pub;
+};
+
+// Where to reach a block: the first provenance entry that has `pub`.
+std::optional<Where> block_address(const Json& block, const std::string& host_override = {}) {
+  auto prov = block.find("provenance");
+  if (prov == block.end() || !prov->is_array()) return std::nullopt;
+  for (auto& p : *prov) {
+    if (!p.is_object() || !p.contains("pub") || !p.contains("rep")) continue;
+    std::string host = host_override.empty() ? p.value("hostname", std::string("localhost")) : host_override;
+    Where w;
+    w.rep = "tcp://" + host + ":" + std::to_string(p["rep"].get<long>());
+    w.pub = "tcp://" + host + ":" + std::to_string(p["pub"].get<long>());
+    return w;
+  }
+  return std::nullopt;
+}
+
+std::string host_of(const std::string& endpoint) {
+  auto start = endpoint.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon < start) return endpoint.substr(start);
+  return endpoint.substr(start, colon - start);
+}
+
+}  // namespace
+
+struct Subscription::Token {
+  std::weak_ptr<Client::Impl> client;
+  std::string key;
+  std::uint64_t id = 0;
+};
+
+struct CallbackEntry {
+  std::uint64_t id;
+  Callback callback;
+  std::mutex running;  // held while the callback runs, so cancel() can wait for it
+  std::atomic<bool> active{true};
+};
+
+struct StoreInfo {
+  Json blocks = Json::object();                // uuid -> block
+  std::unordered_map<std::string, Where> by_key;  // key -> where
+  std::unordered_map<std::string, std::string> host_override;  // uuid -> host
+};
+
+struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Client::Impl> {
+  ClientOptions options;
+  std::string home;
+  std::mutex mutex;  // stores, subscriptions
+  std::unordered_map<std::string, StoreInfo> stores;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<CallbackEntry>>> callbacks;  // full key
+  std::unordered_map<std::string, std::string> sub_endpoint;                                // full key -> pub
+  std::uint64_t next_sub = 1;
+
+  // Callback dispatcher: one thread, so callbacks of one key run in order.
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  struct Event {
+    std::string key;
+    std::string payload;
+    std::optional<Bulk> bulk;
+  };
+  std::deque<Event> events;
+  std::size_t max_events = 100000;
+  std::atomic<std::uint64_t> dropped{0};
+  bool stopping = false;
+  std::thread::id dispatcher_id;
+  std::jthread dispatcher;
+
+  std::unique_ptr<detail::Engine> engine;
+
+  void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) override {
+    {
+      std::lock_guard lock(queue_mutex);
+      if (events.size() >= max_events) {
+        if (dropped.fetch_add(1) % 1000 == 0)
+          logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", dropped.load());
+        return;
+      }
+      events.push_back({std::move(key), std::move(payload), std::move(bulk)});
+    }
+    queue_cv.notify_one();
+  }
+
+  void dispatch_loop() {
+    dispatcher_id = std::this_thread::get_id();
+    std::unique_lock lock(queue_mutex);
+    while (true) {
+      queue_cv.wait(lock, [&] { return stopping || !events.empty(); });
+      if (stopping) return;
+      Event ev = std::move(events.front());
+      events.pop_front();
+      lock.unlock();
+      deliver(ev);
+      lock.lock();
+    }
+  }
+
+  void deliver(Event& ev) {
+    std::vector<std::shared_ptr<CallbackEntry>> targets;
+    {
+      std::lock_guard lock(mutex);
+      auto it = callbacks.find(ev.key);
+      if (it == callbacks.end()) return;
+      targets = it->second;
+    }
+    Reading r;
+    try {
+      Json payload = protocol::parse_payload(ev.payload);
+      if (payload.is_object()) {
+        if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
+        if (ev.bulk) {
+          std::vector<std::int64_t> shape;
+          if (auto s = payload.find("shape"); s != payload.end() && s->is_array())
+            for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
+          r.bulk = Bulk(std::move(shape), payload.value("dtype", std::string("uint8")), ev.bulk->owner(),
+                        ev.bulk->bytes().data(), ev.bulk->size());
+        } else if (auto v = payload.find("value"); v != payload.end()) {
+          r.value = *v;
+        }
+      }
+    } catch (const std::exception& e) {
+      logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
+      return;
+    }
+    for (auto& entry : targets) {
+      std::lock_guard running(entry->running);
+      if (!entry->active) continue;
+      try {
+        entry->callback(ev.key, r);
+      } catch (const std::exception& e) {
+        logger("mktl.client")->warn("{}: a subscription callback threw: {}", ev.key, e.what());
+      }
+    }
+  }
+
+  Json request(const std::string& endpoint, protocol::MessageType type, const std::string& target, const Json& payload,
+               std::optional<double> timeout, std::optional<Bulk> bulk = {}, std::optional<Bulk>* bulk_out = nullptr) {
+    auto pending = engine->send(endpoint, type, target, 0, payload.is_null() ? std::string() : json::dump(payload),
+                                std::move(bulk));
+    pending->wait(timeout.value_or(options.timeout), target + " @ " + endpoint);
+    Json reply = protocol::parse_payload(pending->payload);
+    if (reply.is_object()) {
+      auto err = reply.find("error");
+      if (err != reply.end() && err->is_object())
+        throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+    }
+    if (bulk_out) *bulk_out = std::move(pending->bulk);
+    return reply;
+  }
+
+  void cache_block(const std::string& store, const Json& block) {
+    if (!options.use_cache) return;
+    try {
+      fs::path dir = fs::path(home) / "client" / "cache" / store;
+      fs::create_directories(dir);
+      std::string uuid = block.at("uuid").get<std::string>();
+      fs::path tmp = dir / (uuid + ".json.tmp");
+      {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << json::dump(block);
+      }
+      fs::rename(tmp, dir / (uuid + ".json"));
+    } catch (const std::exception& e) {
+      logger("mktl.client")->debug("cannot cache the catalog of {}: {}", store, e.what());
+    }
+  }
+
+  // Records blocks of a store (caller holds no lock).
+  void learn(const std::string& store, const Json& blocks, const std::string& host_override, bool save) {
+    std::lock_guard lock(mutex);
+    auto& info = stores[store];
+    for (auto& [uuid, block] : blocks.items()) {
+      if (!block.is_object()) continue;
+      info.blocks[uuid] = block;
+      if (!host_override.empty()) info.host_override[uuid] = host_override;
+      auto ho = info.host_override.count(uuid) ? info.host_override[uuid] : std::string();
+      auto where = block_address(block, ho);
+      if (where && block.contains("items") && block["items"].is_object())
+        for (auto& [key, desc] : block["items"].items()) info.by_key[key] = *where;
+      if (save) cache_block(store, block);
+    }
+  }
+
+  bool knows(const std::string& store) {
+    std::lock_guard lock(mutex);
+    return stores.count(store) > 0;
+  }
+
+  // Loads cached blocks of a store without any network traffic.
+  bool load_cache(const std::string& store) {
+    if (!options.use_cache) return false;
+    fs::path dir = fs::path(home) / "client" / "cache" / store;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return false;
+    Json blocks = Json::object();
+    for (auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.path().extension() != ".json") continue;
+      try {
+        std::ifstream in(entry.path());
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        Json block = json::parse(text);
+        if (block.is_object() && block.contains("uuid")) blocks[block["uuid"].get<std::string>()] = block;
+      } catch (const std::exception& e) {
+        logger("mktl.client")->debug("ignoring cache file {}: {}", entry.path().string(), e.what());
+      }
+    }
+    if (blocks.empty()) return false;
+    learn(store, blocks, {}, false);
+    return true;
+  }
+
+  // Where a key lives; finds its store first if needed.
+  Where locate(const std::string& full_key, Client& client) {
+    auto target = protocol::split_target(full_key);
+    if (!target) throw ValueError("expected 'store.key', got '" + full_key + "'");
+    std::string store = lower(target->store), key = lower(target->key);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      {
+        std::lock_guard lock(mutex);
+        auto it = stores.find(store);
+        if (it != stores.end()) {
+          auto k = it->second.by_key.find(key);
+          if (k != it->second.by_key.end()) return k->second;
+          if (attempt == 1) throw KeyError::python("store '" + store + "' has no key '" + key + "'");
+        }
+      }
+      if (attempt == 0 && !load_cache(store)) client.find_store(store);
+    }
+    throw KeyError::python("store '" + store + "' has no key '" + key + "'");
+  }
+};
+
+Subscription::Subscription(Subscription&& o) noexcept : token_(std::move(o.token_)) {}
+Subscription& Subscription::operator=(Subscription&& o) noexcept {
+  if (this != &o) {
+    cancel();
+    token_ = std::move(o.token_);
+  }
+  return *this;
+}
+Subscription::~Subscription() { cancel(); }
+
+void Subscription::cancel() {
+  auto token = std::move(token_);
+  if (!token) return;
+  auto impl = token->client.lock();
+  if (!impl) return;
+  std::shared_ptr<CallbackEntry> entry;
+  bool last = false;
+  std::string pub;
+  {
+    std::lock_guard lock(impl->mutex);
+    auto it = impl->callbacks.find(token->key);
+    if (it == impl->callbacks.end()) return;
+    auto& list = it->second;
+    for (auto e = list.begin(); e != list.end(); ++e)
+      if ((*e)->id == token->id) {
+        entry = *e;
+        list.erase(e);
+        break;
+      }
+    if (list.empty()) {
+      impl->callbacks.erase(it);
+      last = true;
+      pub = impl->sub_endpoint[token->key];
+      impl->sub_endpoint.erase(token->key);
+    }
+  }
+  if (entry) {
+    entry->active = false;
+    // Wait for a callback in progress, unless we are that callback.
+    if (std::this_thread::get_id() != impl->dispatcher_id) std::lock_guard wait(entry->running);
+  }
+  if (last && !pub.empty()) impl->engine->unsubscribe(pub, protocol::topic(token->key));
+}
+
+Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
+  impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
+  impl_->dispatcher = std::jthread([impl = impl_.get()] { impl->dispatch_loop(); });
+}
+
+Client::~Client() {
+  {
+    std::lock_guard lock(impl_->queue_mutex);
+    impl_->stopping = true;
+  }
+  impl_->queue_cv.notify_all();
+  impl_->dispatcher.join();
+  impl_->engine.reset();
+}
+
+const ClientOptions& Client::options() const noexcept { return impl_->options; }
+std::uint64_t Client::dropped_broadcasts() const { return impl_->dropped.load(); }
+
+std::vector<std::string> Client::connect(const std::string& rep_endpoint, const std::string& store_name) {
+  std::vector<std::string> stores;
+  if (!store_name.empty()) {
+    stores.push_back(lower(store_name));
+  } else {
+    Json hashes = impl_->request(rep_endpoint, protocol::MessageType::GET, "_hash", nullptr, {}).value("value", Json::object());
+    for (auto& [store, blocks] : hashes.items()) stores.push_back(store);
+  }
+  std::string host = host_of(rep_endpoint);
+  if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
+  for (auto& store : stores) {
+    Json reply = impl_->request(rep_endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, {});
+    Json blocks = reply.value("value", Json::object());
+    impl_->learn(store, blocks, host, true);
+  }
+  return stores;
+}
+
+void Client::find_store(const std::string& store_name) {
+  std::string store = lower(store_name);
+  auto log = logger("mktl.client");
+  // 1. The cache, revalidated by hash with each block's daemon.
+  if (impl_->load_cache(store)) {
+    Json blocks;
+    {
+      std::lock_guard lock(impl_->mutex);
+      blocks = impl_->stores[store].blocks;
+      impl_->stores.erase(store);
+    }
+    bool all_good = true;
+    for (auto& [uuid, block] : blocks.items()) {
+      auto where = block_address(block);
+      if (!where) {
+        all_good = false;
+        continue;
+      }
+      try {
+        Json hashes = impl_->request(where->rep, protocol::MessageType::GET, store + "._hash", nullptr, 2.0).value("value", Json::object());
+        Json current = hashes[store][uuid];
+        if (current == block["hash"]) {
+          impl_->learn(store, Json{{uuid, block}}, {}, false);
+        } else {
+          Json fresh = impl_->request(where->rep, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0).value("value", Json::object());
+          impl_->learn(store, fresh, {}, true);
+        }
+      } catch (const Error& e) {
+        log->debug("cached block {} of {} did not revalidate: {}", uuid, store, e.what());
+        all_good = false;
+      }
+    }
+    if (all_good && impl_->knows(store)) return;
+  }
+  // 2. Registries: listed in $MKTL_HOME/client/registries, or found by broadcast.
+  auto config = discovery::Config::from_env(impl_->home);
+  if (!impl_->options.broadcast_address.empty()) config.broadcast = impl_->options.broadcast_address;
+  if (impl_->options.registry_port > 0) config.registry_port = impl_->options.registry_port;
+  auto found = discovery::call(config, config.registry_port, impl_->options.discovery_timeout);
+  for (auto& registry : found) {
+    std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
+    try {
+      Json blocks = impl_->request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0).value("value", Json::object());
+      if (blocks.is_object() && !blocks.empty()) {
+        impl_->learn(store, blocks, {}, true);
+        return;
+      }
+    } catch (const Error& e) {
+      log->debug("registry {} does not know {}: {}", endpoint, store, e.what());
+    }
+  }
+  if (impl_->knows(store)) return;
+  throw KeyError::python("no daemon or registry knows the store '" + store + "'");
+}
+
+Json Client::blocks(const std::string& store_name) {
+  std::string store = lower(store_name);
+  if (!impl_->knows(store) && !impl_->load_cache(store)) find_store(store);
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stores[store].blocks;
+}
+
+Json Client::items(const std::string& store) {
+  Json out = Json::object();
+  for (auto& [uuid, block] : blocks(store).items())
+    if (block.contains("items") && block["items"].is_object())
+      for (auto& [key, desc] : block["items"].items()) out[key] = desc;
+  return out;
+}
+
+Json Client::description(const std::string& full_key) {
+  auto t = protocol::split_target(full_key);
+  if (!t) throw ValueError("expected 'store.key', got '" + full_key + "'");
+  Json all = items(t->store);
+  auto it = all.find(lower(t->key));
+  if (it == all.end()) throw KeyError::python("store '" + lower(t->store) + "' has no key '" + lower(t->key) + "'");
+  return *it;
+}
+
+ItemHandle Client::item(const std::string& full_key) { return ItemHandle(*this, full_key); }
+
+namespace {
+
+Reading reading_of(const Json& reply, std::optional<Bulk> bulk) {
+  Reading r;
+  r.time = 0;
+  if (!reply.is_object()) return r;
+  if (auto t = reply.find("time"); t != reply.end() && t->is_number()) r.time = t->get<double>();
+  if (bulk) {
+    std::vector<std::int64_t> shape;
+    if (auto s = reply.find("shape"); s != reply.end() && s->is_array())
+      for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
+    r.bulk = Bulk(std::move(shape), reply.value("dtype", std::string("uint8")), bulk->owner(), bulk->bytes().data(),
+                  bulk->size());
+  } else if (auto v = reply.find("value"); v != reply.end()) {
+    r.value = *v;
+  }
+  return r;
+}
+
+std::string lower_target(const std::string& full_key) {
+  auto dot = full_key.find('.');
+  if (dot == std::string::npos) return full_key;
+  return lower(full_key);
+}
+
+std::string set_payload(const Reading& value) {
+  std::string payload;
+  if (value.bulk) {
+    payload = protocol::bulk_payload(*value.bulk, value.time == 0 ? now() : value.time);
+  } else {
+    payload = "{\"value\":";
+    json::dump_to(payload, value.value);
+    payload += "}";
+  }
+  return payload;
+}
+
+}  // namespace
+
+Reading Client::get(const std::string& full_key, bool refresh, std::optional<double> timeout) {
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  Json payload = refresh ? Json{{"refresh", true}} : Json(nullptr);
+  std::optional<Bulk> bulk;
+  Json reply = impl_->request(where.rep, protocol::MessageType::GET, target, payload, timeout, {}, &bulk);
+  return reading_of(reply, std::move(bulk));
+}
+
+void Client::set(const std::string& full_key, Reading value, std::optional<double> timeout) {
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  auto pending = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk);
+  pending->wait(timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
+  Json reply = protocol::parse_payload(pending->payload);
+  if (reply.is_object())
+    if (auto err = reply.find("error"); err != reply.end() && err->is_object())
+      throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+}
+
+std::future<void> Client::set_async(const std::string& full_key, Reading value) {
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  auto promise = std::make_shared<std::promise<void>>();
+  auto future = promise->get_future();
+  auto holder = std::make_shared<std::shared_ptr<detail::Pending>>();
+  *holder = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk,
+                                [promise, holder] {
+                                  auto pending = std::move(*holder);
+                                  try {
+                                    if (pending->failure) {
+                                      if (pending->failure->first == "TimeoutError")
+                                        throw TimeoutError(pending->failure->second);
+                                      throw Error(pending->failure->first, pending->failure->second);
+                                    }
+                                    Json reply = protocol::parse_payload(pending->payload);
+                                    if (reply.is_object())
+                                      if (auto err = reply.find("error"); err != reply.end() && err->is_object())
+                                        throw Error(err->value("type", std::string("RuntimeError")),
+                                                    err->value("text", std::string()));
+                                    promise->set_value();
+                                  } catch (...) {
+                                    promise->set_exception(std::current_exception());
+                                  }
+                                });
+  return future;
+}
+
+void Client::set_nowait(const std::string& full_key, Reading value) {
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  impl_->engine->send(where.rep, protocol::MessageType::SET, target, protocol::NO_ACK | protocol::NO_REP,
+                      set_payload(value), value.bulk);
+}
+
+Json Client::request(const std::string& rep_endpoint, const std::string& type, const std::string& target,
+                     const Json& payload, std::optional<double> timeout) {
+  protocol::MessageType t;
+  if (type == "GET") t = protocol::MessageType::GET;
+  else if (type == "SET") t = protocol::MessageType::SET;
+  else throw ValueError("request type must be GET or SET, not '" + type + "'");
+  return impl_->request(rep_endpoint, t, target, payload, timeout);
+}
+
+Subscription Client::subscribe(const std::string& full_key, Callback callback) {
+  std::string key = lower_target(full_key);
+  auto where = impl_->locate(key, *this);
+  auto entry = std::make_shared<CallbackEntry>();
+  entry->callback = std::move(callback);
+  bool first;
+  {
+    std::lock_guard lock(impl_->mutex);
+    entry->id = impl_->next_sub++;
+    auto& list = impl_->callbacks[key];
+    first = list.empty();
+    list.push_back(entry);
+    impl_->sub_endpoint[key] = where.pub;
+  }
+  if (first) impl_->engine->subscribe(where.pub, protocol::topic(key));
+  auto token = std::make_shared<Subscription::Token>();
+  token->client = impl_;
+  token->key = key;
+  token->id = entry->id;
+  return Subscription(std::move(token));
+}
+
+std::string ItemHandle::get_formatted(bool refresh) const {
+  Reading r = get(refresh);
+  return format_value(description(), r.value);
+}
+
+void ItemHandle::set_formatted(const std::string& text, std::optional<double> timeout) const {
+  set(Reading(parse_formatted(description(), text)), timeout);
+}
+
+}  // namespace mktl

@@ -1,0 +1,366 @@
+#include "client/connection.hpp"
+
+#include "config/logger.hpp"
+
+#include <zmq.hpp>
+
+#include <cstdio>
+
+namespace mktl::detail {
+
+using Clock = std::chrono::steady_clock;
+
+void Pending::wait(double timeout, const std::string& what) {
+  std::unique_lock lock(mutex);
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+  if (!cv.wait_until(lock, deadline, [&] { return done; }))
+    throw TimeoutError(what + ": no response received in " + std::to_string(timeout) + " s");
+  if (failure) {
+    if (failure->first == "TimeoutError") throw TimeoutError(failure->second);
+    throw Error(failure->first, failure->second);
+  }
+}
+
+struct Engine::Command {
+  enum Kind { send, abandon, subscribe, unsubscribe } kind = send;
+  std::string endpoint;
+  std::string id;
+  std::string target;   // topic for (un)subscribe
+  std::vector<std::string> frames;
+  std::optional<Bulk> bulk;
+  std::shared_ptr<Pending> pending;
+  bool wants_ack = true;
+  bool wants_rep = true;
+};
+
+struct Engine::Dealer {
+  zmq::socket_t socket;
+  std::string endpoint;
+  struct Waiting {
+    std::shared_ptr<Pending> pending;
+    Clock::time_point ack_deadline;
+    bool wants_ack;
+    std::string target;
+  };
+  std::unordered_map<std::string, Waiting> waiting;
+};
+
+struct Engine::Sub {
+  zmq::socket_t socket;
+  std::unordered_map<std::string, int> topics;
+};
+
+namespace {
+
+void complete(Pending& p) {
+  std::function<void()> done;
+  {
+    std::lock_guard lock(p.mutex);
+    p.acked = true;
+    p.done = true;
+    done = std::move(p.on_done);
+  }
+  p.cv.notify_all();
+  if (done) done();
+}
+
+void fail(Pending& p, std::string type, std::string text) {
+  {
+    std::lock_guard lock(p.mutex);
+    p.failure.emplace(std::move(type), std::move(text));
+  }
+  complete(p);
+}
+
+}  // namespace
+
+Engine::Engine(double ack_timeout, BroadcastHandler& handler)
+    : ack_timeout_(ack_timeout), handler_(handler), thread_([this](std::stop_token st) { run(st); }) {}
+
+Engine::~Engine() {
+  thread_.request_stop();
+  wakeup_.notify();
+  thread_.join();
+}
+
+void Engine::post(std::unique_ptr<Command> cmd) {
+  bool was_empty;
+  {
+    std::lock_guard lock(mutex_);
+    was_empty = queue_.empty();
+    queue_.push_back(std::move(cmd));
+  }
+  if (was_empty) wakeup_.notify();
+}
+
+std::shared_ptr<Pending> Engine::send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
+                                      std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
+                                      std::function<void()> on_done) {
+  auto cmd = std::make_unique<Command>();
+  char id[16];
+  {
+    std::lock_guard lock(id_mutex_);
+    std::snprintf(id, sizeof id, "%08x", next_id_++);
+  }
+  cmd->endpoint = endpoint;
+  cmd->id = id;
+  cmd->target = target;
+  cmd->frames = protocol::encode(cmd->id, type, target, flags, payload);
+  cmd->bulk = std::move(bulk);
+  cmd->wants_ack = (flags & protocol::NO_ACK) == 0;
+  cmd->wants_rep = (flags & protocol::NO_REP) == 0;
+  auto pending = std::make_shared<Pending>();
+  pending->on_done = std::move(on_done);
+  cmd->pending = pending;
+  post(std::move(cmd));
+  return pending;
+}
+
+void Engine::abandon(const std::string& endpoint, const std::string& id) {
+  auto cmd = std::make_unique<Command>();
+  cmd->kind = Command::abandon;
+  cmd->endpoint = endpoint;
+  cmd->id = id;
+  post(std::move(cmd));
+}
+
+void Engine::subscribe(const std::string& pub_endpoint, const std::string& topic) {
+  auto cmd = std::make_unique<Command>();
+  cmd->kind = Command::subscribe;
+  cmd->endpoint = pub_endpoint;
+  cmd->target = topic;
+  post(std::move(cmd));
+}
+
+void Engine::unsubscribe(const std::string& pub_endpoint, const std::string& topic) {
+  auto cmd = std::make_unique<Command>();
+  cmd->kind = Command::unsubscribe;
+  cmd->endpoint = pub_endpoint;
+  cmd->target = topic;
+  post(std::move(cmd));
+}
+
+void Engine::execute(Command& cmd) {
+  auto log = logger("mktl.client");
+  switch (cmd.kind) {
+    case Command::send: {
+      auto& d = dealers_[cmd.endpoint];
+      try {
+        if (!d) {
+          d = std::make_unique<Dealer>();
+          d->endpoint = cmd.endpoint;
+          d->socket = zmq::socket_t(transport::context(), zmq::socket_type::dealer);
+          d->socket.set(zmq::sockopt::linger, 0);
+          d->socket.set(zmq::sockopt::sndhwm, 100000);
+          d->socket.set(zmq::sockopt::rcvhwm, 100000);
+          d->socket.connect(cmd.endpoint);
+        }
+        std::size_t n = cmd.frames.size();
+        bool more_bulk = cmd.bulk.has_value();
+        for (std::size_t i = 0; i < n; ++i)
+          d->socket.send(zmq::buffer(cmd.frames[i]),
+                         (i + 1 < n || more_bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        if (more_bulk) d->socket.send(transport::share_bulk(*cmd.bulk), zmq::send_flags::none);
+      } catch (const zmq::error_t& e) {
+        if (d && !d->socket) dealers_.erase(cmd.endpoint);
+        fail(*cmd.pending, "RuntimeError", "cannot send to " + cmd.endpoint + ": " + e.what());
+        return;
+      }
+      if (!cmd.wants_rep) {
+        complete(*cmd.pending);  // fire and forget
+        return;
+      }
+      auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+      d->waiting[cmd.id] = {cmd.pending, deadline, cmd.wants_ack, cmd.target};
+      return;
+    }
+    case Command::abandon: {
+      auto it = dealers_.find(cmd.endpoint);
+      if (it != dealers_.end()) it->second->waiting.erase(cmd.id);
+      return;
+    }
+    case Command::subscribe: {
+      auto& s = subs_[cmd.endpoint];
+      if (!s) {
+        s = std::make_unique<Sub>();
+        s->socket = zmq::socket_t(transport::context(), zmq::socket_type::sub);
+        s->socket.set(zmq::sockopt::linger, 0);
+        s->socket.set(zmq::sockopt::rcvhwm, 100000);
+        try {
+          s->socket.connect(cmd.endpoint);
+        } catch (const zmq::error_t& e) {
+          log->error("cannot connect to {}: {}", cmd.endpoint, e.what());
+          subs_.erase(cmd.endpoint);
+          return;
+        }
+      }
+      if (s->topics[cmd.target]++ == 0) s->socket.set(zmq::sockopt::subscribe, cmd.target);
+      return;
+    }
+    case Command::unsubscribe: {
+      auto it = subs_.find(cmd.endpoint);
+      if (it == subs_.end()) return;
+      auto t = it->second->topics.find(cmd.target);
+      if (t == it->second->topics.end()) return;
+      if (--t->second == 0) {
+        it->second->socket.set(zmq::sockopt::unsubscribe, cmd.target);
+        it->second->topics.erase(t);
+      }
+      return;
+    }
+  }
+}
+
+void Engine::on_dealer(Dealer& d) {
+  for (int burst = 0; burst < 1024; ++burst) {
+    std::vector<zmq::message_t> frames;
+    try {
+      zmq::message_t part;
+      if (!d.socket.recv(part, zmq::recv_flags::dontwait)) return;
+      bool more = part.more();
+      frames.push_back(std::move(part));
+      while (more) {
+        zmq::message_t next;
+        (void)d.socket.recv(next, zmq::recv_flags::none);
+        more = next.more();
+        if (frames.size() < 16) frames.push_back(std::move(next));
+      }
+    } catch (const zmq::error_t& e) {
+      logger("mktl.client")->warn("receive from {} failed: {}", d.endpoint, e.what());
+      return;
+    }
+    std::vector<std::string_view> parts;
+    for (auto& f : frames) parts.push_back(transport::view(f));
+    auto decoded = protocol::decode(parts);
+    if (!decoded.message) {
+      logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint,
+                                  decoded.error ? decoded.error->text : "?");
+      continue;
+    }
+    auto& msg = *decoded.message;
+    auto it = d.waiting.find(msg.id);
+    if (it == d.waiting.end()) continue;  // late answer to an abandoned request
+    if (msg.type == protocol::MessageType::ACK) {
+      std::lock_guard lock(it->second.pending->mutex);
+      it->second.pending->acked = true;
+      it->second.wants_ack = false;
+      continue;
+    }
+    if (msg.type != protocol::MessageType::REP) continue;
+    // A REP before its ACK counts as both.
+    auto pending = std::move(it->second.pending);
+    d.waiting.erase(it);
+    {
+      std::lock_guard lock(pending->mutex);
+      pending->payload = std::move(msg.payload);
+      if (msg.has_bulk) pending->bulk = transport::adopt_bulk(std::move(frames.back()));
+    }
+    complete(*pending);
+  }
+}
+
+void Engine::on_sub(Sub& s) {
+  for (int burst = 0; burst < 4096; ++burst) {
+    std::vector<zmq::message_t> frames;
+    try {
+      zmq::message_t part;
+      if (!s.socket.recv(part, zmq::recv_flags::dontwait)) return;
+      bool more = part.more();
+      frames.push_back(std::move(part));
+      while (more) {
+        zmq::message_t next;
+        (void)s.socket.recv(next, zmq::recv_flags::none);
+        more = next.more();
+        if (frames.size() < 8) frames.push_back(std::move(next));
+      }
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    std::vector<std::string_view> parts;
+    for (auto& f : frames) parts.push_back(transport::view(f));
+    std::string error;
+    auto b = protocol::decode_broadcast(parts, &error);
+    if (!b) {
+      logger("mktl.client")->debug("dropped a malformed broadcast: {}", error);
+      continue;
+    }
+    std::optional<Bulk> bulk;
+    if (b->has_bulk) bulk = transport::adopt_bulk(std::move(frames.back()));
+    handler_.on_broadcast(std::move(b->key), std::move(b->payload), std::move(bulk));
+  }
+}
+
+void Engine::expire_acks() {
+  auto now = Clock::now();
+  for (auto& [endpoint, d] : dealers_) {
+    for (auto it = d->waiting.begin(); it != d->waiting.end();) {
+      if (it->second.wants_ack && now >= it->second.ack_deadline) {
+        char text[64];
+        std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
+        fail(*it->second.pending, "TimeoutError",
+             it->second.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+        it = d->waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void Engine::run(std::stop_token stop) {
+  std::vector<zmq::pollitem_t> items;
+  std::vector<Dealer*> dealer_of;
+  std::vector<Sub*> sub_of;
+  std::vector<std::unique_ptr<Command>> batch;
+  while (!stop.stop_requested()) {
+    items.clear();
+    dealer_of.clear();
+    sub_of.clear();
+    items.push_back({nullptr, wakeup_.fd(), ZMQ_POLLIN, 0});
+    dealer_of.push_back(nullptr);
+    sub_of.push_back(nullptr);
+    Clock::time_point next_deadline = Clock::time_point::max();
+    for (auto& [ep, d] : dealers_) {
+      items.push_back({d->socket.handle(), 0, ZMQ_POLLIN, 0});
+      dealer_of.push_back(d.get());
+      sub_of.push_back(nullptr);
+      for (auto& [id, w] : d->waiting)
+        if (w.wants_ack && w.ack_deadline < next_deadline) next_deadline = w.ack_deadline;
+    }
+    for (auto& [ep, s] : subs_) {
+      items.push_back({s->socket.handle(), 0, ZMQ_POLLIN, 0});
+      dealer_of.push_back(nullptr);
+      sub_of.push_back(s.get());
+    }
+    long timeout_ms = -1;
+    if (next_deadline != Clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now()).count() + 1;
+      timeout_ms = left < 0 ? 0 : left;
+    }
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      logger("mktl.client")->error("poll failed: {}", e.what());
+      return;
+    }
+    if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
+    {
+      std::lock_guard lock(mutex_);
+      batch.swap(queue_);
+    }
+    for (auto& cmd : batch) execute(*cmd);
+    batch.clear();
+    for (std::size_t i = 1; i < items.size(); ++i) {
+      if (!(items[i].revents & ZMQ_POLLIN)) continue;
+      if (dealer_of[i]) on_dealer(*dealer_of[i]);
+      if (sub_of[i]) on_sub(*sub_of[i]);
+    }
+    expire_acks();
+  }
+  // Fail whatever is still waiting, so no caller blocks on a dead engine.
+  for (auto& [ep, d] : dealers_)
+    for (auto& [id, w] : d->waiting) fail(*w.pending, "RuntimeError", "client closed");
+}
+
+}  // namespace mktl::detail

@@ -1,0 +1,86 @@
+// The client's I/O engine (internal): one thread owns every DEALER and SUB
+// socket of a Client; user threads hand it requests through a queue and wait
+// on a Pending. Broadcasts go to a dispatcher thread that runs callbacks.
+#pragma once
+
+#include "protocol/codec.hpp"
+#include "transport/zmq_util.hpp"
+
+#include <mktl/bulk.hpp>
+#include <mktl/error.hpp>
+#include <mktl/json.hpp>
+#include <mktl/reading.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace mktl::detail {
+
+// One request in flight, shared by the caller and the I/O thread.
+struct Pending {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool acked = false;
+  bool done = false;
+  std::string payload;
+  std::optional<Bulk> bulk;
+  std::optional<std::pair<std::string, std::string>> failure;  // type, text (local failures)
+  std::function<void()> on_done;                              // for futures; runs on the I/O thread
+
+  // Waits for the REP; throws TimeoutError after `timeout` seconds.
+  void wait(double timeout, const std::string& what);
+};
+
+struct BroadcastHandler {
+  virtual ~BroadcastHandler() = default;
+  virtual void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) = 0;
+};
+
+class Engine {
+ public:
+  Engine(double ack_timeout, BroadcastHandler& handler);
+  ~Engine();
+
+  // Sends a request; the Pending completes with the REP (or a failure).
+  std::shared_ptr<Pending> send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
+                                std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
+                                std::function<void()> on_done = {});
+  // Forgets a request its caller gave up on.
+  void abandon(const std::string& endpoint, const std::string& id);
+  // SUB side: refcounted topic subscriptions per publisher endpoint.
+  void subscribe(const std::string& pub_endpoint, const std::string& topic);
+  void unsubscribe(const std::string& pub_endpoint, const std::string& topic);
+
+ private:
+  struct Command;
+  struct Dealer;
+  struct Sub;
+  void run(std::stop_token stop);
+  void execute(Command& cmd);
+  void on_dealer(Dealer& d);
+  void on_sub(Sub& s);
+  void expire_acks();
+  void post(std::unique_ptr<Command> cmd);
+
+  double ack_timeout_;
+  BroadcastHandler& handler_;
+  transport::Wakeup wakeup_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Command>> queue_;
+  std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
+  std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
+  std::uint32_t next_id_ = 0;
+  std::mutex id_mutex_;
+  std::jthread thread_;
+};
+
+}  // namespace mktl::detail

@@ -1,0 +1,336 @@
+#include "discovery/avahi.hpp"
+
+#include "discovery/logger.hpp"
+
+#include <mktl/error.hpp>
+
+#include <avahi-client/client.h>
+#include <avahi-client/lookup.h>
+#include <avahi-client/publish.h>
+#include <avahi-common/alternative.h>
+#include <avahi-common/error.h>
+#include <avahi-common/malloc.h>
+#include <avahi-common/strlst.h>
+#include <avahi-common/thread-watch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+namespace mktl::discovery {
+
+namespace {
+
+struct PollDeleter {
+  void operator()(AvahiThreadedPoll* poll) const noexcept { avahi_threaded_poll_free(poll); }
+};
+struct ClientDeleter {
+  void operator()(AvahiClient* client) const noexcept { avahi_client_free(client); }
+};
+struct StringListDeleter {
+  void operator()(AvahiStringList* list) const noexcept { avahi_string_list_free(list); }
+};
+using PollPtr = std::unique_ptr<AvahiThreadedPoll, PollDeleter>;
+using ClientPtr = std::unique_ptr<AvahiClient, ClientDeleter>;
+
+PollPtr make_poll() {
+  PollPtr poll(avahi_threaded_poll_new());
+  if (!poll) throw RuntimeError("Avahi: cannot create a threaded poll");
+  return poll;
+}
+
+std::string no_daemon_text(int error) {
+  return std::string("Avahi: cannot reach avahi-daemon (") + avahi_strerror(error) +
+         "); is avahi-daemon running on the system D-Bus?";
+}
+
+// Avahi wants a malloc'ed name it can replace on collisions.
+struct AvahiString {
+  char* text = nullptr;
+  explicit AvahiString(const std::string& value) : text(avahi_strdup(value.c_str())) {}
+  ~AvahiString() { avahi_free(text); }
+  AvahiString(const AvahiString&) = delete;
+  AvahiString& operator=(const AvahiString&) = delete;
+  void replace_with_alternative() {
+    char* next = avahi_alternative_service_name(text);
+    avahi_free(text);
+    text = next;
+  }
+};
+
+}  // namespace
+
+// ---- publisher -----------------------------------------------------------------
+
+struct AvahiPublisher::Impl {
+  // Owned by the Avahi thread once the poll runs; touched elsewhere only under
+  // avahi_threaded_poll_lock.
+  PollPtr poll;
+  ClientPtr client;
+  AvahiEntryGroup* group = nullptr;   // freed with the client
+  AvahiString name;
+  std::unique_ptr<AvahiStringList, StringListDeleter> txt;
+  int rep_port = 0;
+
+  // State shared with waiters.
+  mutable std::mutex mutex;
+  std::condition_variable changed;
+  bool established = false;
+  std::string failure;
+
+  explicit Impl(const std::string& service_name) : name(service_name) {}
+
+  void fail(std::string text) {
+    log().error("{}", text);
+    std::lock_guard lock(mutex);
+    failure = std::move(text);
+    changed.notify_all();
+  }
+
+  void set_established(bool value) {
+    std::lock_guard lock(mutex);
+    established = value;
+    changed.notify_all();
+  }
+
+  void create_service(AvahiClient* c) {
+    if (!group) {
+      group = avahi_entry_group_new(c, &Impl::on_group, this);
+      if (!group) return fail(std::string("Avahi: cannot create an entry group: ") + avahi_strerror(avahi_client_errno(c)));
+    }
+    if (!avahi_entry_group_is_empty(group)) return;
+    for (;;) {
+      int error = avahi_entry_group_add_service_strlst(group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, AvahiPublishFlags(0),
+                                                       name.text, kServiceType, nullptr, nullptr,
+                                                       static_cast<std::uint16_t>(rep_port), txt.get());
+      if (error == AVAHI_ERR_COLLISION) {
+        name.replace_with_alternative();
+        continue;
+      }
+      if (error < 0) return fail(std::string("Avahi: cannot add the service: ") + avahi_strerror(error));
+      break;
+    }
+    if (int error = avahi_entry_group_commit(group); error < 0)
+      return fail(std::string("Avahi: cannot commit the service: ") + avahi_strerror(error));
+  }
+
+  static void on_group(AvahiEntryGroup* g, AvahiEntryGroupState state, void* userdata) {
+    auto* self = static_cast<Impl*>(userdata);
+    switch (state) {
+      case AVAHI_ENTRY_GROUP_ESTABLISHED:
+        log().info("Avahi: published '{}' ({}) on port {}", self->name.text, kServiceType, self->rep_port);
+        self->set_established(true);
+        break;
+      case AVAHI_ENTRY_GROUP_COLLISION: {
+        // Someone else has our name: take the next alternative and retry.
+        self->name.replace_with_alternative();
+        log().warn("Avahi: service name collision, renaming to '{}'", self->name.text);
+        self->set_established(false);
+        avahi_entry_group_reset(g);
+        self->create_service(avahi_entry_group_get_client(g));
+        break;
+      }
+      case AVAHI_ENTRY_GROUP_FAILURE:
+        self->fail(std::string("Avahi: entry group failure: ") +
+                   avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
+        break;
+      case AVAHI_ENTRY_GROUP_UNCOMMITED:
+      case AVAHI_ENTRY_GROUP_REGISTERING:
+        break;
+    }
+  }
+
+  static void on_client(AvahiClient* c, AvahiClientState state, void* userdata) {
+    auto* self = static_cast<Impl*>(userdata);
+    switch (state) {
+      case AVAHI_CLIENT_S_RUNNING:
+        self->create_service(c);
+        break;
+      case AVAHI_CLIENT_S_COLLISION:
+      case AVAHI_CLIENT_S_REGISTERING:
+        // The host name changed: withdraw and re-register once running again.
+        if (self->group) avahi_entry_group_reset(self->group);
+        self->set_established(false);
+        break;
+      case AVAHI_CLIENT_FAILURE:
+        self->fail(no_daemon_text(avahi_client_errno(c)));
+        break;
+      case AVAHI_CLIENT_CONNECTING:
+        break;
+    }
+  }
+};
+
+AvahiPublisher::AvahiPublisher(const std::string& store, const std::string& alias, const std::string& uuid,
+                               int rep_port, int pub_port)
+    : impl_(std::make_unique<Impl>(store + " " + alias)) {
+  auto& impl = *impl_;
+  impl.rep_port = rep_port;
+  AvahiStringList* txt = nullptr;
+  txt = avahi_string_list_add_pair(txt, "store", store.c_str());
+  txt = avahi_string_list_add_pair(txt, "alias", alias.c_str());
+  txt = avahi_string_list_add_pair(txt, "uuid", uuid.c_str());
+  txt = avahi_string_list_add_pair(txt, "pub", std::to_string(pub_port).c_str());
+  impl.txt.reset(txt);
+
+  impl.poll = make_poll();
+  int error = 0;
+  impl.client.reset(avahi_client_new(avahi_threaded_poll_get(impl.poll.get()), AvahiClientFlags(0), &Impl::on_client,
+                                     &impl, &error));
+  if (!impl.client) throw RuntimeError(no_daemon_text(error));
+  {
+    std::lock_guard lock(impl.mutex);
+    if (!impl.failure.empty()) throw RuntimeError(impl.failure);
+  }
+  if (avahi_threaded_poll_start(impl.poll.get()) < 0) throw RuntimeError("Avahi: cannot start the poll thread");
+}
+
+AvahiPublisher::~AvahiPublisher() {
+  // Stop the thread first so that no callback runs while we free.
+  avahi_threaded_poll_stop(impl_->poll.get());
+  impl_->client.reset();
+}
+
+bool AvahiPublisher::wait_established(double timeout_s) {
+  std::unique_lock lock(impl_->mutex);
+  impl_->changed.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                          [&] { return impl_->established || !impl_->failure.empty(); });
+  if (!impl_->failure.empty()) throw RuntimeError(impl_->failure);
+  return impl_->established;
+}
+
+std::string AvahiPublisher::name() const {
+  avahi_threaded_poll_lock(impl_->poll.get());
+  std::string out = impl_->name.text ? impl_->name.text : "";
+  avahi_threaded_poll_unlock(impl_->poll.get());
+  return out;
+}
+
+// ---- browsing --------------------------------------------------------------------
+
+namespace {
+
+struct Browse {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<AvahiFound> found;
+  int pending = 0;          // resolvers not yet answered
+  bool all_for_now = false;
+  bool failed = false;
+
+  bool done() const { return failed || (all_for_now && pending == 0); }
+
+  void finish_one() {
+    std::lock_guard lock(mutex);
+    --pending;
+    changed.notify_all();
+  }
+
+  static void on_resolved(AvahiServiceResolver* r, AvahiIfIndex, AvahiProtocol, AvahiResolverEvent event,
+                          const char* name, const char*, const char*, const char* host_name, const AvahiAddress* a,
+                          uint16_t port, AvahiStringList* txt, AvahiLookupResultFlags, void* userdata) {
+    auto* self = static_cast<Browse*>(userdata);
+    if (event == AVAHI_RESOLVER_FOUND) {
+      AvahiFound entry;
+      entry.name = name ? name : "";
+      entry.host = host_name ? host_name : "";
+      char address[AVAHI_ADDRESS_STR_MAX] = {};
+      if (a) avahi_address_snprint(address, sizeof address, a);
+      entry.address = address;
+      entry.port = port;
+      for (AvahiStringList* item = txt; item; item = avahi_string_list_get_next(item)) {
+        char* key = nullptr;
+        char* value = nullptr;
+        if (avahi_string_list_get_pair(item, &key, &value, nullptr) == 0) {
+          entry.txt[key] = value ? value : "";
+          avahi_free(key);
+          avahi_free(value);
+        }
+      }
+      std::lock_guard lock(self->mutex);
+      auto same = [&](const AvahiFound& f) {
+        return f.name == entry.name && f.address == entry.address && f.port == entry.port;
+      };
+      if (std::none_of(self->found.begin(), self->found.end(), same)) self->found.push_back(std::move(entry));
+    } else {
+      log().debug("Avahi: cannot resolve '{}': {}", name ? name : "",
+                  avahi_strerror(avahi_client_errno(avahi_service_resolver_get_client(r))));
+    }
+    avahi_service_resolver_free(r);
+    self->finish_one();
+  }
+
+  static void on_browse(AvahiServiceBrowser* b, AvahiIfIndex interface, AvahiProtocol protocol,
+                        AvahiBrowserEvent event, const char* name, const char* type, const char* domain,
+                        AvahiLookupResultFlags, void* userdata) {
+    auto* self = static_cast<Browse*>(userdata);
+    switch (event) {
+      case AVAHI_BROWSER_NEW: {
+        AvahiClient* client = avahi_service_browser_get_client(b);
+        {
+          std::lock_guard lock(self->mutex);
+          ++self->pending;
+        }
+        if (!avahi_service_resolver_new(client, interface, protocol, name, type, domain, AVAHI_PROTO_UNSPEC,
+                                        AvahiLookupFlags(0), &Browse::on_resolved, self)) {
+          log().debug("Avahi: cannot start resolving '{}': {}", name, avahi_strerror(avahi_client_errno(client)));
+          self->finish_one();
+        }
+        break;
+      }
+      case AVAHI_BROWSER_ALL_FOR_NOW: {
+        std::lock_guard lock(self->mutex);
+        self->all_for_now = true;
+        self->changed.notify_all();
+        break;
+      }
+      case AVAHI_BROWSER_FAILURE: {
+        log().warn("Avahi: browsing failed: {}", avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
+        std::lock_guard lock(self->mutex);
+        self->failed = true;
+        self->changed.notify_all();
+        break;
+      }
+      case AVAHI_BROWSER_REMOVE:
+      case AVAHI_BROWSER_CACHE_EXHAUSTED:
+        break;
+    }
+  }
+};
+
+void ignore_client_state(AvahiClient*, AvahiClientState, void*) {}
+
+}  // namespace
+
+std::vector<AvahiFound> avahi_browse(double timeout_s) {
+  Browse browse;
+  PollPtr poll = make_poll();
+  int error = 0;
+  ClientPtr client(avahi_client_new(avahi_threaded_poll_get(poll.get()), AvahiClientFlags(0), &ignore_client_state,
+                                    nullptr, &error));
+  if (!client) {
+    log().warn("{}", no_daemon_text(error));
+    return {};
+  }
+  // The browser is freed with the client.
+  if (!avahi_service_browser_new(client.get(), AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, kServiceType, nullptr,
+                                 AvahiLookupFlags(0), &Browse::on_browse, &browse)) {
+    log().warn("Avahi: cannot browse {}: {}", kServiceType, avahi_strerror(avahi_client_errno(client.get())));
+    return {};
+  }
+  if (avahi_threaded_poll_start(poll.get()) < 0) {
+    log().warn("Avahi: cannot start the poll thread");
+    return {};
+  }
+  {
+    std::unique_lock lock(browse.mutex);
+    browse.changed.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return browse.done(); });
+  }
+  avahi_threaded_poll_stop(poll.get());
+  client.reset();
+  std::lock_guard lock(browse.mutex);
+  return std::move(browse.found);
+}
+
+}  // namespace mktl::discovery

@@ -1,0 +1,357 @@
+#include "persist/store.hpp"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "config/logger.hpp"
+#include "mktl/error.hpp"
+
+namespace mktl::persist {
+namespace {
+
+// Looked up once: mktl::logger takes a lock.
+spdlog::logger& persist_log() {
+  static const std::shared_ptr<spdlog::logger> logger = mktl::logger("mktl.persist");
+  return *logger;
+}
+
+struct DbClose {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalize {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using Db = std::unique_ptr<sqlite3, DbClose>;
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
+
+// Told to whoever finds the file unusable; the store never starts empty on its
+// own, since that would silently forget every persisted value.
+std::string way_out(const std::string& path) {
+  return "; move it aside (with any " + path + "-wal and " + path +
+         "-shm) to start without persisted values";
+}
+
+std::string errmsg(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
+
+Stmt prepare(sqlite3* db, const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return nullptr;
+  }
+  return Stmt(stmt);
+}
+
+// Runs a statement that returns at most one row and gives its first column as
+// text ("" if no row). Returns false on error.
+bool query_text(sqlite3* db, const char* sql, std::string& out) {
+  Stmt stmt = prepare(db, sql);
+  if (!stmt) return false;
+  int rc = sqlite3_step(stmt.get());
+  out.clear();
+  if (rc == SQLITE_ROW) {
+    if (auto text = sqlite3_column_text(stmt.get(), 0)) out = reinterpret_cast<const char*>(text);
+    rc = sqlite3_step(stmt.get());
+    while (rc == SQLITE_ROW) rc = sqlite3_step(stmt.get());
+  }
+  return rc == SQLITE_DONE;
+}
+
+bool exec(sqlite3* db, const char* sql) { return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK; }
+
+// Values queued together and committed in one transaction. Every save() caller
+// whose value went into it waits on `done`.
+struct Batch {
+  std::map<std::pair<std::string, std::string>, Saved> values;  // (uuid, key): last wins
+  bool done = false;
+  std::string error;  // empty on success
+};
+
+}  // namespace
+
+class Store::Impl {
+ public:
+  Impl(std::string path, Db db) : path_(std::move(path)), db_(std::move(db)) {
+    upsert_ = prepare(db_.get(),
+                      "INSERT INTO saved(uuid, key, payload, bulk) VALUES(?1, ?2, ?3, ?4) "
+                      "ON CONFLICT(uuid, key) DO UPDATE SET payload = excluded.payload, bulk = excluded.bulk");
+    select_ = prepare(db_.get(), "SELECT key, payload, bulk FROM saved WHERE uuid = ?1");
+    if (!upsert_ || !select_)
+      throw RuntimeError("persistence database " + path_ + ": cannot prepare statements: " + errmsg(db_.get()) +
+                         way_out(path_));
+    writer_ = std::jthread([this] { run_writer(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    work_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  // Caller holds mu_.
+  std::shared_ptr<Batch> enqueue(const std::string& uuid, const std::string& key, std::string payload,
+                                 std::optional<std::string> bulk) {
+    if (stopping_) throw RuntimeError("persistence database " + path_ + " is closing; value of " + key + " not saved");
+    auto batch = pending_;
+    batch->values.insert_or_assign(std::make_pair(uuid, key), Saved{std::move(payload), std::move(bulk)});
+    work_.notify_one();
+    return batch;
+  }
+
+  void wait(const std::shared_ptr<Batch>& batch, std::unique_lock<std::mutex>& lock) {
+    done_.wait(lock, [&] { return batch->done; });
+    if (!batch->error.empty()) throw RuntimeError(batch->error);
+  }
+
+  void save(const std::string& uuid, const std::string& key, std::string payload, std::optional<std::string> bulk) {
+    std::unique_lock lock(mu_);
+    auto batch = enqueue(uuid, key, std::move(payload), std::move(bulk));
+    wait(batch, lock);
+  }
+
+  void save_async(const std::string& uuid, const std::string& key, std::string payload,
+                  std::optional<std::string> bulk) {
+    std::unique_lock lock(mu_);
+    enqueue(uuid, key, std::move(payload), std::move(bulk));
+  }
+
+  void flush() {
+    std::unique_lock lock(mu_);
+    // Batches commit in order, so the newest one covers everything before it.
+    auto batch = !pending_->values.empty() ? pending_ : inflight_;
+    if (batch) wait(batch, lock);
+  }
+
+  std::map<std::string, Saved> load(const std::string& uuid) {
+    std::lock_guard lock(db_mu_);
+    sqlite3_stmt* stmt = select_.get();
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    std::map<std::string, Saved> out;
+    int rc = sqlite3_bind_text64(stmt, 1, uuid.data(), uuid.size(), SQLITE_STATIC, SQLITE_UTF8);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+      rc = sqlite3_step(stmt);
+      if (rc != SQLITE_ROW) break;
+      auto column = [&](int i) {
+        auto data = static_cast<const char*>(sqlite3_column_blob(stmt, i));
+        auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt, i));
+        return data ? std::string(data, size) : std::string();
+      };
+      Saved saved{column(1), std::nullopt};
+      if (sqlite3_column_type(stmt, 2) != SQLITE_NULL) saved.bulk = column(2);
+      out.insert_or_assign(column(0), std::move(saved));
+    }
+    if (rc != SQLITE_DONE) {
+      std::string message = "persistence database " + path_ + ": cannot read saved values of " + uuid + ": " +
+                            errmsg(db_.get());
+      sqlite3_reset(stmt);
+      persist_log().error("{}", message);
+      throw RuntimeError(message + way_out(path_));
+    }
+    sqlite3_reset(stmt);
+    return out;
+  }
+
+  const std::string& path() const { return path_; }
+  std::uint64_t commit_count() const { return commits_.load(); }
+
+ private:
+  void run_writer() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      work_.wait(lock, [&] { return stopping_ || !pending_->values.empty(); });
+      if (pending_->values.empty()) return;  // stopping, and everything is committed
+      auto batch = std::exchange(pending_, std::make_shared<Batch>());
+      inflight_ = batch;
+      lock.unlock();
+      // Whatever queues up while this commits becomes the next batch: that is
+      // the group commit.
+      std::string error = commit(*batch);
+      lock.lock();
+      batch->error = std::move(error);
+      batch->done = true;
+      if (inflight_ == batch) inflight_.reset();
+      done_.notify_all();
+    }
+  }
+
+  // Returns "" on success, else the error text (already logged).
+  std::string commit(const Batch& batch) noexcept {
+    std::lock_guard lock(db_mu_);
+    sqlite3* db = db_.get();
+    std::string failed;
+    try {
+      if (!exec(db, "BEGIN IMMEDIATE")) {
+        failed = "begin";
+      } else {
+        sqlite3_stmt* stmt = upsert_.get();
+        for (const auto& [id, saved] : batch.values) {
+          sqlite3_reset(stmt);
+          sqlite3_clear_bindings(stmt);
+          int rc = sqlite3_bind_text64(stmt, 1, id.first.data(), id.first.size(), SQLITE_STATIC, SQLITE_UTF8);
+          if (rc == SQLITE_OK)
+            rc = sqlite3_bind_text64(stmt, 2, id.second.data(), id.second.size(), SQLITE_STATIC, SQLITE_UTF8);
+          if (rc == SQLITE_OK)
+            rc = sqlite3_bind_text64(stmt, 3, saved.payload.data(), saved.payload.size(), SQLITE_STATIC,
+                                     SQLITE_UTF8);
+          if (rc == SQLITE_OK) {
+            if (!saved.bulk)
+              rc = sqlite3_bind_null(stmt, 4);
+            else if (saved.bulk->empty())
+              rc = sqlite3_bind_zeroblob(stmt, 4, 0);  // an empty bulk frame, not an absent one
+            else
+              rc = sqlite3_bind_blob64(stmt, 4, saved.bulk->data(), saved.bulk->size(), SQLITE_STATIC);
+          }
+          if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+          sqlite3_reset(stmt);
+          if (rc != SQLITE_DONE) {
+            failed = "write of " + id.second;
+            break;
+          }
+        }
+        if (failed.empty() && !exec(db, "COMMIT")) failed = "commit";
+      }
+    } catch (const std::exception& e) {
+      failed = std::string("write (") + e.what() + ")";
+    }
+    if (failed.empty()) {
+      commits_.fetch_add(1);
+      return {};
+    }
+    std::string message = "persistence database " + path_ + ": " + failed + " failed: " + errmsg(db) + "; " +
+                          std::to_string(batch.values.size()) + " value(s) not saved";
+    if (!sqlite3_get_autocommit(db)) exec(db, "ROLLBACK");
+    persist_log().error("{}", message);
+    return message;
+  }
+
+  const std::string path_;
+  Db db_;
+  std::mutex db_mu_;  // the connection: writer thread and load()
+  Stmt upsert_;
+  Stmt select_;
+
+  std::mutex mu_;  // the queue below
+  std::condition_variable work_;
+  std::condition_variable done_;
+  std::shared_ptr<Batch> pending_ = std::make_shared<Batch>();
+  std::shared_ptr<Batch> inflight_;
+  bool stopping_ = false;
+  std::atomic<std::uint64_t> commits_{0};
+
+  std::jthread writer_;  // last: starts after everything it uses exists
+};
+
+namespace {
+
+// Checks the file and brings it to the current schema. Throws RuntimeError
+// naming the file and the way out.
+void prepare_database(sqlite3* db, const std::string& path) {
+  auto fail = [&](const std::string& what) -> void {
+    std::string message = "persistence database " + path + " is not usable: " + what;
+    persist_log().error("{}", message);
+    throw RuntimeError(message + way_out(path));
+  };
+  // Waiting a little beats failing when another process holds the file briefly.
+  sqlite3_busy_timeout(db, 5000);
+
+  // The first read of the file: a file that is not a database fails here.
+  std::string text;
+  if (!query_text(db, "PRAGMA user_version", text)) fail(errmsg(db));
+  int version = std::atoi(text.c_str());
+  if (version > Store::schema_version)
+    fail("it has schema version " + std::to_string(version) + ", newer than the " +
+         std::to_string(Store::schema_version) + " this mktl understands");
+
+  // Corruption found now is an error at start-up, not a lost SET later.
+  if (!query_text(db, "PRAGMA quick_check", text)) fail(errmsg(db));
+  if (text != "ok") {
+    // The report lists every damaged cell; its start is enough to recognise it.
+    for (char& c : text)
+      if (c == '\n') c = ';';
+    if (text.size() > 300) text = text.substr(0, 300) + "...";
+    fail("integrity check failed: " + text);
+  }
+
+  // WAL: a commit appends to the log, readers do not block the writer.
+  // synchronous=FULL fsyncs the log at every commit, so an answered SET
+  // survives power loss as well as kill -9; group commit keeps that cheap.
+  if (!query_text(db, "PRAGMA journal_mode=WAL", text)) fail(errmsg(db));
+  if (text != "wal") fail("cannot switch to WAL journal mode (got '" + text + "')");
+  if (!exec(db, "PRAGMA synchronous=FULL")) fail(errmsg(db));
+
+  if (version < Store::schema_version) {
+    bool ok = exec(db, "BEGIN IMMEDIATE") &&
+              exec(db,
+                   "CREATE TABLE IF NOT EXISTS saved("
+                   "uuid TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL, bulk BLOB, "
+                   "PRIMARY KEY(uuid, key)) WITHOUT ROWID") &&
+              exec(db, ("PRAGMA user_version=" + std::to_string(Store::schema_version)).c_str()) &&
+              exec(db, "COMMIT");
+    if (!ok) {
+      std::string message = errmsg(db);
+      if (!sqlite3_get_autocommit(db)) exec(db, "ROLLBACK");
+      fail("cannot create the schema: " + message);
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::string& path) {
+  std::filesystem::path file(path);
+  if (file.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(file.parent_path(), ec);
+    if (ec)
+      throw RuntimeError("persistence database " + path + ": cannot create directory " +
+                         file.parent_path().string() + ": " + ec.message());
+  }
+  sqlite3* raw = nullptr;
+  // NOMUTEX: the Impl serializes use of the connection itself.
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  Db db(raw);
+  if (rc != SQLITE_OK) {
+    std::string message = "persistence database " + path + " cannot be opened: " + errmsg(db.get());
+    persist_log().error("{}", message);
+    throw RuntimeError(message + way_out(path));
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  prepare_database(db.get(), path);
+  persist_log().debug("persistence database {} open", path);
+  return std::unique_ptr<Store>(new Store(std::make_unique<Impl>(path, std::move(db))));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+void Store::save(const std::string& uuid, const std::string& key, std::string payload,
+                 std::optional<std::string> bulk) {
+  impl_->save(uuid, key, std::move(payload), std::move(bulk));
+}
+
+void Store::save_async(const std::string& uuid, const std::string& key, std::string payload,
+                       std::optional<std::string> bulk) {
+  impl_->save_async(uuid, key, std::move(payload), std::move(bulk));
+}
+
+void Store::flush() { impl_->flush(); }
+std::map<std::string, Saved> Store::load(const std::string& uuid) { return impl_->load(uuid); }
+const std::string& Store::path() const { return impl_->path(); }
+std::uint64_t Store::commit_count() const { return impl_->commit_count(); }
+
+}  // namespace mktl::persist

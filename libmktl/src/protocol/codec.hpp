@@ -1,0 +1,111 @@
+// Pure codec of mKTL protocol 'a' frames: bytes in, bytes out, no I/O.
+//
+// Request/response frames (after the ROUTER identity frame):
+//   [version 'a', id, type, target, flags, payload(, bulk)]
+// Broadcast frames: [topic "store.key.", 'a', payload(, bulk)]
+// The bulk frame is optional; an absent bulk frame and an empty one differ.
+#pragma once
+
+#include <mktl/bulk.hpp>
+#include <mktl/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mktl::protocol {
+
+inline constexpr std::string_view kVersion = "a";
+inline constexpr std::uint64_t NO_ACK = 0x01;
+inline constexpr std::uint64_t NO_REP = 0x02;
+
+enum class MessageType { GET, SET, ACK, REP };
+std::string_view type_name(MessageType type) noexcept;
+
+// A decoded request or response. `payload` is the raw JSON text (possibly
+// empty); parse it with parse_payload() only when needed, so that the hot
+// path need not touch it.
+struct Message {
+  std::string id;
+  MessageType type = MessageType::GET;
+  std::string target;
+  std::uint64_t flags = 0;
+  std::string payload;
+  bool has_bulk = false;
+  std::string_view bulk;   // valid only while the decoded frames live
+
+  bool wants_ack() const noexcept { return (flags & NO_ACK) == 0; }
+  bool wants_rep() const noexcept { return (flags & NO_REP) == 0; }
+};
+
+// Why a frame sequence could not be decoded. `id` is set when the id frame
+// could still be read, so that the sender can be told.
+struct DecodeError {
+  std::optional<std::string> id;
+  std::string text;
+};
+
+// Decodes frames that follow the identity frame. Returns the message, or the
+// error (never throws).
+struct Decoded {
+  std::optional<Message> message;
+  std::optional<DecodeError> error;
+};
+Decoded decode(std::span<const std::string_view> frames);
+
+// Flags: big-endian unsigned integer of any length; empty means 0. Values
+// wider than 64 bits keep their low 64 bits.
+std::uint64_t decode_flags(std::string_view bytes) noexcept;
+// Empty for 0, otherwise the fewest big-endian bytes.
+std::string encode_flags(std::uint64_t flags);
+
+// The six fixed frames of a request or response (bulk, if any, goes after).
+std::vector<std::string> encode(std::string_view id, MessageType type, std::string_view target,
+                                std::uint64_t flags, std::string_view payload);
+
+// ACK frames [a, id, ACK, '', '', ''].
+std::vector<std::string> encode_ack(std::string_view id);
+
+// Broadcast topic for "store.key": "store.key." (the trailing dot keeps
+// "demo.temp." from matching "demo.temperature.").
+std::string topic(std::string_view full_key);
+
+struct DecodedBroadcast {
+  std::string key;        // "store.key" without the trailing dot
+  std::string payload;    // raw JSON
+  bool has_bulk = false;
+  std::string_view bulk;
+};
+// Decodes [topic, 'a', payload(, bulk)]; nullopt (and `error` filled) on bad frames.
+std::optional<DecodedBroadcast> decode_broadcast(std::span<const std::string_view> frames, std::string* error = nullptr);
+
+// ---- payloads ----------------------------------------------------------------
+
+// Parses a payload (empty text = null). Throws ValueError on bad JSON or when
+// the text is not an object.
+Json parse_payload(std::string_view text);
+
+// {"value": v, "time": t} (value always present, possibly null) — the GET reply
+// and broadcast payload of a plain value.
+std::string value_payload(const Json& value, double time);
+// {"time": t, "shape": [...], "dtype": "..."} — the payload of a bulk value.
+std::string bulk_payload(const Bulk& bulk, double time);
+// {"error": {"type": T, "text": X, "debug": D}} (debug omitted when empty).
+std::string error_payload(std::string_view type, std::string_view text, std::string_view debug = {});
+// {"value": true} — a successful SET.
+std::string_view set_ok_payload() noexcept;
+
+// Splits "store.key" at the first '.'; nullopt when there is no '.'.
+struct Target {
+  std::string store;
+  std::string key;
+};
+std::optional<Target> split_target(std::string_view target);
+
+// A JSON double as the wire writes it (shortest round-trip, NaN/Infinity).
+void append_double(std::string& out, double value);
+
+}  // namespace mktl::protocol

@@ -1,0 +1,221 @@
+#include "runtime/builtins.hpp"
+#include "runtime/runtime.hpp"
+
+#include "config/logger.hpp"
+
+#include <mktl/catalog.hpp>
+#include <mktl/daemon.hpp>
+#include <mktl/error.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+
+namespace mktl {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string this_hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+void check_name(const std::string& what, const std::string& name) {
+  if (name.empty()) throw ConfigError({}, {}, what + " must not be empty");
+  for (char c : name)
+    if (c == '.' || std::isspace(static_cast<unsigned char>(c)) || c == '/')
+      throw ConfigError({}, {}, what + " '" + name + "' must not contain '.', '/' or whitespace");
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+  std::string store, alias, source;
+  DaemonOptions options;
+  Json items;
+  std::string uuid;
+  std::string hostname;
+  Json hash;
+  double block_time = 0;
+  std::unordered_map<std::string, std::unique_ptr<Item>> item_map;
+  std::unique_ptr<detail::Runtime> runtime;
+  mutable std::mutex mutex;
+  std::condition_variable stopped_cv;
+  bool started = false;
+  bool stopped = false;
+  std::shared_ptr<spdlog::logger> log = logger("mktl.runtime");
+};
+
+Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions options, std::string source)
+    : impl_(std::make_unique<Impl>()) {
+  auto& I = *impl_;
+  I.store = lower(std::move(store));
+  I.alias = lower(std::move(alias));
+  check_name("store", I.store);
+  check_name("alias", I.alias);
+  I.source = std::move(source);
+  I.options = std::move(options);
+  if (I.options.home.empty()) I.options.home = mktl_home();
+  I.items = normalise_items(items, I.source);
+  I.hostname = I.options.hostname.empty() ? this_hostname() : I.options.hostname;
+  I.uuid = daemon_uuid(I.options.home, I.store, I.alias);
+  detail::add_builtin_descriptions(I.items, I.alias);
+  I.hash = items_hash(I.items);
+  I.runtime = std::make_unique<detail::Runtime>(*this, I.options);
+
+  // `time` moves only when the hash does: remember when this hash was first seen.
+  namespace fs = std::filesystem;
+  fs::path stamp = fs::path(I.options.home) / "daemon" / "store" / I.store / (I.alias + ".hash");
+  std::string digits = json::dump(I.hash);
+  I.block_time = now();
+  std::ifstream in(stamp);
+  std::string old_digits;
+  double old_time = 0;
+  if (in >> old_digits >> old_time && old_digits == digits) {
+    I.block_time = old_time;
+  } else {
+    std::error_code ec;
+    fs::create_directories(stamp.parent_path(), ec);
+    std::ofstream out(stamp, std::ios::trunc);
+    out.precision(17);
+    out << digits << ' ' << I.block_time << '\n';
+  }
+}
+
+Daemon::~Daemon() {
+  try {
+    stop();
+  } catch (...) {
+  }
+  // Items go before the runtime's remains, which they may still point into.
+  impl_->item_map.clear();
+}
+
+void Daemon::adopt(std::unique_ptr<Item> item) {
+  auto& I = *impl_;
+  std::lock_guard lock(I.mutex);
+  if (I.started) throw RuntimeError("add_item after start(): add items in setup()");
+  I.item_map[item->key()] = std::move(item);
+}
+
+void Daemon::start() {
+  auto& I = *impl_;
+  {
+    std::lock_guard lock(I.mutex);
+    if (I.started) return;
+  }
+  detail::add_builtin_items(*this);
+  setup();
+  for (auto& [key, desc] : I.items.items())
+    if (!I.item_map.count(key)) I.item_map[key] = std::make_unique<Item>(*this, key);
+
+  // Initial values (no validation, as the reference); persisted values win, restored by the runtime.
+  for (auto& [key, item] : I.item_map) {
+    auto it = item->description().find("initial");
+    if (it != item->description().end() && item->current().time == 0.0) item->publish(*it);
+  }
+  {
+    std::lock_guard lock(I.mutex);
+    I.started = true;
+  }
+  I.runtime->start(I.item_map);
+  detail::publish_catalog_item(*this);
+  setup_final();
+  I.log->info("{}.{} serving {} items: rep {} pub {}", I.store, I.alias, I.item_map.size(), rep_endpoint(),
+              pub_endpoint());
+}
+
+void Daemon::run() {
+  start();
+  std::unique_lock lock(impl_->mutex);
+  impl_->stopped_cv.wait(lock, [&] { return impl_->stopped; });
+}
+
+void Daemon::stop() {
+  auto& I = *impl_;
+  {
+    std::lock_guard lock(I.mutex);
+    if (!I.started || I.stopped) {
+      I.stopped = true;
+      I.stopped_cv.notify_all();
+      return;
+    }
+  }
+  I.runtime->stop();
+  std::lock_guard lock(I.mutex);
+  I.stopped = true;
+  I.stopped_cv.notify_all();
+}
+
+bool Daemon::running() const { return impl_->runtime && impl_->runtime->running(); }
+
+Item& Daemon::item(const std::string& key) {
+  if (auto* i = find_item(key)) return *i;
+  throw KeyError::python("this daemon does not contain '" + key + "'");
+}
+
+Item* Daemon::find_item(const std::string& key) {
+  auto it = impl_->item_map.find(lower(key));
+  return it == impl_->item_map.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> Daemon::keys() const {
+  std::vector<std::string> out;
+  for (auto& [key, desc] : impl_->items.items()) out.push_back(key);
+  return out;
+}
+
+const std::string& Daemon::store() const noexcept { return impl_->store; }
+const std::string& Daemon::alias() const noexcept { return impl_->alias; }
+const std::string& Daemon::uuid() const { return impl_->uuid; }
+const DaemonOptions& Daemon::options() const noexcept { return impl_->options; }
+const Json& Daemon::items() const noexcept { return impl_->items; }
+
+Json Daemon::catalog_block() const {
+  auto& I = *impl_;
+  Json block = Json::object();
+  block["store"] = I.store;
+  block["alias"] = I.alias;
+  block["uuid"] = I.uuid;
+  block["time"] = I.block_time;
+  block["hash"] = I.hash;
+  Json prov = Json::object();
+  prov["stratum"] = 0;
+  prov["hostname"] = I.hostname;
+  prov["rep"] = rep_port();
+  prov["pub"] = pub_port();
+  block["provenance"] = Json::array({prov});
+  block["items"] = I.items;
+  return block;
+}
+
+std::string Daemon::rep_endpoint() const {
+  auto* s = impl_->runtime->server();
+  return s ? s->rep_endpoint() : std::string();
+}
+std::string Daemon::pub_endpoint() const {
+  auto* s = impl_->runtime->server();
+  return s ? s->pub_endpoint() : std::string();
+}
+int Daemon::rep_port() const {
+  auto* s = impl_->runtime->server();
+  return s ? s->rep_port() : 0;
+}
+int Daemon::pub_port() const {
+  auto* s = impl_->runtime->server();
+  return s ? s->pub_port() : 0;
+}
+
+detail::Runtime& Daemon::runtime() { return *impl_->runtime; }
+
+}  // namespace mktl

@@ -1,0 +1,369 @@
+#include "runtime/runtime.hpp"
+
+#include "config/logger.hpp"
+#include "persist/store.hpp"
+#include "protocol/codec.hpp"
+
+#include <mktl/catalog.hpp>
+#include <mktl/error.hpp>
+
+#include <filesystem>
+
+namespace mktl::detail {
+
+namespace {
+
+std::string repr(std::string_view s) {
+  // Python's repr() of a str, close enough for error texts.
+  bool single = s.find('\'') != std::string_view::npos, dbl = s.find('"') != std::string_view::npos;
+  if (single && !dbl) return "\"" + std::string(s) + "\"";
+  return "'" + std::string(s) + "'";
+}
+
+// Runs `work` and answers with its payload, or with the error it threw.
+template <class Work>
+void answer(transport::Reply& reply, Work&& work) {
+  try {
+    work();
+  } catch (const Error& e) {
+    reply.error(e.type(), e.what());
+  } catch (const Json::exception& e) {
+    reply.error("TypeError", e.what());
+  } catch (const std::exception& e) {
+    reply.error("RuntimeError", e.what());
+  } catch (...) {
+    reply.error("RuntimeError", "unknown exception in item code");
+  }
+}
+
+Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time) {
+  Reading r;
+  r.time = default_time;
+  if (payload.is_object()) {
+    if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
+    if (bulk) {
+      std::vector<std::int64_t> shape;
+      auto s = payload.find("shape");
+      if (s != payload.end() && s->is_array())
+        for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
+      else
+        shape.push_back(static_cast<std::int64_t>(bulk->size()));
+      std::string dtype = payload.value("dtype", std::string("uint8"));
+      r.bulk = Bulk(std::move(shape), std::move(dtype), bulk->owner(), bulk->bytes().data(), bulk->size());
+    } else if (auto v = payload.find("value"); v != payload.end()) {
+      r.value = *v;
+    }
+  }
+  return r;
+}
+
+void check_bulk(const Bulk& b) {
+  auto unit = dtype_size(b.dtype());
+  if (unit == 0) throw TypeError("unknown dtype " + repr(b.dtype()));
+  for (auto d : b.shape())
+    if (d < 0) throw ValueError("negative dimension in bulk shape");
+  if (static_cast<std::uint64_t>(b.element_count()) * unit != b.size())
+    throw ValueError("bulk data has " + std::to_string(b.size()) + " bytes, but shape and dtype " + b.dtype() +
+                     " need " + std::to_string(static_cast<std::uint64_t>(b.element_count()) * unit));
+}
+
+}  // namespace
+
+std::string encode_reading(const Reading& reading) {
+  if (reading.bulk) return protocol::bulk_payload(*reading.bulk, reading.time);
+  return protocol::value_payload(reading.value, reading.time);
+}
+
+Runtime::Runtime(Daemon& daemon, const DaemonOptions& options) : daemon_(daemon), options_(options) {}
+
+Runtime::~Runtime() { stop(); }
+
+void Runtime::open_persistence() {
+  std::string dir = options_.persist_dir;
+  if (dir.empty()) {
+    std::string home = options_.home.empty() ? mktl_home() : options_.home;
+    dir = home + "/daemon/persist/" + daemon_.store();
+  }
+  persist_ = persist::Store::open(dir + "/" + daemon_.alias() + ".sqlite3");
+}
+
+void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& items) {
+  auto log = logger("mktl.runtime");
+  start_time_ = now();
+  pool_ = std::make_unique<WorkerPool>(options_.workers);
+  scheduler_ = std::make_unique<Scheduler>();
+  std::uint64_t next_id = 1;
+  bool any_persist = false;
+  for (auto& [key, item] : items) {
+    auto& core = item->core_;
+    core->runtime = this;
+    core->id = next_id++;
+    core->strand = std::make_shared<Strand>(*pool_);
+    core->fast_get = !overrides_req_get(*item);
+    any_persist = any_persist || core->persist;
+    by_target_[core->full_key] = core;
+  }
+
+  if (any_persist && options_.persistence) {
+    open_persistence();
+    auto saved = persist_->load(daemon_.uuid());
+    for (auto& [key, value] : saved) {
+      auto it = items.find(key);
+      if (it == items.end() || !it->second->core_->persist) continue;
+      Item& item = *it->second;
+      try {
+        Json payload = protocol::parse_payload(value.payload);
+        std::optional<Bulk> bulk;
+        if (value.bulk) bulk = Bulk::from_bytes(*value.bulk, {}, {});
+        Reading r = reading_from_payload(payload, std::move(bulk), now());
+        if (!r.bulk) r.value = validate_type(item.description(), r.value);
+        r = item.validate(std::move(r));
+        std::lock_guard lock(item.core_->mutex);
+        item.core_->encoded = std::make_shared<const std::string>(encode_reading(r));
+        item.core_->current = std::move(r);
+        item.core_->has_value = true;
+      } catch (const std::exception& e) {
+        log->warn("{}.{}: the persisted value was not restored, it failed validation: {}", daemon_.store(), key,
+                  e.what());
+      }
+    }
+  }
+
+  transport::ServerOptions so;
+  so.rep_endpoint = options_.rep_endpoint;
+  so.pub_endpoint = options_.pub_endpoint;
+  server_ = std::make_unique<transport::Server>(
+      so, [this](transport::Incoming&& request, transport::Reply reply) { dispatch(std::move(request), std::move(reply)); });
+  server_->start();
+  running_ = true;
+
+  // Broadcast what every item holds, and start the polls.
+  for (auto& [key, item] : items) {
+    auto& core = *item->core_;
+    std::shared_ptr<const std::string> encoded;
+    std::optional<Bulk> bulk;
+    double period;
+    {
+      std::lock_guard lock(core.mutex);
+      if (core.has_value) {
+        encoded = core.encoded;
+        bulk = core.current.bulk;
+      }
+      period = core.poll_period;
+    }
+    if (encoded) server_->publish(core.topic, encoded, bulk);
+    if (period > 0) set_poll(core, period);
+  }
+}
+
+void Runtime::stop() {
+  if (!running_.exchange(false)) return;
+  if (server_) server_->stop_receiving();
+  if (scheduler_) scheduler_->stop();
+  if (pool_) pool_->shutdown();  // finishes requests in flight
+  if (persist_) {
+    try {
+      persist_->flush();
+    } catch (const std::exception& e) {
+      logger("mktl.runtime")->error("flushing persistent values failed: {}", e.what());
+    }
+  }
+  if (server_) server_->stop();
+}
+
+void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable) {
+  std::shared_ptr<const std::string> encoded;
+  std::vector<std::weak_ptr<ItemCore>> watchers;
+  {
+    std::lock_guard lock(core.mutex);
+    if (core.has_value && !repeat && core.current.same_value(reading)) return;
+    encoded = std::make_shared<const std::string>(encode_reading(reading));
+    core.encoded = encoded;
+    core.current = reading;
+    core.has_value = true;
+    watchers = core.watchers;
+  }
+  if (server_) server_->publish(core.topic, encoded, reading.bulk);
+  if (core.persist && persist_) {
+    auto key = core.full_key.substr(daemon_.store().size() + 1);
+    std::optional<std::string> bulk;
+    if (reading.bulk) {
+      auto b = reading.bulk->bytes();
+      bulk.emplace(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    if (durable)
+      persist_->save(daemon_.uuid(), key, *encoded, std::move(bulk));
+    else
+      persist_->save_async(daemon_.uuid(), key, *encoded, std::move(bulk));
+  }
+  for (auto& w : watchers)
+    if (auto watcher = w.lock()) post_poll(watcher);
+}
+
+void Runtime::post_poll(const std::shared_ptr<ItemCore>& core) {
+  if (!running_ || !core->strand) return;
+  // At most one poll queued per item: polls never pile up or overlap.
+  if (core->poll_queued.exchange(true)) return;
+  core->strand->post([core] {
+    core->poll_queued = false;
+    Item* item;
+    {
+      std::lock_guard lock(core->mutex);
+      item = core->item;
+    }
+    if (!item) return;
+    try {
+      item->req_poll();
+    } catch (const std::exception& e) {
+      logger("mktl.runtime")->warn("{}: poll failed: {}", core->full_key, e.what());
+    }
+  });
+}
+
+void Runtime::set_poll(ItemCore& core, double period) {
+  if (!scheduler_) return;
+  if (period <= 0) {
+    scheduler_->cancel(core.id);
+    return;
+  }
+  auto self = by_target_.find(core.full_key);
+  if (self == by_target_.end()) return;
+  std::weak_ptr<ItemCore> weak = self->second;
+  scheduler_->schedule(core.id, std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(period)),
+                       [this, weak] {
+                         if (auto c = weak.lock()) post_poll(c);
+                       });
+}
+
+void Runtime::dispatch(transport::Incoming&& request, transport::Reply reply) {
+  auto it = by_target_.find(request.target);
+  if (it == by_target_.end()) {
+    pool_->post(share_task([this, request = std::move(request), reply = std::move(reply)]() mutable {
+      handle_special(std::move(request), std::move(reply));
+    }));
+    return;
+  }
+  if (request.type == protocol::MessageType::GET)
+    handle_get(it->second, std::move(request), std::move(reply));
+  else
+    handle_set(it->second, std::move(request), std::move(reply));
+}
+
+void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {
+  if (!core->gettable) {
+    reply.error("TypeError", core->full_key.substr(daemon_.store().size() + 1) + " is not a gettable item");
+    return;
+  }
+  // The hot path: a plain GET of an item that does not override req_get is
+  // answered here, on the I/O thread, from the cached encoding.
+  bool maybe_refresh = request.payload.find("refresh") != std::string::npos;
+  if (core->fast_get && !maybe_refresh) {
+    std::shared_ptr<const std::string> encoded;
+    std::optional<Bulk> bulk;
+    {
+      std::lock_guard lock(core->mutex);
+      if (core->has_value) {
+        encoded = core->encoded;
+        bulk = core->current.bulk;
+      }
+    }
+    if (encoded)
+      reply.send_shared(std::move(encoded), std::move(bulk));
+    else
+      reply.send(protocol::value_payload(nullptr, now()));
+    return;
+  }
+  core->strand->post(share_task([core, request = std::move(request), reply = std::move(reply)]() mutable {
+    answer(reply, [&] {
+      Item* item;
+      {
+        std::lock_guard lock(core->mutex);
+        item = core->item;
+      }
+      if (!item) throw RuntimeError("item is gone");
+      Request rq;
+      rq.target = request.target;
+      rq.payload = protocol::parse_payload(request.payload);
+      rq.bulk = std::move(request.bulk);
+      Reading r = item->req_get(rq);
+      if (!r.bulk && r.time == 0.0 && r.value.is_null()) r.time = now();
+      reply.send(encode_reading(r), r.bulk);
+    });
+  }));
+}
+
+void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {
+  core->strand->post(share_task([this, core, request = std::move(request), reply = std::move(reply)]() mutable {
+    answer(reply, [&] {
+      Item* item;
+      {
+        std::lock_guard lock(core->mutex);
+        item = core->item;
+      }
+      if (!item) throw RuntimeError("item is gone");
+      if (!core->settable) throw TypeError(item->key() + " is not a settable item");
+      Json payload = protocol::parse_payload(request.payload);
+      bool has_value = payload.is_object() && payload.contains("value");
+      if (!has_value && !request.bulk) throw ValueError("SET request for " + core->full_key + " carries no value");
+      Reading r = reading_from_payload(payload, std::move(request.bulk), now());
+      r.time = now();
+      if (core->type == ItemType::bulk) {
+        if (!r.bulk) throw TypeError(item->key() + " is a bulk item: a SET needs a bulk frame with shape and dtype");
+        check_bulk(*r.bulk);
+      } else if (r.bulk) {
+        throw TypeError(item->key() + " is not a bulk item, but the SET carries bulk data");
+      } else {
+        r.value = validate_type(item->description(), r.value);
+      }
+      r = item->validate(std::move(r));
+      item->req_set(r);
+      if (item->publish_on_set()) publish(*core, std::move(r), false, true);
+      reply.send(std::string(protocol::set_ok_payload()));
+    });
+  }));
+}
+
+void Runtime::handle_special(transport::Incoming&& request, transport::Reply reply) {
+  answer(reply, [&] {
+    const std::string& target = request.target;
+    const std::string& store = daemon_.store();
+    bool get = request.type == protocol::MessageType::GET;
+    auto hashes = [&] {
+      Json block = daemon_.catalog_block();
+      Json value = Json::object();
+      value[store][block["uuid"].get<std::string>()] = block["hash"];
+      return value;
+    };
+    if (target == "_hash" || target == "._hash") {
+      if (!get) throw TypeError(target + " is not a settable item");
+      reply.send(protocol::value_payload(hashes(), now()));
+      return;
+    }
+    auto parts = protocol::split_target(target);
+    if (!parts) {
+      if (target == "_catalog") throw ValueError("this daemon is not a registry: it does not take catalog announcements");
+      throw ValueError("invalid target " + repr(target) + ": expected 'store.key'");
+    }
+    if (parts->store != store) {
+      if (parts->key == "_hash" || parts->key == "_catalog")
+        throw KeyError::python("this daemon does not know store '" + parts->store + "'");
+      throw ValueError("this request is for " + repr(parts->store) + ", but this daemon is in " + repr(store));
+    }
+    if (parts->key == "_hash") {
+      if (!get) throw TypeError("_hash is not a settable item");
+      reply.send(protocol::value_payload(hashes(), now()));
+      return;
+    }
+    if (parts->key == "_catalog") {
+      if (!get) throw ValueError("this daemon is not a registry: it does not take catalog announcements");
+      Json block = daemon_.catalog_block();
+      Json value = Json::object();
+      value[block["uuid"].get<std::string>()] = block;
+      reply.send(protocol::value_payload(value, now()));
+      return;
+    }
+    throw KeyError::python("this daemon does not contain '" + parts->key + "'");
+  });
+}
+
+}  // namespace mktl::detail

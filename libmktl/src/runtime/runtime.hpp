@@ -1,0 +1,89 @@
+// The machinery behind mktl::Daemon and mktl::Item (internal).
+#pragma once
+
+#include "runtime/scheduler.hpp"
+#include "runtime/worker_pool.hpp"
+#include "transport/server.hpp"
+
+#include <mktl/daemon.hpp>
+#include <mktl/format.hpp>
+#include <mktl/item.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace mktl::persist { class Store; }
+
+namespace mktl::detail {
+
+// Per-item state shared between the Item, its strand and the I/O thread.
+struct ItemCore {
+  Item* item = nullptr;
+  Runtime* runtime = nullptr;  // set at start
+  std::string full_key;
+  std::string topic;
+  ItemType type = ItemType::typeless;
+  bool settable = true;
+  bool gettable = true;
+  bool persist = false;
+  bool fast_get = true;  // req_get not overridden: answer GETs from `encoded`
+  std::uint64_t id = 0;
+
+  mutable std::mutex mutex;  // guards the fields below
+  Reading current;
+  bool has_value = false;
+  std::shared_ptr<const std::string> encoded;  // GET reply / broadcast payload of `current`
+  std::vector<std::weak_ptr<ItemCore>> watchers;
+  double poll_period = 0;
+
+  std::atomic<bool> poll_queued{false};
+  std::shared_ptr<Strand> strand;
+};
+
+class Runtime {
+ public:
+  Runtime(Daemon& daemon, const DaemonOptions& options);
+  ~Runtime();
+
+  // Called by Daemon::start once every item exists.
+  void start(std::unordered_map<std::string, std::unique_ptr<Item>>& items);
+  void stop();
+  bool running() const { return running_; }
+
+  void publish(ItemCore& core, Reading reading, bool repeat, bool durable);
+  void set_poll(ItemCore& core, double period);
+  void post_poll(const std::shared_ptr<ItemCore>& core);
+  void restore(ItemCore& core, Reading reading);
+
+  transport::Server* server() { return server_.get(); }
+  WorkerPool* pool() { return pool_.get(); }
+  double start_time() const { return start_time_; }
+
+ private:
+  void dispatch(transport::Incoming&& request, transport::Reply reply);
+  void handle_special(transport::Incoming&& request, transport::Reply reply);
+  void handle_get(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply);
+  void handle_set(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply);
+  void open_persistence();
+
+  Daemon& daemon_;
+  const DaemonOptions& options_;
+  std::unordered_map<std::string, std::shared_ptr<ItemCore>> by_target_;  // "store.key"
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<transport::Server> server_;
+  std::unique_ptr<persist::Store> persist_;
+  std::atomic<bool> running_{false};
+  double start_time_ = 0;
+};
+
+// Whether a subclass overrides Item::req_get (GCC; true where unknown).
+bool overrides_req_get(Item& item);
+
+// Encodes a reading as its GET/broadcast payload.
+std::string encode_reading(const Reading& reading);
+
+}  // namespace mktl::detail

@@ -1,0 +1,56 @@
+// A fixed pool of worker threads, and strands: queues whose tasks run one at a
+// time, in order, on the pool (one strand per item keeps its hooks serial).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mktl::detail {
+
+// Wraps a move-only callable (one holding a Reply, say) as a std::function.
+template <class F>
+std::function<void()> share_task(F&& f) {
+  auto held = std::make_shared<std::decay_t<F>>(std::forward<F>(f));
+  return [held] { (*held)(); };
+}
+
+class WorkerPool {
+ public:
+  explicit WorkerPool(int threads);
+  ~WorkerPool();  // finishes queued tasks, then joins
+  void post(std::function<void()> task);
+  // Blocks until no task is queued or running.
+  void wait_idle();
+  void shutdown();
+
+ private:
+  void run();
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::condition_variable idle_cv_;
+  std::deque<std::function<void()>> tasks_;
+  int busy_ = 0;
+  bool stopping_ = false;
+  std::vector<std::jthread> threads_;
+};
+
+// Tasks posted to one Strand run serially, in posting order, on the pool.
+class Strand : public std::enable_shared_from_this<Strand> {
+ public:
+  explicit Strand(WorkerPool& pool) : pool_(pool) {}
+  void post(std::function<void()> task);
+
+ private:
+  void drain();
+  WorkerPool& pool_;
+  std::mutex mutex_;
+  std::deque<std::function<void()>> tasks_;
+  bool running_ = false;
+};
+
+}  // namespace mktl::detail

@@ -1,0 +1,326 @@
+#include "transport/server.hpp"
+
+#include "config/logger.hpp"
+#include "transport/zmq_util.hpp"
+
+#include <mktl/error.hpp>
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mktl::transport {
+
+namespace {
+const std::string kVersion(protocol::kVersion);
+const std::string kRep = "REP";
+const std::string kAck = "ACK";
+}  // namespace
+
+// What the I/O thread has to send, queued by any thread.
+struct Outgoing {
+  bool broadcast = false;
+  std::string address;   // ROUTER identity, or the broadcast topic
+  std::string id;
+  std::string target;
+  std::shared_ptr<const std::string> payload;
+  std::optional<Bulk> bulk;
+};
+
+// State a Reply may outlive the Server with.
+struct ServerShared {
+  std::mutex mutex;
+  std::vector<Outgoing> queue;
+  bool closed = false;
+  Wakeup wakeup;
+  std::thread::id io_thread;
+
+  void push(Outgoing&& out) {
+    bool was_empty;
+    {
+      std::lock_guard lock(mutex);
+      if (closed) return;
+      was_empty = queue.empty();
+      queue.push_back(std::move(out));
+    }
+    if (was_empty) wakeup.notify();
+  }
+};
+
+Reply& Reply::operator=(Reply&& other) noexcept {
+  if (this != &other) {
+    if (shared_) error("RuntimeError", "request dropped without an answer");
+    shared_ = std::move(other.shared_);
+    identity_ = std::move(other.identity_);
+    id_ = std::move(other.id_);
+    target_ = std::move(other.target_);
+    wants_rep_ = other.wants_rep_;
+  }
+  return *this;
+}
+
+Reply::~Reply() {
+  if (shared_) error("RuntimeError", "request dropped without an answer");
+}
+
+void Reply::send(std::string payload, std::optional<Bulk> bulk) {
+  send_shared(std::make_shared<const std::string>(std::move(payload)), std::move(bulk));
+}
+
+void Reply::send_shared(std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk) {
+  auto shared = std::move(shared_);
+  if (!shared || !wants_rep_) return;
+  Outgoing out;
+  out.address = std::move(identity_);
+  out.id = std::move(id_);
+  out.target = std::move(target_);
+  out.payload = std::move(payload);
+  out.bulk = std::move(bulk);
+  shared->push(std::move(out));
+}
+
+void Reply::error(std::string_view type, std::string_view text) {
+  if (!shared_) return;
+  send(protocol::error_payload(type, text));
+}
+
+struct Server::Impl {
+  ServerOptions options;
+  Dispatch dispatch;
+  std::shared_ptr<ServerShared> shared = std::make_shared<ServerShared>();
+  zmq::socket_t router;
+  zmq::socket_t pub;
+  std::string rep_endpoint, pub_endpoint;
+  int rep_port = 0, pub_port = 0;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> receiving{true};
+  std::jthread thread;
+  std::shared_ptr<spdlog::logger> log = logger("mktl.transport");
+  std::uint64_t malformed = 0;
+
+  void run();
+  void on_request(std::vector<zmq::message_t>& frames);
+  void send_out(Outgoing& out);
+  void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
+  bool drain_queue();
+};
+
+Server::Server(ServerOptions options, Dispatch dispatch) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->dispatch = std::move(dispatch);
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  auto& I = *impl_;
+  try {
+    I.router = zmq::socket_t(context(), zmq::socket_type::router);
+    I.router.set(zmq::sockopt::linger, 1000);
+    I.router.set(zmq::sockopt::sndhwm, 100000);
+    I.router.set(zmq::sockopt::rcvhwm, 100000);
+    I.router.bind(bind_spelling(I.options.rep_endpoint));
+    I.rep_endpoint = bound_endpoint(I.router);
+    I.rep_port = bound_port(I.router);
+    if (!I.options.pub_endpoint.empty()) {
+      I.pub = zmq::socket_t(context(), zmq::socket_type::pub);
+      I.pub.set(zmq::sockopt::linger, 1000);
+      I.pub.set(zmq::sockopt::sndhwm, I.options.pub_hwm);
+      I.pub.bind(bind_spelling(I.options.pub_endpoint));
+      I.pub_endpoint = bound_endpoint(I.pub);
+      I.pub_port = bound_port(I.pub);
+    }
+  } catch (const zmq::error_t& e) {
+    throw RuntimeError("cannot bind " + I.options.rep_endpoint + " / " + I.options.pub_endpoint + ": " + e.what());
+  }
+  I.thread = std::jthread([&I] { I.run(); });
+}
+
+void Server::stop_receiving() {
+  impl_->receiving = false;
+  impl_->shared->wakeup.notify();
+}
+
+void Server::stop() {
+  auto& I = *impl_;
+  if (!I.thread.joinable()) return;
+  I.stopping = true;
+  I.shared->wakeup.notify();
+  I.thread.join();
+}
+
+std::string Server::rep_endpoint() const { return impl_->rep_endpoint; }
+std::string Server::pub_endpoint() const { return impl_->pub_endpoint; }
+int Server::rep_port() const { return impl_->rep_port; }
+int Server::pub_port() const { return impl_->pub_port; }
+
+void Server::publish(std::string topic, std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk) {
+  Outgoing out;
+  out.broadcast = true;
+  out.address = std::move(topic);
+  out.payload = std::move(payload);
+  out.bulk = std::move(bulk);
+  impl_->shared->push(std::move(out));
+}
+
+void Server::Impl::send_frames(const std::string& identity, std::initializer_list<std::string_view> frames) {
+  try {
+    router.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    std::size_t i = 0, n = frames.size();
+    for (auto f : frames) router.send(zmq::buffer(f), ++i < n ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    log->warn("send failed: {}", e.what());
+  }
+}
+
+void Server::Impl::send_out(Outgoing& out) {
+  try {
+    if (out.broadcast) {
+      if (!pub) return;
+      bool more = out.bulk.has_value();
+      pub.send(zmq::buffer(out.address), zmq::send_flags::sndmore);
+      pub.send(zmq::buffer(kVersion), zmq::send_flags::sndmore);
+      pub.send(share_string(out.payload), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      if (more) pub.send(share_bulk(*out.bulk), zmq::send_flags::none);
+      return;
+    }
+    bool more = out.bulk.has_value();
+    router.send(zmq::buffer(out.address), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(kVersion), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(out.id), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(kRep), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(out.target), zmq::send_flags::sndmore);
+    router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(share_string(out.payload), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (more) router.send(share_bulk(*out.bulk), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    log->warn("send failed: {}", e.what());
+  }
+}
+
+bool Server::Impl::drain_queue() {
+  std::vector<Outgoing> batch;
+  {
+    std::lock_guard lock(shared->mutex);
+    batch.swap(shared->queue);
+  }
+  for (auto& out : batch) send_out(out);
+  return !batch.empty();
+}
+
+void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
+  if (frames.size() < 2) {
+    ++malformed;
+    log->warn("dropped a request of {} frame(s): no identity and id", frames.size());
+    return;
+  }
+  const std::string identity(view(frames[0]));
+  std::vector<std::string_view> parts;
+  parts.reserve(frames.size() - 1);
+  for (std::size_t i = 1; i < frames.size(); ++i) parts.push_back(view(frames[i]));
+  auto decoded = protocol::decode(parts);
+  if (decoded.error) {
+    ++malformed;
+    auto& err = *decoded.error;
+    if (err.id) {
+      log->info("malformed request {}: {}", *err.id, err.text);
+      std::string target = parts.size() > 3 ? std::string(parts[3]) : std::string();
+      auto payload = protocol::error_payload("ValueError", "malformed request: " + err.text);
+      send_frames(identity, {kVersion, *err.id, kRep, std::string_view(), std::string_view(), payload});
+    } else {
+      log->warn("dropped a malformed request without a readable id: {}", err.text);
+    }
+    return;
+  }
+  auto& msg = *decoded.message;
+  if (msg.type != protocol::MessageType::GET && msg.type != protocol::MessageType::SET) {
+    log->info("request {} has type {}: only GET and SET are requests", msg.id, protocol::type_name(msg.type));
+    auto payload = protocol::error_payload("ValueError", "invalid request type: " + std::string(protocol::type_name(msg.type)));
+    send_frames(identity, {kVersion, msg.id, kRep, msg.target, std::string_view(), payload});
+    return;
+  }
+  if (msg.wants_ack())
+    send_frames(identity, {kVersion, msg.id, kAck, std::string_view(), std::string_view(), std::string_view()});
+
+  Incoming in;
+  in.type = msg.type;
+  in.flags = msg.flags;
+  if (msg.has_bulk) in.bulk = adopt_bulk(std::move(frames.back()));
+  in.target = std::move(msg.target);
+  in.payload = std::move(msg.payload);
+
+  Reply reply;
+  reply.shared_ = shared;
+  reply.identity_ = identity;
+  reply.id_ = std::move(msg.id);
+  reply.target_ = in.target;
+  reply.wants_rep_ = msg.wants_rep();
+  try {
+    dispatch(std::move(in), std::move(reply));
+  } catch (const std::exception& e) {
+    log->error("request dispatch failed: {}", e.what());
+  }
+}
+
+void Server::Impl::run() {
+  shared->io_thread = std::this_thread::get_id();
+  std::vector<zmq::pollitem_t> items = {
+      {router.handle(), 0, ZMQ_POLLIN, 0},
+      {nullptr, shared->wakeup.fd(), ZMQ_POLLIN, 0},
+  };
+  std::vector<zmq::message_t> frames;
+  while (true) {
+    items[0].events = receiving ? ZMQ_POLLIN : 0;
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      log->error("poll failed: {}", e.what());
+      break;
+    }
+    if (items[1].revents & ZMQ_POLLIN) shared->wakeup.drain();
+    drain_queue();
+    if (stopping) break;
+    if (!receiving) continue;
+    // Take a bounded burst of requests, then give queued replies a turn.
+    for (int burst = 0; burst < 256; ++burst) {
+      frames.clear();
+      try {
+        zmq::message_t part;
+        if (!router.recv(part, zmq::recv_flags::dontwait)) break;
+        bool more = part.more();
+        frames.push_back(std::move(part));
+        while (more) {
+          zmq::message_t next;
+          (void)router.recv(next, zmq::recv_flags::none);
+          more = next.more();
+          if (frames.size() < 16) frames.push_back(std::move(next));
+        }
+      } catch (const zmq::error_t& e) {
+        log->warn("receive failed: {}", e.what());
+        break;
+      }
+      on_request(frames);
+      if (burst % 32 == 31) drain_queue();
+    }
+    drain_queue();
+  }
+  // Close: refuse further replies, send what is queued.
+  {
+    std::lock_guard lock(shared->mutex);
+    shared->closed = true;
+  }
+  std::vector<Outgoing> rest;
+  {
+    std::lock_guard lock(shared->mutex);
+    rest.swap(shared->queue);
+  }
+  for (auto& out : rest) send_out(out);
+  router.close();
+  if (pub) pub.close();
+}
+
+}  // namespace mktl::transport

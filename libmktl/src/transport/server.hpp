@@ -1,0 +1,95 @@
+// The request/broadcast server under a daemon (and a registry): one I/O thread
+// owns a bound ROUTER and a bound PUB socket, ACKs every request the moment it
+// is decoded, answers malformed requests with an error REP when their id can be
+// read, and hands each good request to a dispatch function.
+//
+// Threading promise: `dispatch` runs on the I/O thread and must not block: it
+// answers at once (a cached value) or moves the Reply to a worker. Reply,
+// publish() and stop() may be used from any thread.
+#pragma once
+
+#include "protocol/codec.hpp"
+
+#include <mktl/bulk.hpp>
+#include <mktl/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace mktl::transport {
+
+struct ServerShared;
+
+// The answer to one request. Move-only; answering twice is a no-op. A Reply
+// destroyed unanswered sends an error REP (RuntimeError "request dropped") so
+// that no client ever waits for nothing. With NO_REP nothing is sent.
+class Reply {
+ public:
+  Reply() = default;
+  Reply(Reply&&) noexcept = default;
+  Reply& operator=(Reply&&) noexcept;
+  ~Reply();
+
+  void send(std::string payload, std::optional<Bulk> bulk = std::nullopt);
+  // Shares an already-encoded payload (the cached GET answer) without copying.
+  void send_shared(std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk = std::nullopt);
+  void error(std::string_view type, std::string_view text);
+  explicit operator bool() const noexcept { return static_cast<bool>(shared_); }
+  const std::string& id() const noexcept { return id_; }
+
+ private:
+  friend class Server;
+  std::shared_ptr<ServerShared> shared_;
+  std::string identity_;
+  std::string id_;
+  std::string target_;
+  bool wants_rep_ = true;
+};
+
+// One decoded request as the dispatch function sees it.
+struct Incoming {
+  protocol::MessageType type;
+  std::string target;
+  std::uint64_t flags = 0;
+  std::string payload;          // raw JSON text (may be empty)
+  std::optional<Bulk> bulk;     // the bulk frame, zero-copy
+};
+
+struct ServerOptions {
+  std::string rep_endpoint = "tcp://*:0";
+  std::string pub_endpoint = "tcp://*:0";   // empty = no PUB socket
+  int pub_hwm = 10000;
+};
+
+class Server {
+ public:
+  using Dispatch = std::function<void(Incoming&& request, Reply reply)>;
+  Server(ServerOptions options, Dispatch dispatch);
+  ~Server();   // stop()s
+
+  // Binds and starts the I/O thread; throws mktl::Error on bind failure.
+  void start();
+  // Stops taking new requests (they wait in ZeroMQ's queues) while replies
+  // and broadcasts still go out: the first step of a clean shutdown.
+  void stop_receiving();
+  // Stops; messages already queued are sent first; joins the thread.
+  void stop();
+
+  // Bound endpoints with their real ports ("tcp://0.0.0.0:40123").
+  std::string rep_endpoint() const;
+  std::string pub_endpoint() const;
+  int rep_port() const;
+  int pub_port() const;
+
+  // Queue a broadcast [topic, 'a', payload(, bulk)]; any thread. The payload
+  // is shared, never re-serialised per subscriber.
+  void publish(std::string topic, std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk = std::nullopt);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mktl::transport

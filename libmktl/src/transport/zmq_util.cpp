@@ -1,0 +1,88 @@
+#include "transport/zmq_util.hpp"
+
+#include <mktl/error.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mktl::transport {
+
+zmq::context_t& context() {
+  // Leaked on purpose: sockets owned by static objects may outlive any
+  // destruction order we could pick, and zmq_ctx_term would block on them.
+  static zmq::context_t* ctx = [] {
+    auto* c = new zmq::context_t(1);
+    c->set(zmq::ctxopt::blocky, 0);
+    return c;
+  }();
+  return *ctx;
+}
+
+std::string bind_spelling(std::string endpoint) {
+  if (endpoint.size() > 2 && endpoint.compare(endpoint.size() - 2, 2, ":0") == 0)
+    endpoint.replace(endpoint.size() - 1, 1, "*");
+  return endpoint;
+}
+
+std::string bound_endpoint(zmq::socket_t& socket) {
+  return socket.get(zmq::sockopt::last_endpoint);
+}
+
+int bound_port(zmq::socket_t& socket) {
+  std::string ep = bound_endpoint(socket);
+  auto colon = ep.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return std::atoi(ep.c_str() + colon + 1);
+}
+
+namespace {
+constexpr std::size_t kShareThreshold = 8192;
+
+void release_shared_string(void*, void* hint) { delete static_cast<std::shared_ptr<const std::string>*>(hint); }
+void release_shared_owner(void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }
+}  // namespace
+
+zmq::message_t share_string(const std::shared_ptr<const std::string>& text) {
+  if (!text) return zmq::message_t();
+  if (text->size() < kShareThreshold) return zmq::message_t(text->data(), text->size());
+  auto* hint = new std::shared_ptr<const std::string>(text);
+  return zmq::message_t(const_cast<char*>(text->data()), text->size(), release_shared_string, hint);
+}
+
+zmq::message_t share_bulk(const Bulk& bulk) {
+  auto bytes = bulk.bytes();
+  if (bytes.size() < kShareThreshold || !bulk.owner()) return zmq::message_t(bytes.data(), bytes.size());
+  auto* hint = new std::shared_ptr<const void>(bulk.owner());
+  return zmq::message_t(const_cast<std::byte*>(bytes.data()), bytes.size(), release_shared_owner, hint);
+}
+
+Bulk adopt_bulk(zmq::message_t&& message) {
+  auto holder = std::make_shared<zmq::message_t>(std::move(message));
+  auto* data = static_cast<const std::byte*>(holder->data());
+  std::size_t size = holder->size();
+  return Bulk({}, {}, std::move(holder), data, size);
+}
+
+Wakeup::Wakeup() {
+  fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd_ < 0) throw RuntimeError(std::string("eventfd: ") + std::strerror(errno));
+}
+
+Wakeup::~Wakeup() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Wakeup::notify() noexcept {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+}
+
+void Wakeup::drain() noexcept {
+  std::uint64_t value;
+  [[maybe_unused]] auto n = ::read(fd_, &value, sizeof value);
+}
+
+}  // namespace mktl::transport

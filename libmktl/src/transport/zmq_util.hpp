@@ -1,0 +1,51 @@
+// Small helpers shared by the transport's sockets (internal).
+#pragma once
+
+#include <mktl/bulk.hpp>
+
+#include <zmq.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mktl::transport {
+
+// The process-wide ZeroMQ context every mktl socket lives in.
+zmq::context_t& context();
+
+// "tcp://*:0" -> "tcp://*:*" (ZeroMQ's spelling of "any free port").
+std::string bind_spelling(std::string endpoint);
+
+// Port of a bound socket's last endpoint.
+int bound_port(zmq::socket_t& socket);
+std::string bound_endpoint(zmq::socket_t& socket);
+
+// A message that shares a string (large payloads) or copies it (small ones,
+// where copying is cheaper than the bookkeeping).
+zmq::message_t share_string(const std::shared_ptr<const std::string>& text);
+// A message over a bulk buffer, without copying it.
+zmq::message_t share_bulk(const Bulk& bulk);
+// A Bulk view on a received message, keeping the message alive.
+Bulk adopt_bulk(zmq::message_t&& message);
+
+inline std::string_view view(const zmq::message_t& m) {
+  return {static_cast<const char*>(m.data()), m.size()};
+}
+
+// An eventfd that wakes a poll loop; write() is safe from any thread.
+class Wakeup {
+ public:
+  Wakeup();
+  ~Wakeup();
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+  int fd() const noexcept { return fd_; }
+  void notify() noexcept;
+  void drain() noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace mktl::transport

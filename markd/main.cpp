@@ -1,0 +1,339 @@
+// markd: runs one mKTL daemon for STORE ALIAS until SIGINT or SIGTERM.
+//
+// The daemon is a plain caching mktl::Daemon, or a subclass registered with
+// MKTL_REGISTER_DAEMON in a shared library (--module LIB.so --subclass NAME).
+// Scripts wait for the single "ready" line on stdout; everything else (logs,
+// errors) goes to stderr.
+#include <mktl/mktl.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <dlfcn.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+
+namespace {
+
+// sysexits.h values: systemd's RestartPreventExitStatus=78 keys on EX_CONFIG.
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitConfig = 78;
+
+constexpr const char* kUsage = "usage: markd [options] STORE ALIAS\n       markd [options] STORE:ALIAS\n";
+
+constexpr const char* kHelp = R"(
+Runs one mKTL daemon: serves the items of one catalog block (ALIAS) of the
+store STORE until SIGINT or SIGTERM. Without --module the daemon is a plain
+caching daemon: every item holds whatever is set or published. With --module
+and --subclass, the daemon is a mktl::Daemon subclass built into a shared
+library with MKTL_REGISTER_DAEMON(NAME).
+
+STORE:ALIAS as a single argument is the same as STORE ALIAS (the form used by
+the markd@STORE:ALIAS systemd unit).
+
+Once the daemon answers requests, markd prints exactly one line to stdout:
+    markd: STORE ALIAS ready rep=PORT pub=PORT
+
+options:
+  -c, --catalog FILE     items of this daemon ({key: description} JSON); it
+                         also replaces the stored copy in
+                         $MKTL_HOME/daemon/store/STORE/ALIAS.json, which is
+                         what is used when --catalog is not given
+  -m, --module LIB.so    shared library holding the daemon subclass
+  -s, --subclass NAME    daemon subclass registered in --module with
+                         MKTL_REGISTER_DAEMON(NAME)
+  -a, --appconfig FILE   JSON configuration handed to the subclass
+                         (mktl::DaemonOptions::appconfig)
+  -o, --override         replace a conflicting catalog block at registries
+                         (allowed only when its daemon no longer answers)
+      --check            load and check catalog, module, subclass and
+                         appconfig, construct the daemon, and exit without
+                         serving
+      --rep-port N       request (ROUTER) port; 0 = any free port (default)
+      --pub-port N       broadcast (PUB) port; 0 = any free port (default)
+      --bind ADDR        address to bind both sockets to (default *)
+      --hostname NAME    host name advertised to clients (default: this
+                         host's name); it must resolve for them
+      --broadcast ADDR   UDP broadcast address for discovery (sets
+                         $MKTL_BROADCAST; default 255.255.255.255)
+      --no-discovery     neither answer UDP discovery nor announce to
+                         registries
+      --workers N        worker threads running item code (default 4)
+  -v, --verbose          more log output (repeat for debug)
+  -d, --debug            debug log output
+  -h, --help             show this help and exit
+
+environment:
+  MKTL_HOME              mKTL state directory (default ~/.mKTL)
+  MKTL_LOG               log level: trace, debug, info, warn, error, off
+  MKTL_BROADCAST         UDP broadcast address for discovery
+
+Exit status:
+  0   stopped cleanly by SIGINT or SIGTERM (or --check passed)
+  1   runtime failure (for example a port already in use, a registry
+      rejecting the catalog)
+  2   usage error (unknown option, missing STORE or ALIAS)
+  78  bad catalog or configuration (EX_CONFIG): unreadable or invalid JSON,
+      a bad item description, module or subclass not found; the message
+      names the file and the field
+
+example:
+  markd --catalog heater.json heater heater1
+  markd -m libheaterd.so -s HeaterDaemon -a heater.conf heater heater1
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  std::string store;
+  std::string alias;
+  std::string catalog;
+  std::string module;
+  std::string subclass;
+  std::string appconfig;
+  bool override_registry = false;
+  bool check = false;
+  bool discovery = true;
+  int rep_port = 0;
+  int pub_port = 0;
+  std::string bind = "*";
+  std::string hostname;
+  std::string broadcast;
+  int workers = 4;
+  int verbosity = 0;
+};
+
+int parse_int(const std::string& option, const char* text, int min, int max) {
+  std::string_view s(text);
+  int value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || end != s.data() + s.size() || value < min || value > max)
+    throw UsageError("--" + option + ": expected an integer from " + std::to_string(min) + " to " +
+                     std::to_string(max) + ", got '" + std::string(s) + "'");
+  return value;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// Returns nullopt after printing --help.
+std::optional<Options> parse_command_line(int argc, char** argv) {
+  enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers };
+  static const option long_options[] = {
+      {"catalog", required_argument, nullptr, 'c'},  {"module", required_argument, nullptr, 'm'},
+      {"subclass", required_argument, nullptr, 's'}, {"appconfig", required_argument, nullptr, 'a'},
+      {"override", no_argument, nullptr, 'o'},       {"check", no_argument, nullptr, kCheck},
+      {"rep-port", required_argument, nullptr, kRepPort}, {"pub-port", required_argument, nullptr, kPubPort},
+      {"bind", required_argument, nullptr, kBind},   {"hostname", required_argument, nullptr, kHostname},
+      {"broadcast", required_argument, nullptr, kBroadcast},
+      {"no-discovery", no_argument, nullptr, kNoDiscovery},
+      {"workers", required_argument, nullptr, kWorkers},
+      {"verbose", no_argument, nullptr, 'v'},        {"debug", no_argument, nullptr, 'd'},
+      {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
+
+  Options opts;
+  opterr = 0;  // we word the message ourselves, then exit 2
+  int c;
+  while ((c = getopt_long(argc, argv, ":c:m:s:a:ovdh", long_options, nullptr)) != -1) {
+    switch (c) {
+      case 'c': opts.catalog = optarg; break;
+      case 'm': opts.module = optarg; break;
+      case 's': opts.subclass = optarg; break;
+      case 'a': opts.appconfig = optarg; break;
+      case 'o': opts.override_registry = true; break;
+      case 'v': ++opts.verbosity; break;
+      case 'd': opts.verbosity = std::max(opts.verbosity, 2); break;
+      case 'h':
+        std::cout << kUsage << kHelp;
+        return std::nullopt;
+      case kCheck: opts.check = true; break;
+      case kRepPort: opts.rep_port = parse_int("rep-port", optarg, 0, 65535); break;
+      case kPubPort: opts.pub_port = parse_int("pub-port", optarg, 0, 65535); break;
+      case kBind: opts.bind = optarg; break;
+      case kHostname: opts.hostname = optarg; break;
+      case kBroadcast: opts.broadcast = optarg; break;
+      case kNoDiscovery: opts.discovery = false; break;
+      case kWorkers: opts.workers = parse_int("workers", optarg, 1, 1024); break;
+      case ':':
+        throw UsageError(std::string("option ") + argv[optind - 1] + " needs an argument");
+      default:
+        throw UsageError(std::string("unknown option ") + argv[optind - 1]);
+    }
+  }
+  std::vector<std::string> positional(argv + optind, argv + argc);
+  if (positional.size() == 1 && positional[0].find(':') != std::string::npos) {
+    auto colon = positional[0].find(':');
+    positional = {positional[0].substr(0, colon), positional[0].substr(colon + 1)};
+  }
+  if (positional.size() != 2) throw UsageError("expected STORE and ALIAS");
+  opts.store = lower(positional[0]);
+  opts.alias = lower(positional[1]);
+  if (opts.store.empty() || opts.alias.empty()) throw UsageError("STORE and ALIAS must not be empty");
+  if (opts.store.find('.') != std::string::npos) throw UsageError("STORE must not contain '.'");
+  if (!opts.module.empty() && opts.subclass.empty()) throw UsageError("--module needs --subclass");
+  if (opts.module.empty() && !opts.subclass.empty() && opts.subclass != "Daemon")
+    throw UsageError("--subclass needs --module");
+  return opts;
+}
+
+std::string endpoint(const std::string& bind, int port) {
+  // IPv6 literals need brackets in a zmq endpoint.
+  bool v6 = bind.find(':') != std::string::npos && bind.front() != '[';
+  return "tcp://" + (v6 ? "[" + bind + "]" : bind) + ":" + std::to_string(port);
+}
+
+std::string default_catalog_path(const Options& opts) {
+  return mktl::mktl_home() + "/daemon/store/" + opts.store + "/" + opts.alias + ".json";
+}
+
+// A loaded --module; closed after the daemon it built is gone (its code and
+// vtable live in the library).
+struct DlCloser {
+  void operator()(void* handle) const noexcept {
+    if (handle) dlclose(handle);
+  }
+};
+using ModuleHandle = std::unique_ptr<void, DlCloser>;
+
+mktl::DaemonFactory load_factory(const Options& opts, ModuleHandle& module) {
+  dlerror();
+  module.reset(dlopen(opts.module.c_str(), RTLD_NOW | RTLD_LOCAL));
+  if (!module) {
+    const char* why = dlerror();
+    throw mktl::ConfigError(opts.module, "--module", why ? why : "cannot load the library");
+  }
+  std::string symbol = "mktl_daemon_registration_" + opts.subclass;
+  dlerror();
+  void* address = dlsym(module.get(), symbol.c_str());
+  if (!address)
+    throw mktl::ConfigError(opts.module, "--subclass",
+                            "no daemon subclass '" + opts.subclass + "' in this library (symbol " + symbol +
+                                " not found; is MKTL_REGISTER_DAEMON(" + opts.subclass + ") in it?)");
+  auto registration = reinterpret_cast<const mktl::DaemonRegistration* (*)()>(address)();
+  if (!registration || !registration->factory)
+    throw mktl::ConfigError(opts.module, "--subclass", "registration of '" + opts.subclass + "' has no factory");
+  return registration->factory;
+}
+
+// Keeps the catalog given with --catalog as this daemon's stored one, so that
+// a later start without --catalog serves the same items (as the reference).
+void store_catalog_copy(const Options& opts) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path target = default_catalog_path(opts);
+  if (fs::equivalent(opts.catalog, target, ec)) return;
+  fs::create_directories(target.parent_path(), ec);
+  fs::path temporary = target;
+  temporary += ".tmp";
+  fs::copy_file(opts.catalog, temporary, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(temporary, target, ec);
+  if (ec) spdlog::warn("markd: could not store the catalog as {}: {}", target.string(), ec.message());
+}
+
+int run(const Options& opts) {
+  if (!opts.broadcast.empty()) setenv("MKTL_BROADCAST", opts.broadcast.c_str(), 1);
+
+  std::string catalog_path = opts.catalog.empty() ? default_catalog_path(opts) : opts.catalog;
+  if (opts.catalog.empty() && !std::filesystem::exists(catalog_path))
+    throw mktl::ConfigError(catalog_path, "", "no stored catalog for this daemon; give one with --catalog FILE");
+  mktl::Json items = mktl::load_json_file(catalog_path);
+
+  mktl::DaemonOptions options;
+  options.rep_endpoint = endpoint(opts.bind, opts.rep_port);
+  options.pub_endpoint = endpoint(opts.bind, opts.pub_port);
+  options.hostname = opts.hostname;
+  options.workers = opts.workers;
+  options.override_registry = opts.override_registry;
+  options.discovery = opts.discovery;
+  if (!opts.appconfig.empty()) options.appconfig = mktl::load_json_file(opts.appconfig);
+
+  // Declared before the daemon so that it is closed after the daemon is gone.
+  ModuleHandle module;
+  std::unique_ptr<mktl::Daemon> daemon;
+  if (opts.module.empty()) {
+    daemon = std::make_unique<mktl::Daemon>(opts.store, opts.alias, std::move(items), options, catalog_path);
+  } else {
+    mktl::DaemonFactory factory = load_factory(opts, module);
+    daemon = factory(opts.store, opts.alias, std::move(items), options, catalog_path);
+    if (!daemon) throw mktl::ConfigError(opts.module, "--subclass", "the factory of '" + opts.subclass + "' made no daemon");
+  }
+
+  if (opts.check) {
+    std::cout << "markd: " << daemon->store() << " " << daemon->alias() << " configuration OK ("
+              << daemon->items().size() << " items)" << std::endl;
+    return kExitOk;
+  }
+
+  daemon->start();
+  if (!opts.catalog.empty()) store_catalog_copy(opts);
+  std::cout << "markd: " << daemon->store() << " " << daemon->alias() << " ready rep=" << daemon->rep_port()
+            << " pub=" << daemon->pub_port() << std::endl;  // endl flushes: scripts wait for this line
+  spdlog::info("markd: {} {} serving on {} and {}", daemon->store(), daemon->alias(), daemon->rep_endpoint(),
+               daemon->pub_endpoint());
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("markd: {} {}: signal {}, stopping", daemon->store(), daemon->alias(), signal_number);
+  daemon->stop();
+  daemon.reset();
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread exists, so that every thread the
+  // daemon starts inherits the mask and only sigwait() in main sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::optional<Options> opts;
+  try {
+    opts = parse_command_line(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "markd: " << e.what() << "\n" << kUsage << "Try 'markd --help' for more information.\n";
+    return kExitUsage;
+  }
+  if (!opts) return kExitOk;
+  mktl::setup_logging(opts->verbosity);
+
+  const std::string who = opts->store + " " + opts->alias;
+  try {
+    return run(*opts);
+  } catch (const mktl::ConfigError& e) {
+    std::cerr << "markd: " << who << ": bad configuration: " << e.what() << "\n";
+    return kExitConfig;
+  } catch (const mktl::Error& e) {
+    std::cerr << "markd: " << who << ": " << e.type() << ": " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "markd: " << who << ": " << e.what() << "\n";
+    return kExitFailure;
+  }
+}

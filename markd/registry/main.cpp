@@ -1,0 +1,449 @@
+// mkregistryd: the mKTL registry. Daemons announce their catalog blocks to it
+// (SET _catalog); clients that know nothing yet find it by UDP broadcast and
+// ask it for a store's catalog (GET STORE._catalog, STORE._hash, _hash).
+// It keeps everything in memory: after a restart it relearns from a discovery
+// round (every daemon answering on the daemon port) and from announcements.
+//
+// Scripts wait for the single "ready" line on stdout; logs go to stderr.
+#include "discovery/registry_state.hpp"
+#include "discovery/udp.hpp"
+#include "protocol/codec.hpp"
+#include "transport/server.hpp"
+
+#include <mktl/mktl.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace {
+
+using mktl::Json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kUsage = "usage: mkregistryd [options]\n";
+
+constexpr const char* kHelp = R"(
+Runs an mKTL registry: a clearing house for catalog blocks. Daemons announce
+their blocks to it when they start (SET _catalog); clients find it by UDP
+broadcast and ask it for the catalog of a store (GET STORE._catalog,
+STORE._hash, _hash). At start-up it also asks every daemon that answers UDP
+discovery for its catalog. Nothing is stored on disk.
+
+A block that redefines a key or the alias of another daemon's block in the
+same store is rejected while that daemon answers; when it no longer answers,
+the new block replaces it only if announced with override. The same daemon
+(same UUID) restarting at another address replaces its old block once the
+old address no longer answers.
+
+Once it answers requests, mkregistryd prints exactly one line to stdout:
+    mkregistryd: ready rep=PORT udp=PORT
+
+options:
+  -p, --port N            request (ROUTER) port; 0 = any free port (default);
+                          clients learn it from UDP discovery
+      --bind ADDR         address to bind the request socket to (default *)
+      --hostname NAME     host name put in the provenance of relayed blocks
+                          (default: this host's name)
+      --broadcast ADDR    UDP broadcast address for finding daemons (default
+                          $MKTL_BROADCAST, else 255.255.255.255)
+      --daemon-port N     UDP port daemons answer discovery on (default
+                          $MKTL_DAEMON_PORT, else 10111)
+      --registry-port N   UDP port this registry answers discovery on
+                          (default $MKTL_REGISTRY_PORT, else 10103)
+      --discovery-wait S  seconds to collect daemon answers at start-up
+                          (default 1)
+  -v, --verbose           more log output (repeat for debug)
+  -d, --debug             debug log output
+  -h, --help              show this help and exit
+
+environment:
+  MKTL_HOME               mKTL state directory (default ~/.mKTL); its
+                          discovery.json may set broadcast, daemon_port and
+                          registry_port
+  MKTL_LOG                log level: trace, debug, info, warn, error, off
+  MKTL_BROADCAST, MKTL_DAEMON_PORT, MKTL_REGISTRY_PORT
+
+Exit status:
+  0   stopped cleanly by SIGINT or SIGTERM
+  1   runtime failure (a port cannot be bound, a bad discovery.json)
+  2   usage error (unknown option, bad number)
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Options {
+  int port = 0;
+  std::string bind = "*";
+  std::string hostname;
+  std::string broadcast;
+  int daemon_port = 0;     // 0 = from the environment
+  int registry_port = 0;   // 0 = from the environment
+  double discovery_wait = 1.0;
+  int verbosity = 0;
+};
+
+int parse_int(const std::string& option, const char* text, int min, int max) {
+  std::string_view s(text);
+  int value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || end != s.data() + s.size() || value < min || value > max)
+    throw UsageError("--" + option + ": expected an integer from " + std::to_string(min) + " to " +
+                     std::to_string(max) + ", got '" + std::string(s) + "'");
+  return value;
+}
+
+double parse_seconds(const std::string& option, const char* text) {
+  try {
+    std::size_t used = 0;
+    double value = std::stod(text, &used);
+    if (used == std::string_view(text).size() && value >= 0 && value <= 600) return value;
+  } catch (const std::exception&) {
+  }
+  throw UsageError("--" + option + ": expected seconds from 0 to 600, got '" + std::string(text) + "'");
+}
+
+// Returns nullopt after printing --help.
+std::optional<Options> parse_command_line(int argc, char** argv) {
+  enum { kBind = 256, kHostname, kBroadcast, kDaemonPort, kRegistryPort, kDiscoveryWait };
+  static const option long_options[] = {
+      {"port", required_argument, nullptr, 'p'},
+      {"bind", required_argument, nullptr, kBind},
+      {"hostname", required_argument, nullptr, kHostname},
+      {"broadcast", required_argument, nullptr, kBroadcast},
+      {"daemon-port", required_argument, nullptr, kDaemonPort},
+      {"registry-port", required_argument, nullptr, kRegistryPort},
+      {"discovery-wait", required_argument, nullptr, kDiscoveryWait},
+      {"verbose", no_argument, nullptr, 'v'},
+      {"debug", no_argument, nullptr, 'd'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
+
+  Options opts;
+  opterr = 0;  // we word the message ourselves, then exit 2
+  int c;
+  while ((c = getopt_long(argc, argv, ":p:vdh", long_options, nullptr)) != -1) {
+    switch (c) {
+      case 'p': opts.port = parse_int("port", optarg, 0, 65535); break;
+      case 'v': ++opts.verbosity; break;
+      case 'd': opts.verbosity = std::max(opts.verbosity, 2); break;
+      case 'h':
+        std::cout << kUsage << kHelp;
+        return std::nullopt;
+      case kBind: opts.bind = optarg; break;
+      case kHostname: opts.hostname = optarg; break;
+      case kBroadcast: opts.broadcast = optarg; break;
+      case kDaemonPort: opts.daemon_port = parse_int("daemon-port", optarg, 1, 65535); break;
+      case kRegistryPort: opts.registry_port = parse_int("registry-port", optarg, 1, 65535); break;
+      case kDiscoveryWait: opts.discovery_wait = parse_seconds("discovery-wait", optarg); break;
+      case ':': throw UsageError(std::string("option ") + argv[optind - 1] + " needs an argument");
+      default: throw UsageError(std::string("unknown option ") + argv[optind - 1]);
+    }
+  }
+  if (optind < argc) throw UsageError(std::string("unexpected argument '") + argv[optind] + "'");
+  return opts;
+}
+
+std::string this_hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+double now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+std::string endpoint(const std::string& host, int port) {
+  bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+  return "tcp://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+// Requests to daemons (liveness checks, start-up discovery). Client is
+// thread-safe; only the worker uses it anyway.
+class DaemonProbe {
+ public:
+  DaemonProbe() : client_(make_options()) {}
+
+  Json request(const std::string& host, int port, const std::string& target, double timeout) {
+    return client_.request(endpoint(host, port), "GET", target, Json::object(), timeout).value("value", Json());
+  }
+
+  // The daemon of `block` answers at its stratum-0 address and still serves
+  // that UUID (another daemon may have taken over the port).
+  bool alive(const Json& block) {
+    const auto& origin = block.at("provenance").at(0);
+    const std::string store = block.at("store").get<std::string>();
+    const std::string uuid = block.at("uuid").get<std::string>();
+    try {
+      Json hashes = request(origin.at("hostname").get<std::string>(), origin.at("rep").get<int>(), store + "._hash", 2.0);
+      bool serves = hashes.is_object() && hashes.contains(store) && hashes[store].is_object() &&
+                    hashes[store].contains(uuid);
+      spdlog::debug("mkregistryd: {} ({}) {}", block.value("alias", ""), uuid,
+                    serves ? "answers" : "answers, but no longer serves this block");
+      return serves;
+    } catch (const std::exception& e) {
+      spdlog::debug("mkregistryd: {} ({}) does not answer: {}", block.value("alias", ""), uuid, e.what());
+      return false;
+    }
+  }
+
+ private:
+  static mktl::ClientOptions make_options() {
+    mktl::ClientOptions options;
+    options.use_cache = false;
+    return options;
+  }
+  mktl::Client client_;
+};
+
+// One thread that runs everything that may block (liveness probes, start-up
+// discovery), so that the server's I/O thread never waits. Announcements are
+// processed in arrival order.
+class Worker {
+ public:
+  struct Task {
+    mktl::transport::Incoming request;
+    mktl::transport::Reply reply;
+  };
+  using Handler = std::function<void(Task&)>;
+  using Job = std::function<void()>;
+
+  explicit Worker(Handler handler) : handler_(std::move(handler)), thread_([this](std::stop_token stop) { run(stop); }) {}
+  ~Worker() {
+    thread_.request_stop();
+    changed_.notify_all();
+  }
+
+  void push(Task task) {
+    std::lock_guard lock(mutex_);
+    tasks_.push_back(std::move(task));
+    changed_.notify_all();
+  }
+  void push(Job job) {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(job));
+    changed_.notify_all();
+  }
+
+ private:
+  void run(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    while (!stop.stop_requested()) {
+      changed_.wait(lock, stop, [&] { return !tasks_.empty() || !jobs_.empty(); });
+      while (!tasks_.empty() || !jobs_.empty()) {
+        if (!tasks_.empty()) {
+          Task task = std::move(tasks_.front());
+          tasks_.pop_front();
+          lock.unlock();
+          handler_(task);
+          lock.lock();
+        } else {
+          Job job = std::move(jobs_.front());
+          jobs_.pop_front();
+          lock.unlock();
+          try {
+            job();
+          } catch (const std::exception& e) {
+            spdlog::error("mkregistryd: {}", e.what());
+          }
+          lock.lock();
+        }
+        if (stop.stop_requested()) return;
+      }
+    }
+  }
+
+  Handler handler_;
+  std::mutex mutex_;
+  std::condition_variable_any changed_;
+  std::deque<Task> tasks_;
+  std::deque<Job> jobs_;
+  std::jthread thread_;   // last: starts after the queues exist
+};
+
+// SET _catalog: {"value": block, "override": bool} (the reference puts the
+// override flag inside the block instead; RegistryState takes both).
+void handle_announcement(mktl::discovery::RegistryState& state, Worker::Task& task) {
+  try {
+    Json payload = mktl::protocol::parse_payload(task.request.payload);
+    if (!payload.is_object() || !payload.contains("value"))
+      throw mktl::ValueError("SET _catalog needs the catalog block as its value");
+    bool override = false;
+    if (auto flag = payload.find("override"); flag != payload.end() && flag->is_boolean()) override = flag->get<bool>();
+    state.process(std::move(payload["value"]), override);
+    task.reply.send(std::string(mktl::protocol::set_ok_payload()));
+  } catch (const mktl::Error& e) {
+    task.reply.error(e.type(), e.text());
+  } catch (const std::exception& e) {
+    task.reply.error("RuntimeError", e.what());
+  }
+}
+
+// Start-up discovery: every daemon answering on the daemon port is asked for
+// its stores (_hash) and then each store's blocks (STORE._catalog).
+void discover_daemons(mktl::discovery::RegistryState& state, DaemonProbe& probe,
+                      const mktl::discovery::Config& config, double wait) {
+  auto daemons = mktl::discovery::call(config, config.daemon_port, wait);
+  int learned = 0;
+  for (const auto& daemon : daemons) {
+    const std::string where = daemon.address + ":" + std::to_string(daemon.rep_port);
+    Json hashes;
+    try {
+      hashes = probe.request(daemon.address, daemon.rep_port, "_hash", 2.0);
+    } catch (const std::exception& e) {
+      spdlog::warn("mkregistryd: GET _hash from {} failed: {}", where, e.what());
+      continue;
+    }
+    if (!hashes.is_object()) {
+      spdlog::warn("mkregistryd: GET _hash from {}: expected an object, got {}", where, hashes.type_name());
+      continue;
+    }
+    for (const auto& [store, uuids] : hashes.items()) {
+      Json blocks;
+      try {
+        blocks = probe.request(daemon.address, daemon.rep_port, store + "._catalog", 2.0);
+      } catch (const std::exception& e) {
+        spdlog::warn("mkregistryd: GET {}._catalog from {} failed: {}", store, where, e.what());
+        continue;
+      }
+      if (!blocks.is_object()) continue;
+      for (auto& [uuid, block] : blocks.items()) {
+        try {
+          // The daemon just answered: it may displace blocks of daemons gone.
+          if (state.process(block, true) == mktl::discovery::RegistryState::Outcome::Accepted) ++learned;
+        } catch (const std::exception& e) {
+          spdlog::warn("mkregistryd: block {} of {} from {} not taken: {}", uuid, store, where, e.what());
+        }
+      }
+    }
+  }
+  spdlog::info("mkregistryd: start-up discovery: {} daemon(s) answered, {} block(s) learned", daemons.size(), learned);
+}
+
+void dispatch(const mktl::discovery::RegistryState& state, Worker& worker, mktl::transport::Incoming&& request,
+              mktl::transport::Reply reply) {
+  using mktl::protocol::MessageType;
+  try {
+    if (request.type == MessageType::SET) {
+      if (request.target != "_catalog")
+        throw mktl::ValueError("a registry takes SET only for _catalog, not '" + request.target + "'");
+      worker.push(Worker::Task{std::move(request), std::move(reply)});
+      return;
+    }
+    if (request.target == "_hash" || request.target == "._hash") {
+      reply.send(mktl::protocol::value_payload(state.hashes(), now()));
+      return;
+    }
+    auto target = mktl::protocol::split_target(request.target);
+    if (target && target->key == "_hash") {
+      reply.send(mktl::protocol::value_payload(state.hashes(target->store), now()));
+      return;
+    }
+    if (target && target->key == "_catalog") {
+      reply.send(mktl::protocol::value_payload(state.catalog(target->store), now()));
+      return;
+    }
+    throw mktl::ValueError("a registry answers GET _hash, STORE._hash and STORE._catalog, not '" + request.target + "'");
+  } catch (const mktl::Error& e) {
+    reply.error(e.type(), e.text());
+  } catch (const std::exception& e) {
+    reply.error("RuntimeError", e.what());
+  }
+}
+
+int run(const Options& opts) {
+  auto config = mktl::discovery::Config::from_env();
+  if (!opts.broadcast.empty()) config.broadcast = opts.broadcast;
+  if (opts.daemon_port > 0) config.daemon_port = opts.daemon_port;
+  if (opts.registry_port > 0) config.registry_port = opts.registry_port;
+  const std::string hostname = opts.hostname.empty() ? this_hostname() : opts.hostname;
+
+  DaemonProbe probe;
+  // Set once the request port is known; requests that come earlier (no one
+  // knows the port yet) are told to retry.
+  std::unique_ptr<mktl::discovery::RegistryState> state;
+  std::atomic<mktl::discovery::RegistryState*> ready_state{nullptr};
+  Worker worker([&](Worker::Task& task) { handle_announcement(*ready_state.load(), task); });
+
+  mktl::transport::ServerOptions server_options;
+  server_options.rep_endpoint = endpoint(opts.bind, opts.port);
+  server_options.pub_endpoint.clear();   // a registry publishes nothing
+  mktl::transport::Server server(server_options, [&](mktl::transport::Incoming&& request, mktl::transport::Reply reply) {
+    auto* current = ready_state.load();
+    if (!current) return reply.error("RuntimeError", "the registry is starting; try again");
+    dispatch(*current, worker, std::move(request), std::move(reply));
+  });
+  server.start();
+  const int rep_port = server.rep_port();
+
+  state = std::make_unique<mktl::discovery::RegistryState>(hostname, rep_port,
+                                                          [&probe](const Json& block) { return probe.alive(block); });
+  ready_state = state.get();
+
+  mktl::discovery::Responder responder(config.registry_port, rep_port);
+  std::cout << "mkregistryd: ready rep=" << rep_port << " udp=" << responder.port() << std::endl;
+  spdlog::info("mkregistryd: serving on {} as {}; discovery on UDP {}, daemons on UDP {} via {}",
+               server.rep_endpoint(), hostname, responder.port(), config.daemon_port, config.broadcast);
+
+  worker.push(Worker::Job([&] { discover_daemons(*state, probe, config, opts.discovery_wait); }));
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("mkregistryd: signal {}, stopping", signal_number);
+  responder.stop();
+  server.stop();
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread exists so that only sigwait()
+  // in run() sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::optional<Options> opts;
+  try {
+    opts = parse_command_line(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "mkregistryd: " << e.what() << "\n" << kUsage << "Try 'mkregistryd --help' for more information.\n";
+    return kExitUsage;
+  }
+  if (!opts) return kExitOk;
+  mktl::setup_logging(opts->verbosity);
+
+  try {
+    return run(*opts);
+  } catch (const mktl::Error& e) {
+    std::cerr << "mkregistryd: " << e.type() << ": " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "mkregistryd: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,375 @@
+// UDP discovery and Avahi DNS-SD. Loopback only: broadcasts go to
+// 127.255.255.255, never off this machine.
+#include "discovery/avahi.hpp"
+#include "discovery/udp.hpp"
+
+#include <mktl/error.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <random>
+#include <string>
+
+using namespace mktl::discovery;
+
+namespace {
+
+constexpr const char* kLoopbackBroadcast = "127.255.255.255";
+
+// A raw UDP socket on 127.0.0.1 for poking at a responder.
+class RawSocket {
+ public:
+  explicit RawSocket(int port = 0) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  }
+  ~RawSocket() { ::close(fd_); }
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+
+  int port() const {
+    sockaddr_in address{};
+    socklen_t length = sizeof address;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    return ntohs(address.sin_port);
+  }
+  void send(const std::string& data, int port, const char* host = "127.0.0.1") const {
+    sockaddr_in target{};
+    target.sin_family = AF_INET;
+    target.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, host, &target.sin_addr);
+    REQUIRE(::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&target), sizeof target) ==
+            static_cast<ssize_t>(data.size()));
+  }
+  // One datagram within timeout_ms, or nullopt; `from_port` gets the sender's port.
+  std::optional<std::string> receive(int timeout_ms, int* from_port = nullptr) const {
+    pollfd fd{fd_, POLLIN, 0};
+    if (::poll(&fd, 1, timeout_ms) <= 0) return std::nullopt;
+    std::string buffer(65536, '\0');
+    sockaddr_in sender{};
+    socklen_t length = sizeof sender;
+    ssize_t size = ::recvfrom(fd_, buffer.data(), buffer.size(), 0, reinterpret_cast<sockaddr*>(&sender), &length);
+    if (size < 0) return std::nullopt;
+    if (from_port) *from_port = ntohs(sender.sin_port);
+    buffer.resize(static_cast<std::size_t>(size));
+    return buffer;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A UDP port that was free a moment ago.
+int free_udp_port() {
+  RawSocket probe;
+  return probe.port();
+}
+
+Config loopback_config() {
+  Config config;
+  config.broadcast = kLoopbackBroadcast;
+  return config;
+}
+
+bool contains(const std::vector<Found>& found, const Found& wanted) {
+  return std::find(found.begin(), found.end(), wanted) != found.end();
+}
+
+// Sets an environment variable for the scope of a test.
+class EnvVar {
+ public:
+  EnvVar(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~EnvVar() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("discovery call and answer texts", "[discovery]") {
+  CHECK(is_call("Aloha mKTL"));
+  CHECK(is_call("  Aloha mKTL\r\n"));
+  CHECK_FALSE(is_call("Aloha mKTL!"));
+  CHECK_FALSE(is_call("aloha mktl"));
+  CHECK_FALSE(is_call(""));
+  CHECK(parse_answer("E komo mai:10079") == 10079);
+  CHECK(parse_answer("E komo mai:10079\n") == 10079);
+  CHECK_FALSE(parse_answer("E komo mai:"));
+  CHECK_FALSE(parse_answer("E komo mai:abc"));
+  CHECK_FALSE(parse_answer("E komo mai:70000"));
+  CHECK_FALSE(parse_answer("E komo mai:0"));
+  CHECK_FALSE(parse_answer("E komo mai:12x"));
+  CHECK_FALSE(parse_answer("Aloha mKTL"));
+}
+
+TEST_CASE("discovery config from environment and files", "[discovery]") {
+  auto home = std::filesystem::temp_directory_path() / ("mktl-discovery-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(home / "client");
+  {
+    std::ofstream(home / "discovery.json") << R"({"broadcast": "127.1.2.255", "daemon_port": 20111, "registry_port": 20103})";
+    std::ofstream(home / "client" / "registries") << "# registries\nhost-a host-b # comment\n\n  host-c\n";
+  }
+  ::unsetenv("MKTL_BROADCAST");
+  ::unsetenv("MKTL_DAEMON_PORT");
+  ::unsetenv("MKTL_REGISTRY_PORT");
+  SECTION("file over defaults") {
+    auto config = Config::from_env(home.string());
+    CHECK(config.broadcast == "127.1.2.255");
+    CHECK(config.daemon_port == 20111);
+    CHECK(config.registry_port == 20103);
+    CHECK(config.hosts == std::vector<std::string>{"host-a", "host-b", "host-c"});
+  }
+  SECTION("environment over file") {
+    EnvVar broadcast("MKTL_BROADCAST", kLoopbackBroadcast);
+    EnvVar daemon("MKTL_DAEMON_PORT", "30111");
+    auto config = Config::from_env(home.string());
+    CHECK(config.broadcast == kLoopbackBroadcast);
+    CHECK(config.daemon_port == 30111);
+    CHECK(config.registry_port == 20103);
+  }
+  SECTION("bad port in the environment") {
+    EnvVar daemon("MKTL_DAEMON_PORT", "port");
+    CHECK_THROWS_AS(Config::from_env(home.string()), mktl::ValueError);
+  }
+  SECTION("defaults without files") {
+    auto empty = home / "empty";
+    std::filesystem::create_directories(empty);
+    auto config = Config::from_env(empty.string());
+    CHECK(config.daemon_port == 10111);
+    CHECK(config.registry_port == 10103);
+    CHECK(config.hosts.empty());
+  }
+  SECTION("bad discovery.json") {
+    std::ofstream(home / "discovery.json") << R"({"daemon_port": "x"})";
+    CHECK_THROWS_AS(Config::from_env(home.string()), mktl::ValueError);
+  }
+  std::filesystem::remove_all(home);
+}
+
+TEST_CASE("responder answers a loopback broadcast", "[discovery]") {
+  const int port = free_udp_port();
+  Responder responder(port, 4321);
+  CHECK(responder.port() == port);
+  auto found = call(loopback_config(), port, 0.5);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0] == Found{"127.0.0.1", 4321});
+
+  // first_only returns as soon as the answer is in.
+  auto start = std::chrono::steady_clock::now();
+  found = call(loopback_config(), port, 5.0, true);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  CHECK(found == std::vector<Found>{{"127.0.0.1", 4321}});
+}
+
+TEST_CASE("two responders share one port and both answer", "[discovery]") {
+  const int port = free_udp_port();
+  Responder first(port, 1111);
+  Responder second(port, 2222);
+  auto found = call(loopback_config(), port, 0.5);
+  CHECK(found.size() == 2);
+  CHECK(contains(found, {"127.0.0.1", 1111}));
+  CHECK(contains(found, {"127.0.0.1", 2222}));
+}
+
+TEST_CASE("call asks configured hosts directly", "[discovery]") {
+  const int port = free_udp_port();
+  Responder responder(port, 5555, "127.0.0.1");
+  Config config;
+  config.broadcast.clear();
+  config.hosts = {"127.0.0.1", "no-such-host.invalid"};
+  auto found = call(config, port, 0.5);
+  CHECK(found == std::vector<Found>{{"127.0.0.1", 5555}});
+}
+
+TEST_CASE("call with nobody listening finds nothing within its timeout", "[discovery]") {
+  const int port = free_udp_port();
+  auto start = std::chrono::steady_clock::now();
+  auto found = call(loopback_config(), port, 0.2);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(found.empty());
+  CHECK(elapsed >= std::chrono::milliseconds(190));
+  CHECK(elapsed < std::chrono::seconds(2));
+}
+
+TEST_CASE("responder throttles one sender to an answer a second", "[discovery]") {
+  const int port = free_udp_port();
+  Responder responder(port, 7777);
+  RawSocket client;
+  client.send("Aloha mKTL", port);
+  auto answer = client.receive(2000);
+  REQUIRE(answer);
+  CHECK(*answer == "E komo mai:7777");
+
+  // Same sender again at once: no answer.
+  client.send("Aloha mKTL", port);
+  CHECK_FALSE(client.receive(300));
+
+  // Another sender (another port) is not throttled.
+  RawSocket other;
+  other.send("Aloha mKTL", port);
+  CHECK(other.receive(2000) == std::optional<std::string>("E komo mai:7777"));
+  CHECK(responder.answered() == 2);
+
+  // After the second is over, the first sender is answered again.
+  std::optional<std::string> again;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!again && std::chrono::steady_clock::now() < deadline) {
+    client.send("Aloha mKTL", port);
+    again = client.receive(250);
+  }
+  CHECK(again == std::optional<std::string>("E komo mai:7777"));
+}
+
+TEST_CASE("responder ignores junk and survives a 64 KiB datagram", "[discovery]") {
+  const int port = free_udp_port();
+  Responder responder(port, 8888);
+  RawSocket client;
+  client.send("hello", port);
+  client.send("Aloha mKTL, how are you", port);
+  client.send("E komo mai:1", port);
+  client.send("", port);
+  client.send(std::string(65507, 'A'), port);   // the largest IPv4 UDP payload
+  CHECK_FALSE(client.receive(300));
+  CHECK(responder.answered() == 0);
+
+  // Whitespace around the call is stripped, as the reference does.
+  client.send("  Aloha mKTL\n", port);
+  CHECK(client.receive(2000) == std::optional<std::string>("E komo mai:8888"));
+  CHECK(responder.answered() == 1);
+}
+
+TEST_CASE("call ignores malformed answers", "[discovery]") {
+  RawSocket fake;   // plays a listener that answers badly, then well
+  Config config;
+  config.broadcast.clear();
+  config.hosts = {"127.0.0.1"};
+  auto result = std::async(std::launch::async, [&] { return call(config, fake.port(), 1.0); });
+  int caller_port = 0;
+  auto datagram = fake.receive(2000, &caller_port);
+  REQUIRE(datagram);
+  CHECK(*datagram == "Aloha mKTL");
+  fake.send("E komo mai:abc", caller_port);
+  fake.send("nonsense", caller_port);
+  fake.send("E komo mai:4242", caller_port);
+  fake.send("E komo mai:4242", caller_port);   // duplicates are folded
+  CHECK(result.get() == std::vector<Found>{{"127.0.0.1", 4242}});
+}
+
+TEST_CASE("responder stops promptly and frees nothing it does not own", "[discovery]") {
+  const int port = free_udp_port();
+  auto start = std::chrono::steady_clock::now();
+  {
+    Responder responder(port, 1234);
+    responder.stop();
+    responder.stop();   // idempotent
+  }
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  // Nobody answers any more.
+  CHECK(call(loopback_config(), port, 0.2).empty());
+}
+
+// ---- Avahi ---------------------------------------------------------------------
+
+namespace {
+
+bool run(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
+
+template <typename Predicate>
+bool wait_for(Predicate predicate, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (predicate()) return true;
+    // Polling an external daemon's state: there is nothing to wait on.
+    ::poll(nullptr, 0, 50);
+  }
+  return predicate();
+}
+
+// Makes sure a system D-Bus and an avahi-daemon run, starting them if needed.
+// Returns an empty string when ready, else why the test must be skipped.
+//
+// The avahi-daemon we start is confined to loopback (allow-interfaces=lo,
+// IPv4 only, no wide-area, no workstation record) so that its mDNS traffic
+// never leaves this machine; Avahi accepts the loopback interface as usable
+// (it checks IFF_LOOPBACK or IFF_MULTICAST), so nothing else is needed. Both
+// daemons are left running for later tests: stopping them could break a test
+// running in parallel.
+std::string ensure_avahi() {
+  if (::geteuid() != 0) return "not root: cannot start dbus-daemon and avahi-daemon";
+  if (!run("command -v dbus-daemon") || !run("command -v avahi-daemon")) return "dbus-daemon or avahi-daemon missing";
+  const char* bus = "/run/dbus/system_bus_socket";
+  struct stat info {};
+  if (::stat(bus, &info) != 0) {
+    run("mkdir -p /run/dbus && dbus-daemon --system --fork");
+    if (!wait_for([&] { return ::stat(bus, &info) == 0; }, std::chrono::seconds(10))) return "dbus-daemon did not start";
+  }
+  if (!run("avahi-daemon --check")) {
+    const std::string config = "/tmp/mktl-test-avahi-daemon.conf";
+    std::ofstream(config) << "[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=lo\n"
+                             "[wide-area]\nenable-wide-area=no\n"
+                             "[publish]\npublish-hinfo=no\npublish-workstation=no\n";
+    run("avahi-daemon --no-drop-root --daemonize --no-chroot -f " + config);
+    if (!wait_for([] { return run("avahi-daemon --check"); }, std::chrono::seconds(10))) return "avahi-daemon did not start";
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("Avahi publishes a daemon and browsing finds it", "[avahi]") {
+  if (auto why = ensure_avahi(); !why.empty()) {
+    WARN("skipped: " << why);
+    return;
+  }
+  std::random_device random;
+  const std::string uuid = "test-" + std::to_string(::getpid()) + "-" + std::to_string(random());
+  const std::string alias = "disc" + std::to_string(::getpid());
+  AvahiPublisher publisher("avahitest", alias, uuid, 43210, 43211);
+  REQUIRE(publisher.wait_established(10.0));
+  CHECK(publisher.name().rfind("avahitest " + alias, 0) == 0);
+
+  std::optional<AvahiFound> mine;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!mine && std::chrono::steady_clock::now() < deadline) {
+    for (auto& found : avahi_browse(3.0)) {
+      auto it = found.txt.find("uuid");
+      if (it != found.txt.end() && it->second == uuid) mine = found;
+    }
+  }
+  REQUIRE(mine);
+  CHECK(mine->port == 43210);
+  CHECK(mine->name == publisher.name());
+  CHECK(mine->txt["store"] == "avahitest");
+  CHECK(mine->txt["alias"] == alias);
+  CHECK(mine->txt["pub"] == "43211");
+  CHECK_FALSE(mine->address.empty());
+  CHECK_FALSE(mine->host.empty());
+}
