@@ -76,8 +76,8 @@ PORT=${LINE#PORT }
 echo "heatersim listening on 127.0.0.1:$PORT"
 
 say "A registry, so that clients can find stores"
-mkregistryd >"$WORK/mkregistryd.log" 2>&1 &
-PIDS+=($!)
+start mkregistryd '^mkregistryd: ready' mkregistryd
+echo "$LINE"
 
 say "The heater daemon: markd loads the HeaterDaemon class from a shared library"
 printf '{"host": "127.0.0.1", "port": %s}\n' "$PORT" >"$WORK/heater-app.json"
@@ -87,11 +87,19 @@ start markd '^markd: heater heater1 ready' \
   -a "$WORK/heater-app.json" heater heater1
 echo "$LINE"
 
-# The registry learns of the daemon asynchronously: wait until mk finds it.
+# The daemon announces itself to the registry and reads its first
+# temperature asynchronously: wait (at most 20 s) until mk shows one.
+found=""
 for ((i = 0; i < 100; i++)); do
-  mk get heater.temperature >/dev/null 2>&1 && break
+  found=$(mk get --terse heater.temperature 2>&1) && [[ "$found" =~ [0-9] ]] && break
+  found=""
   sleep 0.2
 done
+if [[ -z "$found" ]]; then
+  echo "demo: mk cannot reach heater.temperature through the registry:" >&2
+  mk get heater.temperature >&2 || true
+  exit 1
+fi
 
 say "Read the current values"
 show mk get heater.temperature heater.setpoint heater.power heater.status

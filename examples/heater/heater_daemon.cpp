@@ -83,7 +83,16 @@ class Setpoint : public mktl::Item {
     // Someone else (a front panel, another client) may change it.
     poll(2.0);
   }
-  std::optional<Reading> req_refresh() override { return Reading(query_number(*link_, "SETP")); }
+  std::optional<Reading> req_refresh() override {
+    if (!restored_) {
+      // The setpoint persists: a value the runtime restored from before a
+      // restart goes to the controller once, before we start mirroring it.
+      Reading saved = current();
+      if (saved.time != 0.0 && saved.value.is_number()) req_set(saved);
+      restored_ = true;
+    }
+    return Reading(query_number(*link_, "SETP"));
+  }
 
   // Reject here what the controller would reject, with a clearer message.
   Reading validate(Reading value) override {
@@ -105,6 +114,7 @@ class Setpoint : public mktl::Item {
 
  private:
   std::shared_ptr<LineLink> link_;
+  bool restored_ = false;  // hooks of one item never overlap: no lock needed
 };
 
 class Power : public mktl::Item {

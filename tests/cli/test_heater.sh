@@ -241,5 +241,21 @@ check_eq "SET after the controller came back exits 0 (reconnected)" "$rc" "0"
 kill "$MARKD_PID"; wait "$MARKD_PID" 2>/dev/null
 check_eq "markd exits 0 on SIGTERM" "$?" "0"
 
+# The setpoint persists: a restarted daemon gives a fresh controller the last
+# setpoint it was told (30).
+start_with_line heatersim3 '^PORT [0-9]+$' "$BIN/heatersim" --port 0 --seed 9
+SIM3_PORT=${START_LINE#PORT }
+printf '{"host": "127.0.0.1", "port": %d}\n' "$SIM3_PORT" >"$WORK/heater-app.json"
+start_with_line markd2 '^markd: heater heater1 ready' "$BIN/markd" -c "$SRC/configs/heater.json" \
+  -m "$LIB/libheater_daemon.so" -s HeaterDaemon -a "$WORK/heater-app.json" heater heater1
+MARKD_PID=$START_PID
+exec 3<>"/dev/tcp/127.0.0.1/$SIM3_PORT"
+setpoint_is_30() { ask 3 'SETP?'; [[ "$REPLY" == "SETP 30.0" ]]; }
+if wait_until "persisted setpoint" 10 setpoint_is_30; then pass "the persisted setpoint reaches a new controller"; else
+  fail "the new controller never got the persisted setpoint 30 (last '$REPLY')"; fi
+exec 3>&-
+kill "$MARKD_PID"; wait "$MARKD_PID" 2>/dev/null
+check_eq "restarted markd exits 0 on SIGTERM" "$?" "0"
+
 ((FAILS == 0)) || { echo "$FAILS check(s) failed"; exit 1; }
 echo "all heater checks passed"

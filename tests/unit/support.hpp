@@ -3,6 +3,8 @@
 
 #include <mktl/mktl.hpp>
 
+#include <zmq.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,7 +13,9 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <optional>
 #include <thread>
+#include <vector>
 
 namespace test {
 
@@ -90,5 +94,90 @@ struct Collector {
     return readings.size();
   }
 };
+
+
+// A DEALER speaking protocol 'a' by hand, so tests check the daemon's bytes
+// independently of mktl::Client. Owns its own ZeroMQ context.
+struct RawDealer {
+  using Frames = std::vector<std::string>;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  explicit RawDealer(const std::string& endpoint) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.connect(endpoint);
+  }
+  void send(const Frames& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i)
+      socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  // A request [a, id, type, target, flags, payload(, bulk)].
+  void request(const std::string& id, const std::string& type, const std::string& target,
+               const std::string& payload = {}, const std::string& flags = {},
+               const std::optional<std::string>& bulk = std::nullopt) {
+    Frames f{"a", id, type, target, flags, payload};
+    if (bulk) f.push_back(*bulk);
+    send(f);
+  }
+  // The next message, or nullopt after `timeout`.
+  std::optional<Frames> recv(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
+    Frames out;
+    while (true) {
+      zmq::message_t m;
+      (void)socket.recv(m, zmq::recv_flags::none);
+      out.push_back(m.to_string());
+      if (!m.more()) break;
+    }
+    return out;
+  }
+  // Sends a GET and returns its REP (skipping the ACK); checks nothing else.
+  std::optional<Frames> roundtrip(const std::string& id, const std::string& type, const std::string& target,
+                                  const std::string& payload = {}) {
+    request(id, type, target, payload);
+    for (int i = 0; i < 4; ++i) {
+      auto m = recv();
+      if (!m) return std::nullopt;
+      if (m->size() >= 3 && (*m)[1] == id && (*m)[2] == "REP") return m;
+    }
+    return std::nullopt;
+  }
+};
+
+// A SUB on a daemon's PUB endpoint, with its own context.
+struct RawSub {
+  using Frames = std::vector<std::string>;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::sub};
+  RawSub(const std::string& endpoint, const std::string& topic) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::subscribe, topic);
+    socket.connect(endpoint);
+  }
+  std::optional<Frames> recv(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
+    Frames out;
+    while (true) {
+      zmq::message_t m;
+      (void)socket.recv(m, zmq::recv_flags::none);
+      out.push_back(m.to_string());
+      if (!m.more()) break;
+    }
+    return out;
+  }
+};
+
+// Calls `poke` (which should cause a broadcast) until `arrived` holds, bounded:
+// gets past ZeroMQ's slow-joiner window without sleeping blindly.
+inline bool until_subscribed(const std::function<void(int)>& poke, const std::function<bool()>& arrived,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (int i = 0; std::chrono::steady_clock::now() < deadline; ++i) {
+    poke(i);
+    if (wait_until(arrived, std::chrono::milliseconds(50))) return true;
+  }
+  return false;
+}
 
 }  // namespace test

@@ -327,7 +327,7 @@ TEST_CASE("persist: every answered save() survives kill -9", "[persist]") {
     }
     ::close(fds[1]);
     // Kill points spread from the very first answer to a few dozen in.
-    const int kill_after = 1 + (round * 17) % 80;
+    const int kill_after = 1 + (round * 11) % 40;
     std::array<long long, writers> acked;
     acked.fill(-1);
     Ack ack{};

@@ -42,8 +42,14 @@ struct DaemonOptions {
   Json appconfig = Json::object();
   // Replace a conflicting block at registries (markd --override).
   bool override_registry = false;
-  // Answer UDP discovery and announce to registries (issue: discovery).
+  // Answer UDP discovery ("Aloha mKTL") and announce the catalog to the
+  // registries found at start (broadcast address and ports from
+  // $MKTL_BROADCAST, $MKTL_DAEMON_PORT, $MKTL_REGISTRY_PORT or
+  // $MKTL_HOME/discovery.json). A registry's rejection makes start() throw.
   bool discovery = false;
+  // With discovery: also publish the daemon by DNS-SD (_mktl._tcp) through
+  // avahi-daemon when one runs (a missing avahi-daemon is logged, not fatal).
+  bool avahi = true;
   // Keep persistent items in SQLite under $MKTL_HOME/daemon/.
   bool persistence = true;
   // Directory of the persistence database; empty = $MKTL_HOME/daemon.
@@ -60,7 +66,9 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   // Hooks: add custom items in setup(); setup_final() runs once every item
-  // exists (initial and persisted values are restored after it).
+  // exists and holds its initial or persisted value, just before the daemon
+  // announces itself. A subclass whose items use its own members should call
+  // stop() in its destructor, so no hook runs while those members are destroyed.
   virtual void setup() {}
   virtual void setup_final() {}
 
@@ -108,6 +116,7 @@ class Daemon {
 
  private:
   void adopt(std::unique_ptr<Item> item);
+  void start_discovery();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

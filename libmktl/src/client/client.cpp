@@ -79,6 +79,7 @@ struct CallbackEntry {
 };
 
 struct StoreInfo {
+  bool validated = false;                      // false: straight from the disk cache, not checked yet
   Json blocks = Json::object();                // uuid -> block
   std::unordered_map<std::string, Where> by_key;  // key -> where
   std::unordered_map<std::string, std::string> host_override;  // uuid -> host
@@ -208,9 +209,11 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   }
 
   // Records blocks of a store (caller holds no lock).
-  void learn(const std::string& store, const Json& blocks, const std::string& host_override, bool save) {
+  void learn(const std::string& store, const Json& blocks, const std::string& host_override, bool save,
+             bool validated = true) {
     std::lock_guard lock(mutex);
     auto& info = stores[store];
+    info.validated = validated;
     for (auto& [uuid, block] : blocks.items()) {
       if (!block.is_object()) continue;
       info.blocks[uuid] = block;
@@ -247,8 +250,28 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       }
     }
     if (blocks.empty()) return false;
-    learn(store, blocks, {}, false);
+    learn(store, blocks, {}, false, false);
     return true;
+  }
+
+  // Runs a request; if it times out against a location that came unchecked
+  // from the disk cache (the daemon may have moved), finds the store again
+  // and retries once. A valid cache thus costs no discovery at all.
+  template <class F>
+  auto with_stale_retry(const std::string& full_key, Client& client, F&& attempt) {
+    try {
+      return attempt(locate(full_key, client));
+    } catch (const TimeoutError&) {
+      std::string store = lower(full_key.substr(0, full_key.find('.')));
+      {
+        std::lock_guard lock(mutex);
+        auto it = stores.find(store);
+        if (it == stores.end() || it->second.validated) throw;
+        stores.erase(it);
+      }
+      client.find_store(store);
+      return attempt(locate(full_key, client));
+    }
   }
 
   // Where a key lives; finds its store first if needed.
@@ -266,7 +289,20 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
           if (attempt == 1) throw KeyError::python("store '" + store + "' has no key '" + key + "'");
         }
       }
-      if (attempt == 0 && !load_cache(store)) client.find_store(store);
+      if (attempt == 0) {
+        bool known = knows(store);
+        if (!load_cache(store)) {
+          client.find_store(store);
+        } else if (!known) {
+          // Known from the cache alone, which may be stale: a missing key means revalidate.
+          bool has_key;
+          {
+            std::lock_guard lock(mutex);
+            has_key = stores[store].by_key.count(key) > 0;
+          }
+          if (!has_key) client.find_store(store);
+        }
+      }
     }
     throw KeyError::python("store '" + store + "' has no key '" + key + "'");
   }
@@ -476,22 +512,26 @@ std::string set_payload(const Reading& value) {
 
 Reading Client::get(const std::string& full_key, bool refresh, std::optional<double> timeout) {
   std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
   Json payload = refresh ? Json{{"refresh", true}} : Json(nullptr);
-  std::optional<Bulk> bulk;
-  Json reply = impl_->request(where.rep, protocol::MessageType::GET, target, payload, timeout, {}, &bulk);
-  return reading_of(reply, std::move(bulk));
+  return impl_->with_stale_retry(target, *this, [&](const Where& where) {
+    std::optional<Bulk> bulk;
+    Json reply = impl_->request(where.rep, protocol::MessageType::GET, target, payload, timeout, {}, &bulk);
+    return reading_of(reply, std::move(bulk));
+  });
 }
 
 void Client::set(const std::string& full_key, Reading value, std::optional<double> timeout) {
   std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  auto pending = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk);
-  pending->wait(timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
-  Json reply = protocol::parse_payload(pending->payload);
-  if (reply.is_object())
-    if (auto err = reply.find("error"); err != reply.end() && err->is_object())
-      throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+  std::string payload = set_payload(value);
+  impl_->with_stale_retry(target, *this, [&](const Where& where) {
+    auto pending = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, payload, value.bulk);
+    pending->wait(timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
+    Json reply = protocol::parse_payload(pending->payload);
+    if (reply.is_object())
+      if (auto err = reply.find("error"); err != reply.end() && err->is_object())
+        throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+    return 0;
+  });
 }
 
 std::future<void> Client::set_async(const std::string& full_key, Reading value) {
@@ -499,26 +539,25 @@ std::future<void> Client::set_async(const std::string& full_key, Reading value) 
   auto where = impl_->locate(target, *this);
   auto promise = std::make_shared<std::promise<void>>();
   auto future = promise->get_future();
-  auto holder = std::make_shared<std::shared_ptr<detail::Pending>>();
-  *holder = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk,
-                                [promise, holder] {
-                                  auto pending = std::move(*holder);
-                                  try {
-                                    if (pending->failure) {
-                                      if (pending->failure->first == "TimeoutError")
-                                        throw TimeoutError(pending->failure->second);
-                                      throw Error(pending->failure->first, pending->failure->second);
-                                    }
-                                    Json reply = protocol::parse_payload(pending->payload);
-                                    if (reply.is_object())
-                                      if (auto err = reply.find("error"); err != reply.end() && err->is_object())
-                                        throw Error(err->value("type", std::string("RuntimeError")),
-                                                    err->value("text", std::string()));
-                                    promise->set_value();
-                                  } catch (...) {
-                                    promise->set_exception(std::current_exception());
-                                  }
-                                });
+  // The callback gets the Pending itself: the REP may complete it before
+  // send() returns (an early error reply did, and crashed on a null holder).
+  impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk,
+                      [promise](detail::Pending& pending) {
+                        try {
+                          if (pending.failure) {
+                            if (pending.failure->first == "TimeoutError") throw TimeoutError(pending.failure->second);
+                            throw Error(pending.failure->first, pending.failure->second);
+                          }
+                          Json reply = protocol::parse_payload(pending.payload);
+                          if (reply.is_object())
+                            if (auto err = reply.find("error"); err != reply.end() && err->is_object())
+                              throw Error(err->value("type", std::string("RuntimeError")),
+                                          err->value("text", std::string()));
+                          promise->set_value();
+                        } catch (...) {
+                          promise->set_exception(std::current_exception());
+                        }
+                      });
   return future;
 }
 

@@ -53,7 +53,7 @@ struct Engine::Sub {
 namespace {
 
 void complete(Pending& p) {
-  std::function<void()> done;
+  std::function<void(Pending&)> done;
   {
     std::lock_guard lock(p.mutex);
     p.acked = true;
@@ -61,7 +61,7 @@ void complete(Pending& p) {
     done = std::move(p.on_done);
   }
   p.cv.notify_all();
-  if (done) done();
+  if (done) done(p);
 }
 
 void fail(Pending& p, std::string type, std::string text) {
@@ -95,7 +95,7 @@ void Engine::post(std::unique_ptr<Command> cmd) {
 
 std::shared_ptr<Pending> Engine::send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
                                       std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
-                                      std::function<void()> on_done) {
+                                      std::function<void(Pending&)> on_done) {
   auto cmd = std::make_unique<Command>();
   char id[16];
   {

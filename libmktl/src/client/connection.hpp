@@ -34,7 +34,9 @@ struct Pending {
   std::string payload;
   std::optional<Bulk> bulk;
   std::optional<std::pair<std::string, std::string>> failure;  // type, text (local failures)
-  std::function<void()> on_done;                              // for futures; runs on the I/O thread
+  // For futures; runs on the I/O thread and is handed this Pending, since the
+  // REP may come before send() has returned it to its caller.
+  std::function<void(Pending&)> on_done;
 
   // Waits for the REP; throws TimeoutError after `timeout` seconds.
   void wait(double timeout, const std::string& what);
@@ -53,7 +55,7 @@ class Engine {
   // Sends a request; the Pending completes with the REP (or a failure).
   std::shared_ptr<Pending> send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
                                 std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
-                                std::function<void()> on_done = {});
+                                std::function<void(Pending&)> on_done = {});
   // Forgets a request its caller gave up on.
   void abandon(const std::string& endpoint, const std::string& id);
   // SUB side: refcounted topic subscriptions per publisher endpoint.

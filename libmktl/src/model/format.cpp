@@ -48,16 +48,21 @@ const Json& default_boolean_enumerators() {
 }
 
 // The enumerators of an item; booleans fall back to False/True as the
-// reference's catalog normalisation fills them in.
-Json enumerators_of(const Json& description, ItemType type) {
+// reference's catalog normalisation fills them in. Points into the
+// description when it is complete (the normalised, hot-path case), else into
+// `storage`.
+const Json& enumerators_of(const Json& description, ItemType type, Json& storage) {
   const Json& given = field(description, "enumerators");
   if (type == ItemType::boolean) {
-    Json merged = default_boolean_enumerators();
+    if (given.is_object() && given.contains("0") && given.contains("1")) return given;
+    storage = default_boolean_enumerators();
     if (given.is_object())
-      for (const auto& [k, v] : given.items()) merged[k] = v;
-    return merged;
+      for (const auto& [k, v] : given.items()) storage[k] = v;
+    return storage;
   }
-  return given.is_object() ? given : Json::object();
+  if (given.is_object()) return given;
+  storage = Json::object();
+  return storage;
 }
 
 std::string name_text(const Json& name) { return name.is_string() ? name.get<std::string>() : python::str(name); }
@@ -157,7 +162,8 @@ std::optional<std::string> enumerator_key(const Json& enumerators, const Json& v
 Json validate_enumerated(const Json& description, ItemType type, const Json& value) {
   // The reference formats None as '' and then fails on int(None).
   if (value.is_null()) throw_int_type_error(value);
-  const Json enumerators = enumerators_of(description, type);
+  Json storage;
+  const Json& enumerators = enumerators_of(description, type, storage);
   std::string shown;
   auto key = enumerator_key(enumerators, value, shown);
   if (!key) throw KeyError(python::key_error_text("invalid enumerator: " + python::repr(shown)));
@@ -392,7 +398,8 @@ std::string format_any(const Json& description, ItemType type, const Json& value
     case ItemType::boolean:
     case ItemType::enumerated: {
       if (value.is_null()) return "";
-      const Json enumerators = enumerators_of(description, type);
+      Json storage;
+      const Json& enumerators = enumerators_of(description, type, storage);
       std::string shown;
       if (auto key = enumerator_key(enumerators, value, shown)) return name_text(enumerators.at(*key));
       return python::str(value);
@@ -509,7 +516,8 @@ Json parse_formatted(const Json& description, std::string_view text) {
   switch (type) {
     case ItemType::boolean:
     case ItemType::enumerated: {
-      const Json enumerators = enumerators_of(description, type);
+      Json storage;
+      const Json& enumerators = enumerators_of(description, type, storage);
       std::string shown;
       if (auto key = enumerator_key(enumerators, Json(std::string(trimmed)), shown)) {
         auto number = python::parse_int(*key);

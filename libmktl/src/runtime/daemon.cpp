@@ -2,6 +2,9 @@
 #include "runtime/runtime.hpp"
 
 #include "config/logger.hpp"
+#include "discovery/announce.hpp"
+#include "discovery/avahi.hpp"
+#include "discovery/udp.hpp"
 
 #include <mktl/catalog.hpp>
 #include <mktl/daemon.hpp>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cctype>
 #include <condition_variable>
 #include <filesystem>
@@ -49,6 +53,8 @@ struct Daemon::Impl {
   double block_time = 0;
   std::unordered_map<std::string, std::unique_ptr<Item>> item_map;
   std::unique_ptr<detail::Runtime> runtime;
+  std::unique_ptr<discovery::Responder> responder;
+  std::unique_ptr<discovery::AvahiPublisher> avahi;
   mutable std::mutex mutex;
   std::condition_variable stopped_cv;
   bool started = false;
@@ -131,8 +137,34 @@ void Daemon::start() {
   I.runtime->start(I.item_map);
   detail::publish_catalog_item(*this);
   setup_final();
+  if (I.options.discovery) {
+    try {
+      start_discovery();
+    } catch (...) {
+      I.runtime->stop();
+      throw;
+    }
+  }
   I.log->info("{}.{} serving {} items: rep {} pub {}", I.store, I.alias, I.item_map.size(), rep_endpoint(),
               pub_endpoint());
+}
+
+void Daemon::start_discovery() {
+  auto& I = *impl_;
+  auto config = discovery::Config::from_env(I.options.home);
+  I.responder = std::make_unique<discovery::Responder>(config.daemon_port, rep_port());
+  // A registry that rejects this block aborts the start, with its reason.
+  double wait = 0.25;  // registries answer within milliseconds on a LAN
+  if (const char* t = std::getenv("MKTL_DISCOVERY_TIMEOUT")) wait = std::atof(t);
+  int registries = discovery::announce(catalog_block(), config, I.options.override_registry, wait);
+  I.log->info("{}.{}: announced to {} registr{}", I.store, I.alias, registries, registries == 1 ? "y" : "ies");
+  if (I.options.avahi) {
+    try {
+      I.avahi = std::make_unique<discovery::AvahiPublisher>(I.store, I.alias, I.uuid, rep_port(), pub_port());
+    } catch (const std::exception& e) {
+      I.log->info("not published by DNS-SD: {}", e.what());
+    }
+  }
 }
 
 void Daemon::run() {
@@ -151,6 +183,8 @@ void Daemon::stop() {
       return;
     }
   }
+  I.avahi.reset();
+  if (I.responder) I.responder->stop();
   I.runtime->stop();
   std::lock_guard lock(I.mutex);
   I.stopped = true;

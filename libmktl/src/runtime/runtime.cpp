@@ -256,6 +256,15 @@ void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incom
   }
   // The hot path: a plain GET of an item that does not override req_get is
   // answered here, on the I/O thread, from the cached encoding.
+  // A malformed payload is refused even where the fast path would not read it.
+  if (!request.payload.empty()) {
+    try {
+      (void)protocol::parse_payload(request.payload);
+    } catch (const std::exception& e) {
+      reply.error("ValueError", e.what());
+      return;
+    }
+  }
   bool maybe_refresh = request.payload.find("refresh") != std::string::npos;
   if (core->fast_get && !maybe_refresh) {
     std::shared_ptr<const std::string> encoded;
@@ -328,15 +337,19 @@ void Runtime::handle_special(transport::Incoming&& request, transport::Reply rep
     const std::string& target = request.target;
     const std::string& store = daemon_.store();
     bool get = request.type == protocol::MessageType::GET;
-    auto hashes = [&] {
+    std::call_once(special_once_, [&] {
       Json block = daemon_.catalog_block();
-      Json value = Json::object();
-      value[store][block["uuid"].get<std::string>()] = block["hash"];
-      return value;
-    };
+      Json hashes = Json::object();
+      hashes[store][block["uuid"].get<std::string>()] = block["hash"];
+      double t = block.value("time", now());
+      hash_answer_ = std::make_shared<const std::string>(protocol::value_payload(hashes, t));
+      Json catalog = Json::object();
+      catalog[block["uuid"].get<std::string>()] = std::move(block);
+      catalog_answer_ = std::make_shared<const std::string>(protocol::value_payload(catalog, t));
+    });
     if (target == "_hash" || target == "._hash") {
       if (!get) throw TypeError(target + " is not a settable item");
-      reply.send(protocol::value_payload(hashes(), now()));
+      reply.send_shared(hash_answer_);
       return;
     }
     auto parts = protocol::split_target(target);
@@ -351,15 +364,12 @@ void Runtime::handle_special(transport::Incoming&& request, transport::Reply rep
     }
     if (parts->key == "_hash") {
       if (!get) throw TypeError("_hash is not a settable item");
-      reply.send(protocol::value_payload(hashes(), now()));
+      reply.send_shared(hash_answer_);
       return;
     }
     if (parts->key == "_catalog") {
       if (!get) throw ValueError("this daemon is not a registry: it does not take catalog announcements");
-      Json block = daemon_.catalog_block();
-      Json value = Json::object();
-      value[block["uuid"].get<std::string>()] = block;
-      reply.send(protocol::value_payload(value, now()));
+      reply.send_shared(catalog_answer_);
       return;
     }
     throw KeyError::python("this daemon does not contain '" + parts->key + "'");

@@ -78,6 +78,10 @@ class Runtime {
   std::unique_ptr<persist::Store> persist_;
   std::atomic<bool> running_{false};
   double start_time_ = 0;
+  // Answers to `_hash` and `store._catalog`, encoded once: the block does not
+  // change while the daemon runs, and a 10,000-item block is big.
+  std::once_flag special_once_;
+  std::shared_ptr<const std::string> hash_answer_, catalog_answer_;
 };
 
 // Whether a subclass overrides Item::req_get (GCC; true where unknown).

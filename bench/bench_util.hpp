@@ -1,0 +1,188 @@
+// Helpers shared by the benchmark programs: child processes with a piped
+// stdout, /proc readings, and order statistics. Not part of libmktl.
+#pragma once
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A child process whose stdout we read line by line (stderr is inherited, or
+// sent to /dev/null when `quiet`).
+class Child {
+ public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child(Child&& o) noexcept { *this = std::move(o); }
+  Child& operator=(Child&& o) noexcept {
+    std::swap(pid_, o.pid_);
+    std::swap(fd_, o.fd_);
+    std::swap(buffer_, o.buffer_);
+    return *this;
+  }
+  ~Child() { kill(SIGKILL); }
+
+  static Child spawn(const std::vector<std::string>& argv, bool quiet = true) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      dup2(pipe_fds[1], STDOUT_FILENO);
+      close(pipe_fds[0]);
+      close(pipe_fds[1]);
+      if (quiet) {
+        FILE* devnull = std::fopen("/dev/null", "w");
+        if (devnull) dup2(fileno(devnull), STDERR_FILENO);
+      }
+      execv(args[0], args.data());
+      std::perror(args[0]);
+      _exit(127);
+    }
+    close(pipe_fds[1]);
+    Child c;
+    c.pid_ = pid;
+    c.fd_ = pipe_fds[0];
+    return c;
+  }
+
+  // The next line of stdout, or nullopt on EOF or after `timeout` seconds.
+  std::optional<std::string> read_line(double timeout) {
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+    while (true) {
+      auto nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (fd_ < 0) return std::nullopt;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, static_cast<int>(left));
+      if (r <= 0) continue;
+      char chunk[4096];
+      ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) {
+        close(fd_);
+        fd_ = -1;
+        continue;
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+
+  // Waits for a line starting with `prefix`; nullopt on EOF or timeout.
+  std::optional<std::string> wait_for(const std::string& prefix, double timeout) {
+    auto start = Clock::now();
+    while (true) {
+      double left = timeout - seconds_since(start);
+      if (left <= 0) return std::nullopt;
+      auto line = read_line(left);
+      if (!line) return std::nullopt;
+      if (line->rfind(prefix, 0) == 0) return line;
+    }
+  }
+
+  // SIGTERM, then SIGKILL if it has not exited within `grace` seconds.
+  int terminate(double grace = 3.0) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    auto start = Clock::now();
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (seconds_since(start) > grace) {
+        ::kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      usleep(2000);
+    }
+    pid_ = -1;
+    close_fd();
+    return status;
+  }
+
+  // Waits for the child to exit; returns its waitpid status.
+  int wait() {
+    int status = 0;
+    if (pid_ > 0) waitpid(pid_, &status, 0);
+    pid_ = -1;
+    close_fd();
+    return status;
+  }
+
+  void kill(int sig) {
+    if (pid_ > 0) {
+      ::kill(pid_, sig);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    close_fd();
+  }
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  void close_fd() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+// A numeric field of /proc/<pid>/status ("VmRSS" in kB, "Threads"); -1 if absent.
+inline long proc_status(pid_t pid, const std::string& field) {
+  std::ifstream in(pid > 0 ? "/proc/" + std::to_string(pid) + "/status" : std::string("/proc/self/status"));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+  return -1;
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+inline double min_of(const std::vector<double>& v) { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
+inline double max_of(const std::vector<double>& v) { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+
+// Value of "key=VALUE" in a line of "word key=value key=value" form.
+inline std::string field_of(const std::string& line, const std::string& key) {
+  auto pos = line.find(" " + key + "=");
+  if (pos == std::string::npos) return {};
+  pos += key.size() + 2;
+  auto end = line.find(' ', pos);
+  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+}  // namespace bench

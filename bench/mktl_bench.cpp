@@ -1,0 +1,853 @@
+// mktl_bench: runs every benchmark against a raw ZeroMQ baseline measured in
+// the same run, and prints medians, min-max, ratios and PASS/MISS per target.
+//
+//   mktl_bench [--reps N] [--duration S] [--quick] [--only GROUP,...]
+//              [--markdown FILE] [--mk PATH] [--markd PATH]
+//
+// Layout: this process is the client; it forks/execs the servers it measures
+// (mktl_bench_raw_server: cppzmq alone; mktl_bench_daemon: mktl::Daemon) on
+// loopback. Baseline and mktl runs are interleaved, rep by rep, so that noise
+// from other processes hits both; ratios are taken pairwise per rep and the
+// median ratio is compared with the target.
+//
+// Groups: rt (sequential round trips), inflight (64 in flight, fire and
+// forget), bcast (broadcasts), bulk (8 MiB), mk (`mk get` as a process),
+// startup (10,000-item daemon).
+#include "bench_util.hpp"
+
+#include <mktl/mktl.hpp>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+using bench::Clock;
+using bench::seconds_since;
+
+namespace {
+
+// ---- options and results ------------------------------------------------------
+
+struct Options {
+  int reps = 5;
+  double duration = 0.4;  // seconds per timed run
+  bool quick = false;     // a few iterations each: proves the benches work
+  std::set<std::string> only;
+  std::string markdown;
+  std::string mk;
+  std::string markd;
+  std::string bindir;
+  bool wants(const std::string& group) const { return only.empty() || only.count(group); }
+};
+
+enum class Unit { rate, bytes_rate, ms, mb, count };
+
+struct Series {
+  std::string name;
+  std::string what;
+  Unit unit = Unit::rate;
+  std::vector<double> values;
+  std::string note;  // why it was skipped, if it was
+};
+
+struct Target {
+  std::string what;
+  std::string shown;   // the measured figure as text
+  std::string goal;
+  bool pass = false;
+  bool skipped = false;
+};
+
+class Results {
+ public:
+  Series& get(const std::string& name, const std::string& what, Unit unit) {
+    auto it = series_.find(name);
+    if (it == series_.end()) {
+      order_.push_back(name);
+      it = series_.emplace(name, Series{name, what, unit, {}, {}}).first;
+    }
+    return it->second;
+  }
+  void add(const std::string& name, const std::string& what, Unit unit, double value) {
+    get(name, what, unit).values.push_back(value);
+  }
+  const Series* find(const std::string& name) const {
+    auto it = series_.find(name);
+    return it == series_.end() || it->second.values.empty() ? nullptr : &it->second;
+  }
+  const std::vector<std::string>& order() const { return order_; }
+  const Series& at(const std::string& name) const { return series_.at(name); }
+
+  // Pairwise ratios a_i / b_i of two interleaved series.
+  std::vector<double> ratios(const std::string& a, const std::string& b) const {
+    std::vector<double> out;
+    auto* sa = find(a);
+    auto* sb = find(b);
+    if (!sa || !sb) return out;
+    for (std::size_t i = 0; i < std::min(sa->values.size(), sb->values.size()); ++i)
+      if (sb->values[i] > 0) out.push_back(sa->values[i] / sb->values[i]);
+    return out;
+  }
+
+ private:
+  std::map<std::string, Series> series_;
+  std::vector<std::string> order_;
+};
+
+std::string fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+std::string show(double v, Unit unit) {
+  switch (unit) {
+    case Unit::rate:
+      if (v >= 1e6) return fixed(v / 1e6, 2) + " M/s";
+      if (v >= 1e3) return fixed(v / 1e3, 1) + " k/s";
+      return fixed(v, 0) + " /s";
+    case Unit::bytes_rate: return fixed(v / 1e9, 2) + " GB/s";
+    case Unit::ms: return fixed(v, v < 10 ? 2 : 1) + " ms";
+    case Unit::mb: return fixed(v, 1) + " MB";
+    case Unit::count: return fixed(v, 0);
+  }
+  return fixed(v, 2);
+}
+
+// ---- the raw ZeroMQ client (cppzmq alone) ---------------------------------------
+
+class RawClient {
+ public:
+  RawClient(int rep_port, int pub_port) : dealer_(ctx_, zmq::socket_type::dealer), sub_(ctx_, zmq::socket_type::sub) {
+    // Same socket options as mktl's client engine.
+    dealer_.set(zmq::sockopt::linger, 0);
+    dealer_.set(zmq::sockopt::sndhwm, 100000);
+    dealer_.set(zmq::sockopt::rcvhwm, 100000);
+    dealer_.set(zmq::sockopt::rcvtimeo, 5000);
+    dealer_.connect("tcp://127.0.0.1:" + std::to_string(rep_port));
+    sub_.set(zmq::sockopt::linger, 0);
+    sub_.set(zmq::sockopt::rcvhwm, 100000);
+    sub_.connect("tcp://127.0.0.1:" + std::to_string(pub_port));
+    sub_.set(zmq::sockopt::subscribe, "bench.");
+  }
+
+  void send(std::string_view target, std::string_view payload) {
+    char id[16];
+    std::snprintf(id, sizeof id, "%08x", next_id_++);
+    dealer_.send(zmq::buffer(std::string_view("a")), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(std::string_view(id, 8)), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(std::string_view("GET")), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(target), zmq::send_flags::sndmore);
+    dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(payload), zmq::send_flags::none);
+  }
+
+  // Receives messages until a REP; returns its frames (payload at [5]).
+  std::vector<zmq::message_t>& receive_rep() {
+    while (true) {
+      frames_.clear();
+      bool more = true;
+      while (more) {
+        zmq::message_t m;
+        if (!dealer_.recv(m, zmq::recv_flags::none)) throw std::runtime_error("raw server did not answer in 5 s");
+        more = m.more();
+        frames_.push_back(std::move(m));
+      }
+      if (frames_.size() >= 6 && frames_[2].to_string_view() == "REP") return frames_;
+    }
+  }
+
+  // Sequential round trips for `duration` seconds; returns requests/s.
+  double round_trips(const std::string& target, bool json, double duration, int warmup) {
+    double sink = 0;
+    auto one = [&](long i) {
+      if (json) {
+        send(target, nlohmann::json{{"value", i}}.dump());
+        auto& f = receive_rep();
+        auto reply = nlohmann::json::parse(f[5].to_string_view());
+        sink += reply.at("value").get<double>();
+      } else {
+        send(target, {});
+        receive_rep();
+      }
+    };
+    for (int i = 0; i < warmup; ++i) one(i);
+    long n = 0;
+    auto start = Clock::now();
+    do {
+      for (int k = 0; k < 16; ++k) one(n++);
+    } while (seconds_since(start) < duration);
+    double rate = static_cast<double>(n) / seconds_since(start);
+    return sink >= 0 ? rate : rate;  // keep `sink` alive
+  }
+
+  // `depth` requests in flight for `duration` seconds; returns requests/s.
+  double in_flight(int depth, double duration) {
+    for (int i = 0; i < depth; ++i) send("bench.echo", {});
+    long n = 0;
+    auto start = Clock::now();
+    do {
+      for (int k = 0; k < 16; ++k) {
+        receive_rep();
+        ++n;
+        send("bench.echo", {});
+      }
+    } while (seconds_since(start) < duration);
+    double rate = static_cast<double>(n) / seconds_since(start);
+    for (int i = 0; i < depth; ++i) receive_rep();
+    return rate;
+  }
+
+  // Bulk GETs of 8 MiB for `duration` seconds; returns bytes/s.
+  double bulk(double duration) {
+    long n = 0;
+    std::size_t bytes = 0;
+    auto start = Clock::now();
+    do {
+      send("bench.bulk", {});
+      auto& f = receive_rep();
+      bytes += f.size() > 6 ? f[6].size() : 0;
+      ++n;
+    } while (n < 3 || seconds_since(start) < duration);
+    return static_cast<double>(bytes) / seconds_since(start);
+  }
+
+  // PUB->SUB: the server publishes `count` messages; returns messages/s
+  // received (first to last received).
+  double pubsub(long count) {
+    sync_sub();
+    send("bench.pub", std::to_string(count));
+    long received = 0;
+    Clock::time_point first, last;
+    zmq::pollitem_t item{sub_.handle(), 0, ZMQ_POLLIN, 0};
+    while (received < count) {
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(300)) == 0) break;  // quiet: the rest was dropped
+      zmq::message_t topic, version, payload;
+      (void)sub_.recv(topic);
+      (void)sub_.recv(version);
+      (void)sub_.recv(payload);
+      if (topic.to_string_view() != "bench.bcast.") continue;
+      last = Clock::now();
+      if (received++ == 0) first = last;
+    }
+    receive_rep();
+    if (received < 2) return 0;
+    return static_cast<double>(received - 1) / std::chrono::duration<double>(last - first).count();
+  }
+
+ private:
+  // Beats the slow-joiner problem: the subscription is live once a message
+  // published after it arrives.
+  void sync_sub() {
+    zmq::pollitem_t item{sub_.handle(), 0, ZMQ_POLLIN, 0};
+    for (int attempt = 0; attempt < 500; ++attempt) {
+      send("bench.hello", {});
+      receive_rep();
+      bool hello = false;
+      while (zmq::poll(&item, 1, std::chrono::milliseconds(hello ? 0 : 20)) > 0) {
+        zmq::message_t m;
+        bool more = true;
+        bool first = true;
+        while (more) {
+          (void)sub_.recv(m);
+          if (first && m.to_string_view() == "bench.hello.") hello = true;
+          first = false;
+          more = m.more();
+        }
+      }
+      if (hello) return;
+    }
+    throw std::runtime_error("raw subscription never became live");
+  }
+
+  zmq::context_t ctx_;
+  zmq::socket_t dealer_;
+  zmq::socket_t sub_;
+  std::vector<zmq::message_t> frames_;
+  std::uint32_t next_id_ = 0;
+};
+
+// ---- mktl broadcast counting ---------------------------------------------------
+
+struct Counter {
+  std::atomic<long> count{0};
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<std::int64_t> first_ns{0}, last_ns{0};
+
+  void hit(std::size_t size) {
+    auto t = Clock::now().time_since_epoch().count();
+    if (count.fetch_add(1) == 0) first_ns = t;
+    last_ns = t;
+    bytes += size;
+  }
+  void reset() {
+    count = 0;
+    bytes = 0;
+    first_ns = 0;
+    last_ns = 0;
+  }
+  // Waits until `target` arrived, or nothing arrived for `quiet` seconds.
+  void wait(long target, double quiet, double limit = 30) {
+    auto start = Clock::now();
+    long seen = count;
+    auto changed = Clock::now();
+    while (count < target && seconds_since(start) < limit) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      long now = count;
+      if (now != seen) {
+        seen = now;
+        changed = Clock::now();
+      } else if (seconds_since(changed) > quiet) {
+        break;
+      }
+    }
+  }
+  // Waits until nothing arrives for `quiet` seconds (a backlog has drained).
+  void settle(double quiet) { wait(std::numeric_limits<long>::max(), quiet, 30); }
+  // Seconds from the first to the last arrival.
+  double span() const {
+    return std::chrono::duration<double>(Clock::duration(last_ns.load() - first_ns.load())).count();
+  }
+};
+
+std::string padded(unsigned long long n) {
+  char text[80];
+  std::snprintf(text, sizeof text, "%060llu", n);
+  return text;
+}
+
+// Makes sure `counter`'s subscription to bench.bcast is live: sets the item
+// until a broadcast of it arrives.
+void sync_bcast(mktl::Client& client, Counter& counter, const std::string& tag) {
+  for (int attempt = 0; attempt < 250; ++attempt) {
+    long before = counter.count;
+    client.set("bench.bcast", mktl::Reading(mktl::Json(tag + std::to_string(attempt))));
+    auto start = Clock::now();
+    while (seconds_since(start) < 0.02)
+      if (counter.count > before) return;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  throw std::runtime_error("mktl subscription never became live");
+}
+
+// One burst of broadcasts through the daemon; returns received/s.
+double mktl_bcast_run(mktl::Client& client, Counter& counter, long count) {
+  counter.settle(0.05);
+  counter.reset();
+  client.set("bench.burst", mktl::Reading(mktl::Json(count)));
+  counter.wait(count, 0.3);
+  long received = counter.count;
+  if (received < 2) return 0;
+  return static_cast<double>(received - 1) / counter.span();
+}
+
+// ---- the stalled subscriber process ---------------------------------------------
+
+int run_stall_sub(const std::string& rep_endpoint) {
+  mktl::ClientOptions options = mktl::ClientOptions::from_env();
+  options.ack_timeout = 5;
+  mktl::Client client(options);
+  client.connect(rep_endpoint, "bench");
+  auto sub = client.subscribe("bench.bcast", [](const std::string&, const mktl::Reading&) {
+    std::cout << "stalled" << std::endl;
+    // Stall for good: the process is killed when the measurement is over.
+    while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+  });
+  while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// ---- helpers for the process-level benches ------------------------------------
+
+struct Ports {
+  int rep = 0, pub = 0;
+};
+
+Ports ports_of(const std::string& line) {
+  Ports p;
+  p.rep = std::atoi(bench::field_of(line, "rep").c_str());
+  p.pub = std::atoi(bench::field_of(line, "pub").c_str());
+  if (p.rep <= 0 || p.pub <= 0) throw std::runtime_error("no ports in '" + line + "'");
+  return p;
+}
+
+bench::Child start_server(const std::vector<std::string>& argv, const std::string& prefix, std::string* line_out) {
+  auto child = bench::Child::spawn(argv);
+  auto line = child.wait_for(prefix, 60);
+  if (!line) throw std::runtime_error(argv[0] + " did not become ready");
+  if (line_out) *line_out = *line;
+  return child;
+}
+
+bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
+
+// ---- report --------------------------------------------------------------------
+
+void report(const Results& results, const std::vector<Target>& targets, const Options& options) {
+  std::ostringstream md;
+  std::cout << "\n" << std::left << std::setw(44) << "benchmark" << std::setw(14) << "median" << "min - max\n";
+  md << "| benchmark | median | min – max | runs |\n|---|---:|---:|---:|\n";
+  for (auto& name : results.order()) {
+    auto& s = results.at(name);
+    if (s.values.empty()) {
+      std::cout << std::setw(44) << s.what << "skipped: " << s.note << "\n";
+      md << "| " << s.what << " | skipped | " << s.note << " | 0 |\n";
+      continue;
+    }
+    std::string med = show(bench::median(s.values), s.unit);
+    std::string range = show(bench::min_of(s.values), s.unit) + " - " + show(bench::max_of(s.values), s.unit);
+    std::cout << std::setw(44) << s.what << std::setw(14) << med << range << "\n";
+    md << "| " << s.what << " | " << med << " | " << show(bench::min_of(s.values), s.unit) << " – "
+       << show(bench::max_of(s.values), s.unit) << " | " << s.values.size() << " |\n";
+  }
+  std::cout << "\n" << std::setw(58) << "target" << std::setw(26) << "measured" << std::setw(12) << "goal" << "\n";
+  md << "\n| target | measured (median, min – max) | goal | result |\n|---|---:|---:|---|\n";
+  int missed = 0;
+  for (auto& t : targets) {
+    std::string verdict = t.skipped ? "SKIP" : t.pass ? "PASS" : "MISS";
+    if (!t.skipped && !t.pass) ++missed;
+    std::cout << std::setw(58) << t.what << std::setw(26) << t.shown << std::setw(12) << t.goal << verdict << "\n";
+    md << "| " << t.what << " | " << t.shown << " | " << t.goal << " | " << verdict << " |\n";
+  }
+  std::cout << "\n" << missed << " target(s) missed\n";
+  if (!options.markdown.empty()) {
+    std::ofstream out(options.markdown);
+    out << "Repetitions per benchmark: " << options.reps << " (" << options.duration
+        << " s per timed run, baseline and mktl interleaved).\n\n"
+        << md.str();
+  }
+}
+
+std::vector<Target> evaluate(const Results& r) {
+  std::vector<Target> targets;
+  auto ratio_target = [&](const std::string& what, const std::string& a, const std::string& b, double goal) {
+    Target t;
+    t.what = what;
+    t.goal = "≥ " + fixed(goal, 2) + "×";
+    auto v = r.ratios(a, b);
+    if (v.empty()) {
+      t.skipped = true;
+      t.shown = "n/a";
+    } else {
+      double m = bench::median(v);
+      t.shown = fixed(m, 2) + "× (" + fixed(bench::min_of(v), 2) + " – " + fixed(bench::max_of(v), 2) + ")";
+      t.pass = m >= goal;
+    }
+    targets.push_back(t);
+  };
+  auto abs_target = [&](const std::string& what, const std::string& name, double goal, bool at_least,
+                        const std::string& goal_text) {
+    Target t;
+    t.what = what;
+    t.goal = goal_text;
+    auto* s = r.find(name);
+    if (!s) {
+      t.skipped = true;
+      t.shown = "n/a";
+    } else {
+      double m = bench::median(s->values);
+      t.shown = show(m, s->unit);
+      if (s->values.size() > 1) t.shown += " (" + show(bench::min_of(s->values), s->unit) + " – " + show(bench::max_of(s->values), s->unit) + ")";
+      t.pass = at_least ? m >= goal : m < goal;
+    }
+    targets.push_back(t);
+  };
+  ratio_target("GET sequential / raw round trip with JSON", "mktl_get", "raw_rt_json", 0.9);
+  ratio_target("SET sequential / raw round trip with JSON", "mktl_set", "raw_rt_json", 0.85);
+  ratio_target("GET 64 in flight (64 threads) / raw 64 in flight", "mktl_get64", "raw_inflight", 0.6);
+  ratio_target("broadcasts received / raw PUB->SUB", "mktl_bcast", "raw_pubsub", 0.5);
+  abs_target("bulk GET of 8 MiB", "mktl_bulk_get", 1e9, true, "≥ 1 GB/s");
+  abs_target("bulk PUB of 8 MiB", "mktl_bulk_pub", 1e9, true, "≥ 1 GB/s");
+  abs_target("`mk get` of one key, whole process", "mk_get", 10, false, "< 10 ms");
+  abs_target("10,000-item daemon: construction to ready", "ready10k_inproc", 500, false, "< 500 ms");
+  abs_target("10,000-item daemon: process start to ready", "ready10k", 500, false, "< 500 ms");
+  abs_target("10,000-item daemon: RSS", "rss10k", 50, false, "< 50 MB");
+  {
+    Target t;
+    t.what = "10,000-item daemon: threads (same as 7 items, ≤ 16)";
+    t.goal = "constant";
+    auto* big = r.find("threads10k");
+    auto* small = r.find("threads_small");
+    if (!big || !small) {
+      t.skipped = true;
+      t.shown = "n/a";
+    } else {
+      double b = bench::max_of(big->values), s = bench::max_of(small->values);
+      t.shown = fixed(b, 0) + " (vs " + fixed(s, 0) + ")";
+      t.pass = b == s && b <= 16;
+    }
+    targets.push_back(t);
+  }
+  return targets;
+}
+
+// ---- main ---------------------------------------------------------------------
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--reps") o.reps = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--duration") o.duration = std::atof(next().c_str());
+    else if (a == "--quick") o.quick = true;
+    else if (a == "--markdown") o.markdown = next();
+    else if (a == "--mk") o.mk = next();
+    else if (a == "--markd") o.markd = next();
+    else if (a == "--only") {
+      std::stringstream s(next());
+      for (std::string g; std::getline(s, g, ',');) o.only.insert(g);
+    } else if (a == "-h" || a == "--help") {
+      std::cout << "usage: mktl_bench [--reps N] [--duration S] [--quick] [--only rt,inflight,bcast,bulk,mk,startup]\n"
+                   "                  [--markdown FILE] [--mk PATH] [--markd PATH]\n";
+      std::exit(0);
+    } else {
+      throw std::runtime_error("unknown option " + a);
+    }
+  }
+  if (o.quick) o.duration = std::min(o.duration, 0.02);
+  o.bindir = fs::read_symlink("/proc/self/exe").parent_path().string();
+  if (o.mk.empty()) o.mk = o.bindir + "/mk";
+  if (o.markd.empty()) o.markd = o.bindir + "/markd";
+  return o;
+}
+
+void run_all(const Options& o, Results& R) {
+  const int reps = o.reps;
+  const double D = o.duration;
+  const int warmup = o.quick ? 5 : 100;
+  auto log = [](const std::string& what) { std::cerr << "mktl_bench: " << what << std::endl; };
+
+  std::string line;
+  auto raw_server = start_server({o.bindir + "/mktl_bench_raw_server"}, "raw_server ready", &line);
+  Ports raw_ports = ports_of(line);
+  auto daemon = start_server({o.bindir + "/mktl_bench_daemon"}, "bench_daemon ready", &line);
+  Ports d_ports = ports_of(line);
+  const std::string rep_endpoint = "tcp://127.0.0.1:" + std::to_string(d_ports.rep);
+
+  RawClient raw(raw_ports.rep, raw_ports.pub);
+  mktl::ClientOptions copts = mktl::ClientOptions::from_env();
+  // A loaded 2-core machine can delay an ACK past 100 ms; that is not what we measure.
+  copts.ack_timeout = 5;
+  mktl::Client client(copts);
+  client.connect(rep_endpoint, "bench");
+
+  if (o.wants("rt")) {
+    log("sequential round trips");
+    double v = 100;
+    for (int rep = 0; rep < reps; ++rep) {
+      R.add("raw_rt", "raw DEALER→ROUTER round trip", Unit::rate, raw.round_trips("bench.echo", false, D, warmup));
+      R.add("raw_rt_json", "raw round trip + JSON (nlohmann) each side", Unit::rate,
+            raw.round_trips("bench.json", true, D, warmup));
+      R.add("raw_rt_json_ack", "raw round trip + JSON + ACK (mKTL's 2 replies)", Unit::rate,
+            raw.round_trips("bench.json_ack", true, D, warmup));
+      {
+        for (int i = 0; i < warmup; ++i) client.get("bench.value");
+        long n = 0;
+        double sink = 0;
+        auto start = Clock::now();
+        do {
+          for (int k = 0; k < 16; ++k, ++n) sink += client.get("bench.value").value.get<double>();
+        } while (seconds_since(start) < D);
+        R.add("mktl_get", "mktl GET sequential", Unit::rate, n / seconds_since(start) + (sink < 0 ? 1 : 0));
+      }
+      {
+        for (int i = 0; i < warmup; ++i) client.set("bench.value", mktl::Reading(mktl::Json(v++)));
+        long n = 0;
+        auto start = Clock::now();
+        do {
+          for (int k = 0; k < 16; ++k, ++n) client.set("bench.value", mktl::Reading(mktl::Json(v++)));
+        } while (seconds_since(start) < D);
+        R.add("mktl_set", "mktl SET sequential (REP awaited)", Unit::rate, n / seconds_since(start));
+      }
+    }
+  }
+
+  if (o.wants("inflight")) {
+    log("requests in flight");
+    long counter_value = 0;
+    double v = 1e6;
+    for (int rep = 0; rep < reps; ++rep) {
+      R.add("raw_inflight", "raw round trip, 64 in flight", Unit::rate, raw.in_flight(64, D));
+      {
+        // The public API has no asynchronous GET: 64 threads share one Client.
+        std::atomic<bool> go{false}, stop{false};
+        std::atomic<long> n{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 64; ++t)
+          threads.emplace_back([&] {
+            while (!go) std::this_thread::yield();
+            while (!stop) {
+              client.get("bench.value");
+              ++n;
+            }
+          });
+        go = true;
+        std::this_thread::sleep_for(std::chrono::duration<double>(std::min(D, 0.05)));  // ramp up
+        long n0 = n;
+        auto start = Clock::now();
+        std::this_thread::sleep_for(std::chrono::duration<double>(D));
+        long n1 = n;
+        double elapsed = seconds_since(start);
+        stop = true;
+        for (auto& t : threads) t.join();
+        R.add("mktl_get64", "mktl GET, 64 client threads", Unit::rate, (n1 - n0) / elapsed);
+      }
+      {
+        std::deque<std::future<void>> in_flight;
+        for (int i = 0; i < 64; ++i) in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+        long n = 0;
+        auto start = Clock::now();
+        do {
+          for (int k = 0; k < 16; ++k, ++n) {
+            in_flight.front().get();
+            in_flight.pop_front();
+            in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+          }
+        } while (seconds_since(start) < D);
+        double rate = n / seconds_since(start);
+        for (auto& f : in_flight) f.get();
+        R.add("mktl_set64", "mktl SET, 64 in flight (set_async)", Unit::rate, rate);
+      }
+      {
+        long count = o.quick ? 200 : 30000;
+        auto start = Clock::now();
+        for (long i = 0; i < count; ++i) client.set_nowait("bench.counter", mktl::Reading(mktl::Json(++counter_value)));
+        // Done when the daemon has applied the last one (SETs to one item apply in order).
+        while (client.get("bench.counter").value.get<long>() != counter_value) {
+          if (seconds_since(start) > 60) throw std::runtime_error("set_nowait: the daemon never applied the last SET");
+        }
+        R.add("mktl_nowait", "mktl SET fire-and-forget (until applied)", Unit::rate, count / seconds_since(start));
+      }
+    }
+  }
+
+  if (o.wants("bcast") || o.wants("bulk")) {
+    Counter bcast, image;
+    // Image first: both share one SUB connection, so once bcast is live, so is image.
+    auto image_sub = client.subscribe("bench.image", [&](const std::string&, const mktl::Reading& r) {
+      image.hit(r.bulk ? r.bulk->size() : 0);
+    });
+    auto bcast_sub = client.subscribe("bench.bcast", [&](const std::string&, const mktl::Reading& r) {
+      bcast.hit(r.value.is_string() ? r.value.get_ref<const std::string&>().size() : 0);
+    });
+    sync_bcast(client, bcast, "sync");
+    const long count = o.quick ? 500 : 100000;
+
+    if (o.wants("bcast")) {
+      log("broadcasts");
+      for (int rep = 0; rep < reps; ++rep) {
+        R.add("raw_pubsub", "raw PUB→SUB, ~100-byte messages", Unit::rate, raw.pubsub(count));
+        R.add("mktl_bcast", "mktl broadcasts received (subscribe callback)", Unit::rate,
+              mktl_bcast_run(client, bcast, count));
+        {
+          // Another client process whose callback blocks forever.
+          auto stalled = bench::Child::spawn({o.bindir + "/mktl_bench", "stall-sub", rep_endpoint});
+          bool ok = false;
+          for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
+            client.set("bench.bcast", mktl::Reading(mktl::Json("stall" + std::to_string(attempt))));
+            ok = stalled.read_line(0.05).has_value();
+          }
+          if (!ok) throw std::runtime_error("the stalled subscriber never subscribed");
+          R.add("mktl_bcast_stalled", "… with a stalled subscriber in another process", Unit::rate,
+                mktl_bcast_run(client, bcast, count));
+          stalled.kill(SIGKILL);
+        }
+        {
+          // A second subscription of the same Client whose callback blocks
+          // until the measurement is over.
+          std::mutex m;
+          std::condition_variable cv;
+          bool release = false, entered = false;
+          auto stall_sub = client.subscribe("bench.stall", [&](const std::string&, const mktl::Reading&) {
+            std::unique_lock lock(m);
+            entered = true;
+            cv.notify_all();
+            cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+          });
+          bool blocked = false;
+          for (int attempt = 0; attempt < 200 && !blocked; ++attempt) {
+            client.set("bench.stall", mktl::Reading(mktl::Json(rep * 1000 + attempt)));
+            std::unique_lock lock(m);
+            blocked = cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return entered; });
+          }
+          double rate = 0;
+          if (blocked) {
+            bcast.reset();
+            client.set("bench.burst", mktl::Reading(mktl::Json(count)));
+            bcast.wait(count, 0.3, 5);
+            rate = bcast.count < 2 ? 0 : (bcast.count - 1) / bcast.span();
+          }
+          {
+            std::lock_guard lock(m);
+            release = true;
+          }
+          cv.notify_all();
+          stall_sub.cancel();
+          R.add("mktl_bcast_stalled_same", "… with a stalled callback in the same Client", Unit::rate, rate);
+        }
+      }
+    }
+
+    if (o.wants("bulk")) {
+      log("bulk");
+      const long bursts = o.quick ? 2 : 24;
+      for (int rep = 0; rep < reps; ++rep) {
+        R.add("raw_bulk_get", "raw GET of 8 MiB (zero-copy)", Unit::bytes_rate, raw.bulk(D));
+        {
+          long n = 0;
+          std::size_t bytes = 0;
+          auto start = Clock::now();
+          do {
+            auto r = client.get("bench.image");
+            bytes += r.bulk ? r.bulk->size() : 0;
+            ++n;
+          } while (n < 3 || seconds_since(start) < D);
+          R.add("mktl_bulk_get", "mktl GET of 8 MiB bulk", Unit::bytes_rate, bytes / seconds_since(start));
+        }
+        {
+          image.settle(0.05);
+          image.reset();
+          auto start = Clock::now();
+          client.set("bench.bulkburst", mktl::Reading(mktl::Json(bursts)));
+          image.wait(bursts, 1.0);
+          double span = std::chrono::duration<double>(
+                            Clock::duration(image.last_ns.load() - start.time_since_epoch().count())).count();
+          R.add("mktl_bulk_pub", "mktl PUB of 8 MiB bulk (received)", Unit::bytes_rate,
+                image.count ? static_cast<double>(image.bytes) / span : 0);
+        }
+      }
+    }
+  }
+
+  if (o.wants("mk")) {
+    log("mk get");
+    auto& s = R.get("mk_get", "`mk get bench.value` (whole process)", Unit::ms);
+    if (!executable(o.mk)) {
+      s.note = o.mk + " not built";
+    } else {
+      int runs = o.quick ? 2 : std::max(20, reps * 4);
+      for (int i = 0; i < runs + 1; ++i) {
+        auto start = Clock::now();
+        auto child = bench::Child::spawn({o.mk, "get", "bench.value"});
+        std::string out;
+        while (auto l = child.read_line(30)) out += *l;
+        int status = child.wait();
+        double ms = seconds_since(start) * 1e3;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty()) {
+          s.note = "mk get failed (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
+          s.values.clear();
+          break;
+        }
+        if (i > 0) s.values.push_back(ms);  // the first run warms the page cache
+      }
+    }
+  }
+
+  if (o.wants("startup")) {
+    log("10,000-item daemon");
+    int n = o.quick ? 1 : std::max(3, reps / 2 + 1);
+    for (int i = 0; i < n; ++i) {
+      {
+        auto start = Clock::now();
+        std::string ready;
+        auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "10000"}, "bench_daemon ready", &ready);
+        double ms = seconds_since(start) * 1e3;
+        R.add("ready10k", "10,000 items: process start to ready", Unit::ms, ms);
+        R.add("ready10k_inproc", "10,000 items: Daemon construction + start()", Unit::ms,
+              std::atof(bench::field_of(ready, "construct_ms").c_str()) + std::atof(bench::field_of(ready, "start_ms").c_str()));
+        R.add("rss10k", "10,000 items: RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
+        R.add("threads10k", "10,000 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
+        d.terminate();
+      }
+      {
+        std::string ready;
+        auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "7"}, "bench_daemon ready", &ready);
+        R.add("threads_small", "7 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
+        d.terminate();
+      }
+    }
+    // The same catalog through markd, if it is built: what an operator sees.
+    auto& s = R.get("markd10k", "10,000 items: `markd` start to its ready line", Unit::ms);
+    if (!executable(o.markd)) {
+      s.note = o.markd + " not built";
+    } else {
+      std::string catalog = std::string(std::getenv("MKTL_HOME")) + "/fill10k.json";
+      {
+        mktl::Json items = mktl::Json::object();
+        char key[32];
+        for (int k = 0; k < 10000; ++k) {
+          std::snprintf(key, sizeof key, "fill%05d", k);
+          items[key] = {{"type", "numeric"}, {"description", "filler item for the start-up benchmark"},
+                        {"units", "V"}, {"initial", k}};
+        }
+        std::ofstream(catalog) << items.dump();
+      }
+      for (int i = 0; i < n; ++i) {
+        auto start = Clock::now();
+        auto d = bench::Child::spawn({o.markd, "--catalog", catalog, "--no-discovery", "--bind", "127.0.0.1",
+                                      "--hostname", "127.0.0.1", "fillstore", "fill"});
+        auto ready = d.wait_for("markd: fillstore fill ready", 60);
+        if (!ready) {
+          s.note = "markd did not print its ready line";
+          s.values.clear();
+          break;
+        }
+        s.values.push_back(seconds_since(start) * 1e3);
+        R.add("markd10k_rss", "10,000 items: `markd` RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
+        d.terminate();
+      }
+    }
+  }
+
+  raw_server.terminate();
+  daemon.terminate();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "stall-sub") == 0) return run_stall_sub(argv[2]);
+  try {
+    Options options = parse(argc, argv);
+    // A private $MKTL_HOME (catalog cache, uuids) for us and every child.
+    char home_template[] = "/tmp/mktl-bench-XXXXXX";
+    if (!mkdtemp(home_template)) throw std::runtime_error("mkdtemp failed");
+    std::string home = home_template;
+    setenv("MKTL_HOME", home.c_str(), 1);
+    setenv("MKTL_BROADCAST", "127.255.255.255", 1);  // nothing leaves this machine
+    Results results;
+    int status = 0;
+    try {
+      run_all(options, results);
+    } catch (const std::exception& e) {
+      std::cerr << "mktl_bench: " << e.what() << std::endl;
+      status = 1;
+    }
+    std::error_code ec;
+    fs::remove_all(home, ec);
+    report(results, evaluate(results), options);
+    return status;
+  } catch (const std::exception& e) {
+    std::cerr << "mktl_bench: " << e.what() << std::endl;
+    return 2;
+  }
+}

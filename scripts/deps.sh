@@ -1,0 +1,24 @@
+#!/bin/bash
+# Installs the Debian 12 packages mktl needs to build and test, if any is missing.
+# Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  cppzmq-dev libzmq3-dev nlohmann-json3-dev libsqlite3-dev libavahi-client-dev libspdlog-dev catch2
+  # Test-only: a real avahi-daemon and dbus for the DNS-SD tests, python3-zmq for
+  # CLI tests that speak protocol 'a' by hand, iproute2 for network namespaces.
+  avahi-daemon dbus python3 python3-zmq iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "mktl: installing ${missing[*]}" >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,25 @@
+#!/bin/bash
+# The test command: installs what is missing, builds with warnings as errors,
+# runs the whole suite, then builds and runs it again under AddressSanitizer
+# and UBSan. Usage: scripts/test.sh [--quick]   (--quick skips the sanitizer pass)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DMKTL_WERROR=ON -DMKTL_BUILD_BENCH=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest -j2 --output-on-failure --timeout 300)
+}
+
+echo "== build and test (RelWithDebInfo, -Werror)"
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [[ "${1:-}" != "--quick" ]]; then
+  echo "== build and test under AddressSanitizer + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DMKTL_SANITIZE=ON
+fi
+echo "== all tests passed"

@@ -1,0 +1,454 @@
+// mktl::Client against an in-process daemon, and against raw ROUTERs that
+// misbehave on purpose (no ACK; REP before ACK).
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <future>
+#include <set>
+
+using mktl::Json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* kItems = R"({
+  "temp": {"type": "numeric", "units": "degC", "initial": 20.5},
+  "ro": {"type": "numeric", "settable": false, "initial": 1},
+  "mode": {"type": "enumerated", "enumerators": {"0": "Off", "1": "On", "2": "Auto"}},
+  "name": {"type": "string"},
+  "seq": {"type": "numeric"}
+})";
+
+// Records the values its SETs apply, in the order they ran.
+class Recorder : public mktl::Item {
+ public:
+  using Item::Item;
+  void req_set(const mktl::Reading& value) override {
+    std::lock_guard lock(mutex);
+    applied.push_back(value.value.get<int>());
+  }
+  std::mutex mutex;
+  std::vector<int> applied;
+};
+
+class ClientDaemon : public mktl::Daemon {
+ public:
+  using Daemon::Daemon;
+  void setup() override { recorder = &add_item<Recorder>("seq"); }
+  Recorder* recorder = nullptr;
+};
+
+struct Fixture {
+  test::TempDir home;
+  ClientDaemon daemon{"demo", "demo1", Json::parse(kItems), test::isolated(home)};
+  std::unique_ptr<mktl::Client> client;
+  Fixture() {
+    daemon.start();
+    client = std::make_unique<mktl::Client>(test::client_options(home));
+    REQUIRE(client->connect(daemon.rep_endpoint(), "demo") == std::vector<std::string>{"demo"});
+  }
+  ~Fixture() {
+    client.reset();
+    daemon.stop();
+  }
+};
+
+// A ROUTER that serves `demo._catalog` properly and answers every other
+// request in its own wrong way.
+struct FakeDaemon {
+  enum class Mode { never_ack, rep_before_ack };
+  Mode mode;
+  zmq::context_t context{1};
+  zmq::socket_t router{context, zmq::socket_type::router};
+  zmq::socket_t pub{context, zmq::socket_type::pub};
+  int rep_port = 0, pub_port = 0;
+  std::atomic<int> requests{0};
+  std::jthread thread;
+
+  static int port_of(zmq::socket_t& s) {
+    auto ep = s.get(zmq::sockopt::last_endpoint);
+    return std::stoi(ep.substr(ep.rfind(':') + 1));
+  }
+  explicit FakeDaemon(Mode m) : mode(m) {
+    router.set(zmq::sockopt::linger, 0);
+    pub.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+    pub.bind("tcp://127.0.0.1:*");
+    rep_port = port_of(router);
+    pub_port = port_of(pub);
+    thread = std::jthread([this](std::stop_token st) { loop(st); });
+  }
+  ~FakeDaemon() {
+    thread.request_stop();
+    thread.join();
+  }
+  std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(rep_port); }
+  Json block() const {
+    Json prov = {{"stratum", 0}, {"hostname", "127.0.0.1"}, {"rep", rep_port}, {"pub", pub_port}};
+    return {{"store", "demo"},
+            {"alias", "fake"},
+            {"uuid", "00000000-0000-4000-8000-000000000001"},
+            {"time", 1.0},
+            {"hash", 1},
+            {"provenance", Json::array({prov})},
+            {"items", {{"x", {{"type", "numeric"}}}}}};
+  }
+  void send(const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i)
+      router.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  void loop(std::stop_token st) {
+    while (!st.stop_requested()) {
+      zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(10)) <= 0) continue;
+      std::vector<std::string> f;
+      while (true) {
+        zmq::message_t m;
+        (void)router.recv(m, zmq::recv_flags::none);
+        f.push_back(m.to_string());
+        if (!m.more()) break;
+      }
+      if (f.size() < 7) continue;
+      const std::string &identity = f[0], &id = f[2], &target = f[4];
+      if (target == "demo._catalog") {
+        Json value = {{block()["uuid"].get<std::string>(), block()}};
+        send({identity, "a", id, "ACK", "", "", ""});
+        send({identity, "a", id, "REP", target, "", mktl::json::dump(Json{{"value", value}, {"time", 1.0}})});
+        continue;
+      }
+      ++requests;
+      if (mode == Mode::never_ack) continue;
+      std::string payload = f[3] == "GET" ? R"({"value": 99, "time": 5.0})" : R"({"value": true})";
+      send({identity, "a", id, "REP", target, "", payload});
+      send({identity, "a", id, "ACK", "", "", ""});
+    }
+  }
+};
+
+mktl::ClientOptions fast_options(const test::TempDir& home) {
+  auto o = test::client_options(home);
+  o.ack_timeout = 0.1;
+  o.timeout = 10.0;
+  o.use_cache = false;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("client get, set, set_async and set_nowait", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  CHECK(c.get("demo.temp").value == 20.5);
+  CHECK(c.get("DEMO.Temp").value == 20.5);  // keys are case-insensitive
+  c.set("demo.temp", Json(21));
+  auto r = c.get("demo.temp");
+  CHECK(r.value == 21);
+  CHECK(r.value.is_number_integer());
+  CHECK(r.time > 1e9);
+
+  auto fut = c.set_async("demo.temp", Json(22.5));
+  REQUIRE(fut.wait_for(20s) == std::future_status::ready);
+  fut.get();
+  CHECK(c.get("demo.temp").value == 22.5);
+
+  c.set_nowait("demo.temp", Json(23));
+  CHECK(test::wait_until([&] { return c.get("demo.temp").value == 23; }));
+
+  auto item = c.item("demo.name");
+  item.set(Json("hello"));
+  CHECK(item.get().value == "hello");
+  CHECK(item.description()["type"] == "string");
+  CHECK(c.items("demo").contains("_demo1clk"));
+}
+
+TEST_CASE("client raises remote errors with their type and text", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  try {
+    c.set("demo.ro", Json(5));
+    FAIL("SET of a read-only item succeeded");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "TypeError");
+    CHECK(e.text() == "ro is not a settable item");
+  }
+  try {
+    c.set("demo.mode", Json("Bogus"));
+    FAIL("SET of a bad enumerator succeeded");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "KeyError");
+    CHECK(e.text() == "\"invalid enumerator: 'Bogus'\"");
+  }
+  try {
+    c.request(f.daemon.rep_endpoint(), "GET", "demo.nope");
+    FAIL("GET of an unknown key succeeded");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "KeyError");
+    CHECK(e.text() == "\"this daemon does not contain 'nope'\"");
+  }
+  auto fut = c.set_async("demo.temp", Json("abc"));
+  REQUIRE(fut.wait_for(20s) == std::future_status::ready);
+  try {
+    fut.get();
+    FAIL("an invalid numeric SET succeeded");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "ValueError");
+    CHECK(e.text() == "could not convert string to float: 'abc'");
+  }
+  // A key the catalog does not have never reaches the wire.
+  CHECK_THROWS_AS(c.get("demo.nope"), mktl::KeyError);
+  CHECK(c.get("demo.temp").value == 20.5);
+}
+
+TEST_CASE("client subscription receives each new value", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  test::Collector col;
+  auto sub = c.subscribe("demo.temp", col.callback());
+  REQUIRE(sub);
+  REQUIRE(test::until_subscribed([&](int i) { c.set("demo.temp", Json(1000 + i)); }, [&] { return col.size() > 0; }));
+  for (int v = 1; v <= 20; ++v) c.set("demo.temp", Json(v));
+  REQUIRE(col.wait_for_value(20));
+  std::vector<int> small;
+  {
+    std::lock_guard lock(col.mutex);
+    for (auto& r : col.readings) {
+      CHECK(r.time > 1e9);
+      if (r.value.get<int>() < 1000) small.push_back(r.value.get<int>());
+    }
+  }
+  std::vector<int> expected;
+  for (int v = 1; v <= 20; ++v) expected.push_back(v);
+  CHECK(small == expected);
+}
+
+TEST_CASE("destroying a subscription stops its callbacks; two subscriptions to one key", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  std::atomic<bool> destroyed{false};
+  std::atomic<int> late{0}, first_count{0};
+  auto first = std::make_unique<mktl::Subscription>(c.subscribe("demo.temp", [&](const std::string&, const mktl::Reading&) {
+    if (destroyed) ++late;
+    ++first_count;
+  }));
+  test::Collector second;
+  auto sub2 = c.subscribe("demo.temp", second.callback());
+  REQUIRE(test::until_subscribed([&](int i) { c.set("demo.temp", Json(1000 + i)); },
+                                 [&] { return first_count > 0 && second.size() > 0; }));
+  // Destroy the first while broadcasts keep coming.
+  std::atomic<bool> stop{false};
+  std::thread setter([&] {
+    for (int i = 0; i < 5000 && !stop; ++i) c.set("demo.temp", Json(2000 + i));
+  });
+  int before = first_count;
+  CHECK(test::wait_until([&] { return first_count > before + 5; }));
+  first.reset();
+  destroyed = true;
+  int at_destroy = first_count;
+  stop = true;
+  setter.join();
+  c.set("demo.temp", Json(-1));
+  REQUIRE(second.wait_for_value(-1));
+  CHECK(late == 0);
+  CHECK(first_count == at_destroy);
+  // The second one still works on its own after the first is gone.
+  c.set("demo.temp", Json(-2));
+  CHECK(second.wait_for_value(-2));
+}
+
+TEST_CASE("subscription callbacks run off the I/O thread, one at a time per key", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  const auto test_thread = std::this_thread::get_id();
+  std::atomic<int> inside{0}, max_inside{0}, calls{0}, nested_ok{0};
+  std::atomic<bool> wrong_thread{false};
+  auto callback = [&](const std::string&, const mktl::Reading&) {
+    int now_inside = ++inside;
+    int seen = max_inside;
+    while (now_inside > seen && !max_inside.compare_exchange_weak(seen, now_inside)) {
+    }
+    if (std::this_thread::get_id() == test_thread) wrong_thread = true;
+    // A request from inside a callback would deadlock on the I/O thread.
+    if (calls++ % 10 == 0) {
+      if (c.get("demo.name", false, 5.0).time > 0) ++nested_ok;
+    }
+    for (int i = 0; i < 200; ++i) std::this_thread::yield();
+    --inside;
+  };
+  auto s1 = c.subscribe("demo.temp", callback);
+  auto s2 = c.subscribe("demo.temp", callback);
+  REQUIRE(test::until_subscribed([&](int i) { c.set("demo.temp", Json(1000 + i)); }, [&] { return calls > 0; }));
+  std::vector<std::future<void>> futures;
+  for (int i = 0; i < 100; ++i) futures.push_back(c.set_async("demo.temp", Json(i)));
+  for (auto& fu : futures) REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+  CHECK(test::wait_until([&] { return calls >= 200; }));
+  CHECK(max_inside == 1);
+  CHECK_FALSE(wrong_thread);
+  CHECK(nested_ok > 0);
+}
+
+TEST_CASE("client: 200 pipelined set_async all complete", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  std::vector<std::future<void>> futures;
+  for (int i = 0; i < 200; ++i) futures.push_back(c.set_async("demo.temp", Json(i)));
+  for (auto& fu : futures) {
+    REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+    CHECK_NOTHROW(fu.get());
+  }
+  CHECK(c.get("demo.temp").value == 199);
+}
+
+TEST_CASE("SETs to one item apply in the order each thread sent them", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  constexpr int kThreads = 8, kEach = 50;
+  std::vector<std::vector<std::future<void>>> futures(kThreads);
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) futures[t].push_back(c.set_async("demo.seq", Json(t * 1000 + i)));
+      });
+    for (auto& th : threads) th.join();
+  }
+  for (auto& list : futures)
+    for (auto& fu : list) {
+      REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+      fu.get();
+    }
+  std::vector<int> applied;
+  {
+    std::lock_guard lock(f.daemon.recorder->mutex);
+    applied = f.daemon.recorder->applied;
+  }
+  REQUIRE(applied.size() == kThreads * kEach);
+  std::vector<int> last(kThreads, -1);
+  for (int v : applied) {
+    int t = v / 1000, i = v % 1000;
+    CHECK(i == last[t] + 1);
+    last[t] = i;
+  }
+  CHECK(c.get("demo.seq").value == applied.back());
+}
+
+TEST_CASE("client: no ACK within ack_timeout raises TimeoutError quickly", "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::never_ack);
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(c.get("demo.x"), mktl::TimeoutError);
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
+  try {
+    c.set("demo.x", Json(1));
+    FAIL("SET without ACK succeeded");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "TimeoutError");
+  }
+  auto fut = c.set_async("demo.x", Json(2));
+  REQUIRE(fut.wait_for(5s) == std::future_status::ready);
+  CHECK_THROWS_AS(fut.get(), mktl::TimeoutError);
+  CHECK(fake.requests == 3);
+}
+
+TEST_CASE("client: a REP before its ACK counts as both; the late ACK is ignored", "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::rep_before_ack);
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  auto r = c.get("demo.x");
+  CHECK(r.value == 99);
+  CHECK(r.time == 5.0);
+  c.set("demo.x", Json(3));
+  // Late ACKs of finished requests must not confuse the next ones.
+  for (int i = 0; i < 20; ++i) CHECK(c.get("demo.x").value == 99);
+  CHECK(fake.requests == 22);
+}
+
+TEST_CASE("client caches catalogs and revalidates the cache", "[client]") {
+  test::TempDir home;
+  ClientDaemon daemon("demo", "demo1", Json::parse(kItems), test::isolated(home));
+  daemon.start();
+  auto options = test::client_options(home);
+  namespace fs = std::filesystem;
+  fs::path cached = fs::path(options.home) / "client" / "cache" / "demo" / (daemon.uuid() + ".json");
+  {
+    mktl::Client c(options);
+    c.connect(daemon.rep_endpoint(), "demo");
+    REQUIRE(fs::exists(cached));
+    std::ifstream in(cached);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Json block = mktl::json::parse(text);
+    CHECK(block["uuid"] == daemon.uuid());
+    CHECK(mktl::json::dump(block["hash"]) == mktl::json::dump(daemon.catalog_block()["hash"]));
+    CHECK(block["items"].contains("temp"));
+  }
+  SECTION("a fresh client finds the store from the cache alone") {
+    mktl::Client c(options);
+    CHECK(c.get("demo.temp").value == 20.5);
+    mktl::Client c2(options);
+    c2.find_store("demo");
+    CHECK(c2.get("demo.temp").value == 20.5);
+  }
+  SECTION("a stale cache is refetched") {
+    std::ifstream in(cached);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    Json block = mktl::json::parse(text);
+    block["hash"] = 1;
+    block["items"].erase("temp");
+    {
+      std::ofstream out(cached, std::ios::trunc);
+      out << mktl::json::dump(block);
+    }
+    mktl::Client c(options);
+    c.find_store("demo");
+    CHECK(c.get("demo.temp").value == 20.5);
+    std::ifstream again(cached);
+    std::string fresh((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+    Json rewritten = mktl::json::parse(fresh);
+    CHECK(mktl::json::dump(rewritten["hash"]) == mktl::json::dump(daemon.catalog_block()["hash"]));
+    CHECK(rewritten["items"].contains("temp"));
+  }
+  SECTION("a key missing from a stale cache is found after revalidation") {
+    std::ifstream in(cached);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    Json block = mktl::json::parse(text);
+    block["hash"] = 1;
+    block["items"].erase("temp");
+    {
+      std::ofstream out(cached, std::ios::trunc);
+      out << mktl::json::dump(block);
+    }
+    mktl::Client c(options);
+    CHECK(c.get("demo.temp").value == 20.5);
+  }
+  daemon.stop();
+}
+
+TEST_CASE("client formatted get and set of an enumerated item", "[client]") {
+  Fixture f;
+  auto mode = f.client->item("demo.mode");
+  mode.set_formatted("On");
+  CHECK(mode.get().value == 1);
+  CHECK(mode.get_formatted() == "On");
+  mode.set_formatted("auto");  // names in any case
+  CHECK(mode.get().value == 2);
+  CHECK(mode.get_formatted() == "Auto");
+  CHECK_THROWS_AS(mode.set_formatted("Bogus"), mktl::Error);
+  CHECK(mode.get_formatted() == "Auto");
+  auto temp = f.client->item("demo.temp");
+  temp.set_formatted("21.25");
+  CHECK(temp.get().value == 21.25);
+}
+
+TEST_CASE("a subscription may outlive its client", "[client]") {
+  Fixture f;
+  mktl::Subscription sub = f.client->subscribe("demo.temp", [](const std::string&, const mktl::Reading&) {});
+  f.client.reset();
+  sub.cancel();  // must not crash or hang
+  CHECK_FALSE(sub);
+}
