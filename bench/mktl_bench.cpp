@@ -326,12 +326,6 @@ struct Counter {
   }
 };
 
-std::string padded(unsigned long long n) {
-  char text[80];
-  std::snprintf(text, sizeof text, "%060llu", n);
-  return text;
-}
-
 // Makes sure `counter`'s subscription to bench.bcast is live: sets the item
 // until a broadcast of it arrives.
 void sync_bcast(mktl::Client& client, Counter& counter, const std::string& tag) {
@@ -400,18 +394,18 @@ bool executable(const std::string& path) { return !path.empty() && access(path.c
 
 void report(const Results& results, const std::vector<Target>& targets, const Options& options) {
   std::ostringstream md;
-  std::cout << "\n" << std::left << std::setw(44) << "benchmark" << std::setw(14) << "median" << "min - max\n";
+  std::cout << "\n" << std::left << std::setw(52) << "benchmark" << std::setw(14) << "median" << "min - max\n";
   md << "| benchmark | median | min – max | runs |\n|---|---:|---:|---:|\n";
   for (auto& name : results.order()) {
     auto& s = results.at(name);
     if (s.values.empty()) {
-      std::cout << std::setw(44) << s.what << "skipped: " << s.note << "\n";
+      std::cout << std::setw(52) << s.what << "skipped: " << s.note << "\n";
       md << "| " << s.what << " | skipped | " << s.note << " | 0 |\n";
       continue;
     }
     std::string med = show(bench::median(s.values), s.unit);
     std::string range = show(bench::min_of(s.values), s.unit) + " - " + show(bench::max_of(s.values), s.unit);
-    std::cout << std::setw(44) << s.what << std::setw(14) << med << range << "\n";
+    std::cout << std::setw(52) << s.what << std::setw(14) << med << range << "\n";
     md << "| " << s.what << " | " << med << " | " << show(bench::min_of(s.values), s.unit) << " – "
        << show(bench::max_of(s.values), s.unit) << " | " << s.values.size() << " |\n";
   }

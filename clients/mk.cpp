@@ -25,7 +25,6 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -536,19 +535,11 @@ class Stores {
   Stores(mktl::Client& client, std::vector<std::string> endpoints)
       : client_(client), endpoints_(std::move(endpoints)) {}
 
-  // {key: description} of a store made known by ensure(), merged over its
-  // blocks once per process.
+  // {key: description} of a store made known by ensure(), fetched once.
   const mktl::Json& items(const std::string& store) {
     auto it = items_.find(store);
-    if (it != items_.end()) return it->second;
-    mktl::Json merged = mktl::Json::object();
-    const mktl::Json blocks = client_.blocks(store);
-    for (auto block = blocks.begin(); block != blocks.end(); ++block) {
-      auto found = block->find("items");
-      if (found == block->end() || !found->is_object()) continue;
-      for (auto item = found->begin(); item != found->end(); ++item) merged[item.key()] = item.value();
-    }
-    return items_.emplace(store, std::move(merged)).first->second;
+    if (it == items_.end()) it = items_.emplace(store, client_.items(store)).first;
+    return it->second;
   }
 
   std::optional<Failure> ensure(const std::string& store) {

@@ -87,11 +87,11 @@ start markd '^markd: heater heater1 ready' \
   -a "$WORK/heater-app.json" heater heater1
 echo "$LINE"
 
-# The daemon announces itself to the registry and reads its first
-# temperature asynchronously: wait (at most 20 s) until mk shows one.
+# The daemon announces itself to the registry and reads the controller
+# asynchronously: wait (at most 20 s) until mk shows a temperature and a setpoint.
 found=""
 for ((i = 0; i < 100; i++)); do
-  found=$(mk get --terse heater.temperature 2>&1) && [[ "$found" =~ [0-9] ]] && break
+  found=$(mk get --terse heater.temperature heater.setpoint 2>&1) && [[ "$found" =~ [0-9].*$'\n'.*[0-9] ]] && break
   found=""
   sleep 0.2
 done

@@ -58,7 +58,7 @@ Address controller_address(const Json& appconfig, const char* env_name) {
     auto colon = text.rfind(':');
     Address a;
     if (colon == std::string::npos || colon == 0 || !parse_port(text.substr(colon + 1), a.port))
-      throw ConfigError(where, "", "controller address '" + text + "' is not host:port");
+      throw ConfigError(where, "", "controller address '" + text + "' is not host:port (port 1..65535)");
     a.host = text.substr(0, colon);
     return a;
   };

@@ -81,7 +81,7 @@ class Setpoint : public mktl::Item {
  public:
   Setpoint(mktl::Daemon& d, std::string key, std::shared_ptr<LineLink> link) : Item(d, std::move(key)), link_(std::move(link)) {
     // Someone else (a front panel, another client) may change it.
-    poll(2.0);
+    poll(1.0);
   }
   std::optional<Reading> req_refresh() override {
     if (!restored_) {

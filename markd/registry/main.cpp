@@ -300,7 +300,10 @@ void handle_announcement(mktl::discovery::RegistryState& state, Worker::Task& ta
 // its stores (_hash) and then each store's blocks (STORE._catalog).
 void discover_daemons(mktl::discovery::RegistryState& state, DaemonProbe& probe,
                       const mktl::discovery::Config& config, double wait) {
-  auto daemons = mktl::discovery::call(config, config.daemon_port, wait);
+  // The configured hosts are registries, not daemons: broadcast only.
+  auto broadcast_only = config;
+  broadcast_only.hosts.clear();
+  auto daemons = mktl::discovery::call(broadcast_only, config.daemon_port, wait);
   int learned = 0;
   for (const auto& daemon : daemons) {
     const std::string where = daemon.address + ":" + std::to_string(daemon.rep_port);

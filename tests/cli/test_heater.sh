@@ -174,6 +174,12 @@ rc=$?
 check_eq "markd --check accepts the heater catalog and module" "$rc" "0"
 ((rc == 0)) || cat "$WORK/check.out"
 
+# Without a controller address the daemon refuses to start, saying what to set.
+env -u HEATER_ADDRESS timeout 20 "$BIN/markd" -c "$SRC/configs/heater.json" -m "$LIB/libheater_daemon.so" \
+  -s HeaterDaemon heater heater1 >"$WORK/noaddr.out" 2>&1
+check_eq "markd without a controller address exits 78 (EX_CONFIG)" "$?" "78"
+check_re "and names HEATER_ADDRESS" "$(cat "$WORK/noaddr.out")" 'HEATER_ADDRESS'
+
 start_with_line markd '^markd: heater heater1 ready' "$BIN/markd" -c "$SRC/configs/heater.json" \
   -m "$LIB/libheater_daemon.so" -s HeaterDaemon -a "$WORK/heater-app.json" heater heater1
 MARKD_PID=$START_PID

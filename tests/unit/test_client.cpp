@@ -58,7 +58,7 @@ struct Fixture {
 // A ROUTER that serves `demo._catalog` properly and answers every other
 // request in its own wrong way.
 struct FakeDaemon {
-  enum class Mode { never_ack, rep_before_ack };
+  enum class Mode { never_ack, rep_before_ack, ack_only };
   Mode mode;
   zmq::context_t context{1};
   zmq::socket_t router{context, zmq::socket_type::router};
@@ -120,6 +120,10 @@ struct FakeDaemon {
       }
       ++requests;
       if (mode == Mode::never_ack) continue;
+      if (mode == Mode::ack_only) {
+        send({identity, "a", id, "ACK", "", "", ""});
+        continue;
+      }
       std::string payload = f[3] == "GET" ? R"({"value": 99, "time": 5.0})" : R"({"value": true})";
       send({identity, "a", id, "REP", target, "", payload});
       send({identity, "a", id, "ACK", "", "", ""});
@@ -351,6 +355,19 @@ TEST_CASE("client: no ACK within ack_timeout raises TimeoutError quickly", "[cli
   REQUIRE(fut.wait_for(5s) == std::future_status::ready);
   CHECK_THROWS_AS(fut.get(), mktl::TimeoutError);
   CHECK(fake.requests == 3);
+}
+
+TEST_CASE("client: an ACK without a REP times out after the request timeout", "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::ack_only);
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(c.get("demo.x", false, 0.3), mktl::TimeoutError);
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 250ms);  // the ACK arrived, so the ACK timeout (0.1 s) did not fire
+  CHECK(took < 5s);
+  CHECK_THROWS_AS(c.set("demo.x", Json(1), 0.3), mktl::TimeoutError);
 }
 
 TEST_CASE("client: a REP before its ACK counts as both; the late ACK is ignored", "[client]") {

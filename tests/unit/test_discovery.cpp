@@ -1,7 +1,11 @@
 // UDP discovery and Avahi DNS-SD. Loopback only: broadcasts go to
 // 127.255.255.255, never off this machine.
+#include "discovery/announce.hpp"
 #include "discovery/avahi.hpp"
+#include "discovery/registry_state.hpp"
 #include "discovery/udp.hpp"
+#include "protocol/codec.hpp"
+#include "transport/server.hpp"
 
 #include <mktl/error.hpp>
 
@@ -23,6 +27,7 @@
 #include <future>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 
 using namespace mktl::discovery;
@@ -372,4 +377,83 @@ TEST_CASE("Avahi publishes a daemon and browsing finds it", "[avahi]") {
   CHECK(mine->txt["pub"] == "43211");
   CHECK_FALSE(mine->address.empty());
   CHECK_FALSE(mine->host.empty());
+}
+
+// ---- announce ---------------------------------------------------------------------
+
+namespace {
+
+// A minimal in-process registry: RegistryState behind a transport::Server,
+// found through a Responder on a free UDP port.
+struct MiniRegistry {
+  std::set<std::string> live;
+  std::unique_ptr<RegistryState> state;
+  mktl::transport::Server server{mktl::transport::ServerOptions{"tcp://127.0.0.1:0", "", 1000},
+                                 [this](mktl::transport::Incoming&& request, mktl::transport::Reply reply) {
+                                   try {
+                                     if (request.target != "_catalog") throw mktl::ValueError("unexpected " + request.target);
+                                     auto payload = mktl::protocol::parse_payload(request.payload);
+                                     state->process(payload.at("value"), payload.value("override", false));
+                                     reply.send(std::string(mktl::protocol::set_ok_payload()));
+                                   } catch (const mktl::Error& e) {
+                                     reply.error(e.type(), e.text());
+                                   }
+                                 }};
+  std::unique_ptr<Responder> responder;
+  int udp_port = free_udp_port();
+
+  MiniRegistry() {
+    server.start();
+    state = std::make_unique<RegistryState>("127.0.0.1", server.rep_port(), [this](const mktl::Json& block) {
+      return live.count(block.at("uuid").get<std::string>()) > 0;
+    });
+    responder = std::make_unique<Responder>(udp_port, server.rep_port());
+  }
+};
+
+mktl::Json announced_block(const std::string& alias, const std::string& uuid, const std::string& key) {
+  return {{"store", "heater"},
+          {"alias", alias},
+          {"uuid", uuid},
+          {"time", 1.5},
+          {"hash", mktl::json::bigint("170141183460469231731687303715884105757")},
+          {"provenance", mktl::Json::array({{{"stratum", 0}, {"hostname", "127.0.0.1"}, {"rep", 5000}, {"pub", 5001}}})},
+          {"items", {{key, {{"type", "numeric"}}}}}};
+}
+
+}  // namespace
+
+TEST_CASE("announce reaches a registry and reports its rejection", "[discovery]") {
+  MiniRegistry registry;
+  Config config = loopback_config();
+  config.registry_port = registry.udp_port;
+
+  CHECK(announce(announced_block("one", "u1", "temp"), config, false, 0.3) == 1);
+  auto catalog = registry.state->catalog("heater");
+  REQUIRE(catalog.contains("u1"));
+  CHECK(catalog["u1"]["hash"] == mktl::json::bigint("170141183460469231731687303715884105757"));
+
+  registry.live = {"u1"};
+  try {
+    announce(announced_block("two", "u2", "temp"), config, true, 0.3);
+    FAIL("a rejected announcement did not throw");
+  } catch (const mktl::Error& e) {
+    CHECK(e.type() == "ValueError");
+    CHECK(std::string(e.what()).find("registry at 127.0.0.1:" + std::to_string(registry.server.rep_port())) !=
+          std::string::npos);
+    CHECK(std::string(e.what()).find("heater.temp") != std::string::npos);
+  }
+
+  // Override travels with the announcement (in the payload and in the block).
+  registry.live.clear();
+  CHECK(announce(announced_block("two", "u2", "temp"), config, true, 0.3) == 1);
+  catalog = registry.state->catalog("heater");
+  CHECK(catalog.contains("u2"));
+  CHECK_FALSE(catalog.contains("u1"));
+}
+
+TEST_CASE("announce with no registry around is fine", "[discovery]") {
+  Config config = loopback_config();
+  config.registry_port = free_udp_port();
+  CHECK(announce(announced_block("one", "u1", "temp"), config, false, 0.2) == 0);
 }

@@ -232,8 +232,8 @@ TEST_CASE("poll(period) publishes repeatedly and poll(0) stops", "[items]") {
   f.daemon.polled->poll(0);
   CHECK(f.daemon.polled->poll_period() == 0);
   int stopped_at = f.daemon.polled->count;
-  // At most one poll already queued may still run; 20 periods pass otherwise quiet.
-  CHECK_FALSE(test::wait_until([&] { return f.daemon.polled->count > stopped_at + 1; }, 200ms));
+  // A poll in progress and one already queued may still finish; 20 periods pass otherwise quiet.
+  CHECK_FALSE(test::wait_until([&] { return f.daemon.polled->count > stopped_at + 2; }, 200ms));
 }
 
 TEST_CASE("hooks of one item never run concurrently", "[items]") {
@@ -322,7 +322,7 @@ TEST_CASE("built-in items of every daemon", "[items]") {
   // The uptime heartbeat is published every second.
   test::Collector clk;
   auto sub = c.subscribe("demo._demo1clk", clk.callback());
-  REQUIRE(clk.wait_for_count(2, 5s));
+  REQUIRE(clk.wait_for_count(2, 10s));
   std::lock_guard lock(clk.mutex);
   CHECK(clk.readings[1].value.get<double>() > clk.readings[0].value.get<double>());
   CHECK(clk.readings[0].value.get<double>() >= 0);

@@ -52,8 +52,20 @@ struct DaemonOptions {
   bool avahi = true;
   // Keep persistent items in SQLite under $MKTL_HOME/daemon/.
   bool persistence = true;
-  // Directory of the persistence database; empty = $MKTL_HOME/daemon.
+  // Directory of the persistence database; empty = $MKTL_HOME/daemon/persist/<store>.
   std::string persist_dir;
+
+  // A self-contained daemon for tests and embedding: loopback only, free
+  // ports, no discovery, everything on disk under `home`.
+  static DaemonOptions isolated(std::string home) {
+    DaemonOptions o;
+    o.rep_endpoint = "tcp://127.0.0.1:0";
+    o.pub_endpoint = "tcp://127.0.0.1:0";
+    o.hostname = "127.0.0.1";
+    o.home = std::move(home);
+    o.discovery = false;
+    return o;
+  }
 };
 
 class Daemon {

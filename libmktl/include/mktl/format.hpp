@@ -31,7 +31,7 @@ Json validate_type(const Json& description, const Json& value);
 // Human form of a value: enumerator names, masks joined with ", " (or the
 // "None" enumerator), printf `format`, sexagesimal formats for angles with
 // units {"": "rad", "formatted": "deg"|"h"}. Never throws: an unformattable
-// value is shown as its JSON.
+// value is shown as Python's str() would show it (1.5, True, None, [1, 'a']).
 std::string format_value(const Json& description, const Json& value);
 
 // Inverse of format_value(): enumerator names case-insensitively, mask names

@@ -85,6 +85,7 @@ class Item {
   // Publish a new value: cache it, broadcast it (only if it changed, unless
   // `repeat`), persist it if the item persists. Time defaults to now.
   void publish(Json value, std::optional<double> time = std::nullopt, bool repeat = false);
+  void publish(Json value, double time, bool repeat = false) { publish(std::move(value), std::optional<double>(time), repeat); }
   void publish(Reading reading, bool repeat = false);
 
   // The cached value (value null and time 0 if it never had one).

@@ -454,7 +454,9 @@ Json Client::blocks(const std::string& store_name) {
 
 Json Client::items(const std::string& store) {
   Json out = Json::object();
-  for (auto& [uuid, block] : blocks(store).items())
+  // Held in a variable: a range-for over blocks(store).items() would iterate a dead temporary.
+  Json all = blocks(store);
+  for (auto& [uuid, block] : all.items())
     if (block.contains("items") && block["items"].is_object())
       for (auto& [key, desc] : block["items"].items()) out[key] = desc;
   return out;

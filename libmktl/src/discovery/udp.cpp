@@ -292,14 +292,16 @@ void Responder::Impl::handle(const char* data, std::size_t size, const sockaddr_
     log().debug("discovery responder: throttled {}:{}", address_text(sender), ntohs(sender.sin_port));
     return;
   }
+  // Counted before sending so that whoever reads our answer also sees the count.
+  ++answered;
   if (::sendto(socket.get(), answer.data(), answer.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&sender),
                sizeof sender) < 0) {
+    --answered;
     log().warn("discovery responder: cannot answer {}:{}: {}", address_text(sender), ntohs(sender.sin_port),
                std::strerror(errno));
     return;
   }
   seen[key] = now;
-  ++answered;
 }
 
 // ---- call --------------------------------------------------------------------

@@ -339,12 +339,15 @@ void Runtime::handle_special(transport::Incoming&& request, transport::Reply rep
     bool get = request.type == protocol::MessageType::GET;
     std::call_once(special_once_, [&] {
       Json block = daemon_.catalog_block();
+      // The uuid is read first: Json's operator= takes its argument by value,
+      // so `catalog[block["uuid"]] = std::move(block)` would read a moved-from block.
+      const std::string uuid = block["uuid"].get<std::string>();
       Json hashes = Json::object();
-      hashes[store][block["uuid"].get<std::string>()] = block["hash"];
+      hashes[store][uuid] = block["hash"];
       double t = block.value("time", now());
       hash_answer_ = std::make_shared<const std::string>(protocol::value_payload(hashes, t));
       Json catalog = Json::object();
-      catalog[block["uuid"].get<std::string>()] = std::move(block);
+      catalog[uuid] = std::move(block);
       catalog_answer_ = std::make_shared<const std::string>(protocol::value_payload(catalog, t));
     });
     if (target == "_hash" || target == "._hash") {

@@ -46,7 +46,10 @@ struct ServerShared {
       was_empty = queue.empty();
       queue.push_back(std::move(out));
     }
-    if (was_empty) wakeup.notify();
+    // The I/O thread drains the queue after each burst of requests: waking
+    // itself (a cached GET answered in dispatch) would cost a write and an
+    // extra poll round per request.
+    if (was_empty && std::this_thread::get_id() != io_thread) wakeup.notify();
   }
 };
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Interop of the real binaries with the Python mKTL reference (see
+# docs/interop.md): the reference client (tests/interop/ref_client.py) against
+# markd, and mk against the reference daemon (sbin/mkd). Skipped (exit 0 with a
+# note) unless MKTL_REFERENCE names a checkout of KeckObservatory/mKTL.
+# The reference broadcasts discovery to 255.255.255.255: run
+# /work/shared/tools/keep-broadcast-local (or equivalent) on the machine first.
+set -u
+: "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
+: "${MKTL_SOURCE:?set MKTL_SOURCE to the source tree}"
+if [ -z "${MKTL_REFERENCE:-}" ]; then
+  echo "MKTL_REFERENCE is not set: interop test skipped"
+  exit 0
+fi
+PY=/usr/bin/python3
+if ! $PY -c 'import zmq, numpy' 2>/dev/null; then
+  echo "FAIL: $PY needs zmq and numpy (apt-get install python3-zmq python3-numpy)" >&2
+  exit 1
+fi
+if ! ip route get 255.255.255.255 2>/dev/null | grep -q "dev lo"; then
+  echo "FAIL: 255.255.255.255 is not routed to loopback; the reference daemon would broadcast off this machine" >&2
+  exit 1
+fi
+export MKTL_BROADCAST=${MKTL_BROADCAST:-127.255.255.255}
+unset MKTL_LOG
+work=$(mktemp -d)
+interop=$MKTL_SOURCE/tests/interop
+
+groups=()
+cleanup() {
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
+  wait 2>/dev/null
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+pass() { echo "ok: $*"; }
+
+# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds (bounded).
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.1
+  done
+}
+
+# ---- 1. the reference client against markd -----------------------------------
+mkdir -p "$work/markd-home" "$work/pyclient"
+MKTL_HOME=$work/markd-home setsid "$MKTL_BIN/markd" interop interop1 -c "$interop/items.json" \
+  --bind 127.0.0.1 --hostname 127.0.0.1 --no-discovery >"$work/markd.out" 2>"$work/markd.err" </dev/null &
+groups+=($!)
+ready() { grep -q "ready rep=" "$work/markd.out"; }
+if ! wait_for 30 ready; then
+  fail "markd did not become ready: $(cat "$work/markd.err")"
+else
+  port=$(sed -n 's/.* ready rep=\([0-9]*\) .*/\1/p' "$work/markd.out")
+  MKTL_HOME=$work/pyclient timeout 150 $PY "$interop/ref_client.py" 127.0.0.1 "$port" interop interop1 \
+    >"$work/client.out" 2>"$work/client.err"
+  rc=$?
+  [ $rc -eq 0 ] || fail "ref_client.py against markd exited $rc: $(tail -5 "$work/client.err")"
+  # step -> expected result (compact JSON, sorted keys, as the driver prints it)
+  $PY - "$work/client.out" <<'EOF' || failures=$((failures + 1))
+import json, sys
+got = {}
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    got[j['step']] = j['result']
+expected = {
+    'hash.shape': {'hash_equals_block': True, 'hash_has_store': True, 'store_hash_equals_block': True},
+    'cache.refresh': {'refreshed_has_count': True, 'refreshed_hash_matches': True},
+    'get.count': {'int': 5},
+    'get.flag': {'bool': False},
+    'formatted.mode': {'str': 'Off'},
+    'set.00.count="17"': {'readback': {'int': 17}},
+    'set.03.count="abc"': {'exc': 'RuntimeError',
+                           'text': "SET of count failed: ValueError: could not convert string to float: 'abc'"},
+    'set.26.ro=5': {'exc': 'RuntimeError', 'text': 'SET of ro failed: TypeError: ro is not a settable item'},
+    'raw.get_other_store': {'remote_error': {'type': 'ValueError',
+                            'text': "this request is for 'otherstore', but this daemon is in 'interop'"}},
+    'subscribe.count': {'first': {'int': 99}, 'received': True},
+    'subscribe.heartbeat': {'received': True},
+    'done': True,
+}
+bad = 0
+for step, want in expected.items():
+    if got.get(step) != want:
+        print('FAIL: ref_client against markd: %s: got %r, want %r' % (step, got.get(step), want), file=sys.stderr)
+        bad += 1
+for step in ('bulk.int16_3x4', 'bulk.float64', 'subscribe.bulk'):
+    if 'exc' in got.get(step, {'exc': 'missing'}):
+        print('FAIL: ref_client against markd: %s: %r' % (step, got.get(step)), file=sys.stderr)
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
+  pass "reference client against markd ($(wc -l <"$work/client.out") steps)"
+fi
+
+# ---- 2. mk against the reference daemon ----------------------------------------
+mkdir -p "$work/refd-home" "$work/mk-home"
+MKTL_HOME=$work/refd-home PYTHONPATH=$MKTL_REFERENCE/src:$interop setsid $PY "$MKTL_REFERENCE/sbin/mkd" \
+  interop interop1 -c "$interop/items.json" -m ref_daemon -s InteropDaemon \
+  >"$work/refd.out" 2>"$work/refd.err" </dev/null &
+groups+=($!)
+port_file() { ls "$work"/refd-home/daemon/port/interop/*.req >/dev/null 2>&1; }
+if ! wait_for 30 port_file; then
+  fail "the reference daemon did not start: $(tail -5 "$work/refd.err")"
+else
+  rport=$(cat "$work"/refd-home/daemon/port/interop/*.req)
+  export MKTL_HOME=$work/mk-home
+  mk() { timeout 30 "$MKTL_BIN/mk" --connect "tcp://127.0.0.1:$rport" "$@"; }
+  answers() { [ "$(mk --terse --unformatted get interop.count 2>/dev/null)" = "5" ]; }
+  wait_for 30 answers || fail "the reference daemon does not answer mk"
+
+  out=$(mk --terse --unformatted get interop.count interop.temp interop.flag interop.vec interop.name 2>&1)
+  [ "$out" = "$(printf '5\n20.5\nfalse\n[1,2.5,3]\nhello')" ] && pass "mk get of the reference daemon" \
+    || fail "mk get: $out"
+
+  mk --unformatted set 'interop.count="17"' >/dev/null 2>&1 \
+    && [ "$(mk --terse --unformatted get interop.count 2>&1)" = "17" ] && pass "mk set with coercion by the reference" \
+    || fail "mk set count=\"17\""
+
+  for i in 1 2 3 4 5; do  # the rejected set used to crash mk now and then (set_async race)
+    err=$(mk set interop.count=abc 2>&1 >/dev/null); rc=$?
+    [ $rc -eq 1 ] && [ "$err" = "mk: interop.count: ValueError: could not convert string to float: 'abc'" ] \
+      || { fail "mk set count=abc (try $i): rc=$rc $err"; break; }
+  done
+  [ $rc -eq 1 ] && pass "mk shows the reference's ValueError"
+
+  err=$(mk set interop.ro=5 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 1 ] && [ "$err" = "mk: interop.ro: TypeError: ro is not a settable item" ] && pass "read-only item" \
+    || fail "mk set ro: rc=$rc $err"
+  err=$(mk set interop.limit=500 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 1 ] && [ "$err" = "mk: interop.limit: ValueError: limit must be below 100" ] && pass "validate hook error" \
+    || fail "mk set limit: rc=$rc $err"
+  err=$(mk get interop.hidden 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 1 ] && [ "$err" = "mk: interop.hidden: TypeError: hidden is not a gettable item" ] && pass "ungettable item" \
+    || fail "mk get hidden: rc=$rc $err"
+
+  # The heartbeat: watch prints the current value, then every broadcast.
+  timeout 4 "$MKTL_BIN/mk" --connect "tcp://127.0.0.1:$rport" --no-timestamp watch interop._interop1clk \
+    >"$work/watch.out" 2>"$work/watch.err"
+  lines=$(grep -c "_interop1clk" "$work/watch.out")
+  [ "$lines" -ge 3 ] && pass "mk watch of the reference's heartbeat ($lines lines)" \
+    || fail "mk watch heartbeat: $lines lines: $(cat "$work/watch.err")"
+fi
+
+[ $failures -eq 0 ] && echo "all interop checks passed" || echo "$failures interop check(s) failed"
+exit $((failures > 0))
