@@ -586,14 +586,11 @@ std::string endpoint_of(const std::string& address) {
   return endpoint;
 }
 
-// The stores known at the given registry or daemon addresses. This is the one
-// place to swap in broadcast discovery of registries once the public API has
-// it; until then, discover needs addresses.
+// The stores known at the given registry or daemon addresses, or, without
+// addresses, at every registry and daemon that answers a UDP discovery call.
 std::vector<std::string> discover_stores(mktl::Client& client, const std::vector<std::string>& endpoints,
                                          Output& out) {
-  if (endpoints.empty())
-    throw mktl::RuntimeError("broadcast discovery of registries is not available; give registry addresses as "
-                             "tcp://HOST:PORT");
+  if (endpoints.empty()) return client.discover();
   std::set<std::string> stores;
   for (const auto& endpoint : endpoints) {
     try {

@@ -63,7 +63,8 @@ else
   rc=$?
   [ $rc -eq 0 ] || fail "ref_client.py against markd exited $rc: $(tail -5 "$work/client.err")"
   # step -> expected result (compact JSON, sorted keys, as the driver prints it)
-  $PY - "$work/client.out" <<'EOF' || failures=$((failures + 1))
+  $PY - "$work/client.out" <<'EOF' && pass "reference client against markd ($(wc -l <"$work/client.out") steps)" \
+    || failures=$((failures + 1))
 import json, sys
 got = {}
 for line in open(sys.argv[1]):
@@ -96,7 +97,6 @@ for step in ('bulk.int16_3x4', 'bulk.float64', 'subscribe.bulk'):
         bad += 1
 sys.exit(1 if bad else 0)
 EOF
-  pass "reference client against markd ($(wc -l <"$work/client.out") steps)"
 fi
 
 # ---- 2. mk against the reference daemon ----------------------------------------
@@ -115,9 +115,17 @@ else
   answers() { [ "$(mk --terse --unformatted get interop.count 2>/dev/null)" = "5" ]; }
   wait_for 30 answers || fail "the reference daemon does not answer mk"
 
-  out=$(mk --terse --unformatted get interop.count interop.temp interop.flag interop.vec interop.name 2>&1)
-  [ "$out" = "$(printf '5\n20.5\nfalse\n[1,2.5,3]\nhello')" ] && pass "mk get of the reference daemon" \
-    || fail "mk get: $out"
+  out=$(mk --json get interop.count interop.temp interop.flag interop.mode interop.vec interop.name 2>&1)
+  if printf '%s\n' "$out" | $PY -c '
+import json, sys
+got = {j["key"]: j["value"] for j in map(json.loads, sys.stdin)}
+want = {"interop.count": 5, "interop.temp": 20.5, "interop.flag": False, "interop.mode": 0,
+        "interop.vec": [1, 2.5, 3], "interop.name": "hello"}
+sys.exit(0 if got == want and type(got["interop.count"]) is int else 1)'; then
+    pass "mk get of the reference daemon"
+  else
+    fail "mk get: $out"
+  fi
 
   mk --unformatted set 'interop.count="17"' >/dev/null 2>&1 \
     && [ "$(mk --terse --unformatted get interop.count 2>&1)" = "17" ] && pass "mk set with coercion by the reference" \

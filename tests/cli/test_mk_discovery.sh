@@ -88,6 +88,8 @@ expect_out "get through the cached catalog" "setpoint: 42.0 degC"
 
 run d1 "$MKTL_BIN/mk" -w 10 discover "tcp://127.0.0.1:$registry_rep"
 expect_out "discover at the registry" "1 store discovered: test"
+run d2 "$MKTL_BIN/mk" -w 10 discover
+expect_out "discover by broadcast" "1 store discovered: test"
 
 # Restart markd (new ephemeral ports): the cached address is stale.
 kill -TERM "$pid"

@@ -84,6 +84,11 @@ class Client {
   // Throws KeyError if no one knows it.
   void find_store(const std::string& store);
 
+  // Stores anyone answers for: asks the registries and daemons found by UDP
+  // broadcast (and those listed in $MKTL_HOME/client/registries) for `_hash`.
+  // Returns store names, sorted.
+  std::vector<std::string> discover();
+
   // Catalog of one store: {key: description} merged over its blocks
   // (find_store() first if needed).
   Json items(const std::string& store);

@@ -445,6 +445,25 @@ void Client::find_store(const std::string& store_name) {
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
 }
 
+std::vector<std::string> Client::discover() {
+  auto config = discovery::Config::from_env(impl_->home);
+  if (!impl_->options.broadcast_address.empty()) config.broadcast = impl_->options.broadcast_address;
+  if (impl_->options.registry_port > 0) config.registry_port = impl_->options.registry_port;
+  std::set<std::string> stores;
+  for (int port : {config.registry_port, config.daemon_port}) {
+    for (auto& found : discovery::call(config, port, impl_->options.discovery_timeout)) {
+      std::string endpoint = "tcp://" + found.address + ":" + std::to_string(found.rep_port);
+      try {
+        Json hashes = impl_->request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json::object());
+        for (auto& [store, blocks] : hashes.items()) stores.insert(store);
+      } catch (const Error& e) {
+        logger("mktl.client")->debug("{} did not answer _hash: {}", endpoint, e.what());
+      }
+    }
+  }
+  return {stores.begin(), stores.end()};
+}
+
 Json Client::blocks(const std::string& store_name) {
   std::string store = lower(store_name);
   if (!impl_->knows(store) && !impl_->load_cache(store)) find_store(store);
