@@ -2,6 +2,7 @@
 // stdout, /proc readings, and order statistics. Not part of libmktl.
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -54,12 +55,12 @@ class Child {
       dup2(pipe_fds[1], STDOUT_FILENO);
       close(pipe_fds[0]);
       close(pipe_fds[1]);
+      // Only async-signal-safe calls between fork and exec: the parent has threads.
       if (quiet) {
-        FILE* devnull = std::fopen("/dev/null", "w");
-        if (devnull) dup2(fileno(devnull), STDERR_FILENO);
+        int devnull = ::open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDERR_FILENO);
       }
       execv(args[0], args.data());
-      std::perror(args[0]);
       _exit(127);
     }
     close(pipe_fds[1]);

@@ -245,7 +245,7 @@ void check_error(F&& f, const std::string& type, const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("the Python reference client sees our daemon as it sees a reference daemon", "[interop]") {
+TEST_CASE("interop: the Python reference client sees our daemon as it sees a reference daemon", "[interop]") {
   auto reference = reference_checkout();
   if (!reference) {
     WARN("MKTL_REFERENCE is not set: interop test skipped");
@@ -325,7 +325,7 @@ TEST_CASE("the Python reference client sees our daemon as it sees a reference da
   expect("subscribe.heartbeat", R"({"received":true})");
 }
 
-TEST_CASE("our client gets, sets and subscribes to a reference daemon", "[interop]") {
+TEST_CASE("interop: our client gets, sets and subscribes to a reference daemon", "[interop]") {
   auto reference = reference_checkout();
   if (!reference) {
     WARN("MKTL_REFERENCE is not set: interop test skipped");
