@@ -3,8 +3,10 @@
 # daemon (markd + the heater example), found through a registry
 # (mkregistryd) and driven with the mk command-line client.
 #
-# Usage: scripts/demo.sh            (binaries in ${BUILD:-build}/bin)
-#        BUILD=/path/to/build scripts/demo.sh
+# Usage: scripts/demo.sh            installs missing Debian packages, builds
+#                                   into ${BUILD:-build}, then runs the demo
+#        MKTL_DEMO_NO_BUILD=1 BUILD=/path/to/build scripts/demo.sh
+#                                   runs it on an existing build
 #
 # Everything stays on this machine: discovery goes to 127.255.255.255 and all
 # state lives in a temporary MKTL_HOME that is removed at the end. Every
@@ -16,6 +18,13 @@ BUILD=${BUILD:-build}
 [[ "$BUILD" = /* ]] || BUILD="$ROOT/$BUILD"
 BIN="$BUILD/bin"
 LIB="$BUILD/lib"
+
+if [[ -z "${MKTL_DEMO_NO_BUILD:-}" ]]; then
+  bash "$ROOT/scripts/deps.sh"
+  echo "demo: building in $BUILD (this takes a few minutes the first time)" >&2
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)" --target heatersim mkregistryd markd mk heater_daemon >/dev/null
+fi
 
 for f in "$BIN/heatersim" "$BIN/mkregistryd" "$BIN/markd" "$BIN/mk" "$LIB/libheater_daemon.so"; do
   if [[ ! -e "$f" ]]; then
