@@ -1,6 +1,7 @@
 # Warning and sanitizer flags shared by every target of the project.
 add_library(mktl_warnings INTERFACE)
-target_compile_options(mktl_warnings INTERFACE -Wall -Wextra -Wno-maybe-uninitialized)
+# GCC 12 raises false maybe-uninitialized and restrict warnings at -O2 (GCC bugs 105562, 105329).
+target_compile_options(mktl_warnings INTERFACE -Wall -Wextra -Wno-maybe-uninitialized -Wno-restrict)
 if(MKTL_WERROR)
   target_compile_options(mktl_warnings INTERFACE -Werror)
 endif()

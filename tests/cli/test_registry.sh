@@ -272,7 +272,9 @@ check "uuid-one forgotten" '(.value.heater | has("uuid-one") | not) and (.value.
 kill -TERM "$registry_pid"
 stopped=""
 for _ in $(seq 100); do
-  if ! kill -0 "$registry_pid" 2>/dev/null; then stopped=yes; break; fi
+  # Gone, or a zombie waiting for `wait` (kill -0 still succeeds on those).
+  state=$(ps -o stat= -p "$registry_pid" 2>/dev/null)
+  if [[ -z $state || $state == Z* ]]; then stopped=yes; break; fi
   read -r -t 0.1 -u "$registry_fd" _ || true
 done
 wait "$registry_pid"

@@ -9,8 +9,11 @@
 //
 // Threading promise: every method may be called from any thread. One I/O
 // thread per Client owns its sockets (one DEALER and one SUB per daemon).
-// Subscription callbacks run on a client worker thread, never the I/O thread,
-// and never concurrently for the same key; they must not block for long.
+// Subscription callbacks run on a small pool of client worker threads, never
+// the I/O thread: in order and never concurrently for one key, while a
+// callback that blocks holds up only its own key (up to the pool's size).
+// Broadcasts that overflow the callback queues are dropped and counted
+// (dropped_broadcasts()), never lost silently.
 #pragma once
 
 #include <mktl/json.hpp>

@@ -105,7 +105,7 @@ class Item {
 
   const std::string& key() const noexcept { return key_; }
   std::string full_key() const;
-  const Json& description() const noexcept { return description_; }
+  const Json& description() const noexcept { return *description_; }
   Daemon& daemon() const noexcept { return daemon_; }
 
  private:
@@ -113,7 +113,7 @@ class Item {
   friend class detail::Runtime;
   Daemon& daemon_;
   std::string key_;
-  Json description_;
+  const Json* description_;  // into the daemon's catalog, which outlives its items
   bool publish_on_set_ = true;
   std::shared_ptr<detail::ItemCore> core_;
 };

@@ -1,4 +1,5 @@
 #include "client/connection.hpp"
+#include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"
 #include "discovery/udp.hpp"
@@ -78,6 +79,14 @@ struct CallbackEntry {
   std::atomic<bool> active{true};
 };
 
+// The callback running on this thread, so that a callback may cancel its own
+// subscription without waiting for itself.
+thread_local const CallbackEntry* current_callback = nullptr;
+struct CurrentCallback {
+  explicit CurrentCallback(const CallbackEntry* e) { current_callback = e; }
+  ~CurrentCallback() { current_callback = nullptr; }
+};
+
 struct StoreInfo {
   bool validated = false;                      // false: straight from the disk cache, not checked yet
   Json blocks = Json::object();                // uuid -> block
@@ -94,48 +103,41 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::unordered_map<std::string, std::string> sub_endpoint;                                // full key -> pub
   std::uint64_t next_sub = 1;
 
-  // Callback dispatcher: one thread, so callbacks of one key run in order.
-  std::mutex queue_mutex;
-  std::condition_variable queue_cv;
+  // Callbacks run on a small pool with one strand per key: in order for one
+  // key, and a callback that blocks holds up only its own key.
   struct Event {
     std::string key;
     std::string payload;
     std::optional<Bulk> bulk;
   };
-  std::deque<Event> events;
-  std::size_t max_events = 100000;
+  std::unique_ptr<detail::WorkerPool> callback_pool = std::make_unique<detail::WorkerPool>(2);
+  std::mutex strands_mutex;
+  std::unordered_map<std::string, std::shared_ptr<detail::Strand>> strands;
+  std::atomic<std::size_t> queued{0};
+  std::size_t max_queued = 100000;
   std::atomic<std::uint64_t> dropped{0};
-  bool stopping = false;
-  std::thread::id dispatcher_id;
-  std::jthread dispatcher;
+  std::atomic<bool> stopping{false};
 
   std::unique_ptr<detail::Engine> engine;
 
   void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) override {
+    if (queued.load(std::memory_order_relaxed) >= max_queued) {
+      if (dropped.fetch_add(1) % 1000 == 0)
+        logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", dropped.load());
+      return;
+    }
+    std::shared_ptr<detail::Strand> strand;
     {
-      std::lock_guard lock(queue_mutex);
-      if (events.size() >= max_events) {
-        if (dropped.fetch_add(1) % 1000 == 0)
-          logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", dropped.load());
-        return;
-      }
-      events.push_back({std::move(key), std::move(payload), std::move(bulk)});
+      std::lock_guard lock(strands_mutex);
+      auto& s = strands[key];
+      if (!s) s = std::make_shared<detail::Strand>(*callback_pool);
+      strand = s;
     }
-    queue_cv.notify_one();
-  }
-
-  void dispatch_loop() {
-    dispatcher_id = std::this_thread::get_id();
-    std::unique_lock lock(queue_mutex);
-    while (true) {
-      queue_cv.wait(lock, [&] { return stopping || !events.empty(); });
-      if (stopping) return;
-      Event ev = std::move(events.front());
-      events.pop_front();
-      lock.unlock();
-      deliver(ev);
-      lock.lock();
-    }
+    ++queued;
+    strand->post(detail::share_task([this, ev = Event{std::move(key), std::move(payload), std::move(bulk)}]() mutable {
+      --queued;
+      if (!stopping) deliver(ev);
+    }));
   }
 
   void deliver(Event& ev) {
@@ -148,19 +150,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     }
     Reading r;
     try {
-      Json payload = protocol::parse_payload(ev.payload);
-      if (payload.is_object()) {
-        if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
-        if (ev.bulk) {
-          std::vector<std::int64_t> shape;
-          if (auto s = payload.find("shape"); s != payload.end() && s->is_array())
-            for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
-          r.bulk = Bulk(std::move(shape), payload.value("dtype", std::string("uint8")), ev.bulk->owner(),
-                        ev.bulk->bytes().data(), ev.bulk->size());
-        } else if (auto v = payload.find("value"); v != payload.end()) {
-          r.value = *v;
-        }
-      }
+      r = protocol::reading_from_payload(protocol::parse_payload(ev.payload), std::move(ev.bulk), 0.0);
     } catch (const std::exception& e) {
       logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
       return;
@@ -169,6 +159,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       std::lock_guard running(entry->running);
       if (!entry->active) continue;
       try {
+        CurrentCallback current(entry.get());
         entry->callback(ev.key, r);
       } catch (const std::exception& e) {
         logger("mktl.client")->warn("{}: a subscription callback threw: {}", ev.key, e.what());
@@ -180,7 +171,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
                std::optional<double> timeout, std::optional<Bulk> bulk = {}, std::optional<Bulk>* bulk_out = nullptr) {
     auto pending = engine->send(endpoint, type, target, 0, payload.is_null() ? std::string() : json::dump(payload),
                                 std::move(bulk));
-    pending->wait(timeout.value_or(options.timeout), target + " @ " + endpoint);
+    engine->wait(*pending, timeout.value_or(options.timeout), target + " @ " + endpoint);
     Json reply = protocol::parse_payload(pending->payload);
     if (reply.is_object()) {
       auto err = reply.find("error");
@@ -347,7 +338,7 @@ void Subscription::cancel() {
   if (entry) {
     entry->active = false;
     // Wait for a callback in progress, unless we are that callback.
-    if (std::this_thread::get_id() != impl->dispatcher_id) std::lock_guard wait(entry->running);
+    if (current_callback != entry.get()) std::lock_guard wait(entry->running);
   }
   if (last && !pub.empty()) impl->engine->unsubscribe(pub, protocol::topic(token->key));
 }
@@ -356,17 +347,12 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
   impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
-  impl_->dispatcher = std::jthread([impl = impl_.get()] { impl->dispatch_loop(); });
 }
 
 Client::~Client() {
-  {
-    std::lock_guard lock(impl_->queue_mutex);
-    impl_->stopping = true;
-  }
-  impl_->queue_cv.notify_all();
-  impl_->dispatcher.join();
-  impl_->engine.reset();
+  impl_->stopping = true;
+  impl_->engine.reset();           // no more broadcasts come in
+  impl_->callback_pool->shutdown();  // callbacks in progress finish
 }
 
 const ClientOptions& Client::options() const noexcept { return impl_->options; }
@@ -495,20 +481,7 @@ ItemHandle Client::item(const std::string& full_key) { return ItemHandle(*this, 
 namespace {
 
 Reading reading_of(const Json& reply, std::optional<Bulk> bulk) {
-  Reading r;
-  r.time = 0;
-  if (!reply.is_object()) return r;
-  if (auto t = reply.find("time"); t != reply.end() && t->is_number()) r.time = t->get<double>();
-  if (bulk) {
-    std::vector<std::int64_t> shape;
-    if (auto s = reply.find("shape"); s != reply.end() && s->is_array())
-      for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
-    r.bulk = Bulk(std::move(shape), reply.value("dtype", std::string("uint8")), bulk->owner(), bulk->bytes().data(),
-                  bulk->size());
-  } else if (auto v = reply.find("value"); v != reply.end()) {
-    r.value = *v;
-  }
-  return r;
+  return protocol::reading_from_payload(reply, std::move(bulk), 0.0);
 }
 
 std::string lower_target(const std::string& full_key) {
@@ -546,7 +519,7 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
   std::string payload = set_payload(value);
   impl_->with_stale_retry(target, *this, [&](const Where& where) {
     auto pending = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, payload, value.bulk);
-    pending->wait(timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
+    impl_->engine->wait(*pending, timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
     Json reply = protocol::parse_payload(pending->payload);
     if (reply.is_object())
       if (auto err = reply.find("error"); err != reply.end() && err->is_object())

@@ -110,10 +110,26 @@ std::shared_ptr<Pending> Engine::send(const std::string& endpoint, protocol::Mes
   cmd->wants_ack = (flags & protocol::NO_ACK) == 0;
   cmd->wants_rep = (flags & protocol::NO_REP) == 0;
   auto pending = std::make_shared<Pending>();
+  pending->endpoint = endpoint;
+  pending->id = cmd->id;
   pending->on_done = std::move(on_done);
   cmd->pending = pending;
   post(std::move(cmd));
   return pending;
+}
+
+void Engine::wait(Pending& pending, double timeout, const std::string& what) {
+  try {
+    pending.wait(timeout, what);
+  } catch (const TimeoutError&) {
+    bool done;
+    {
+      std::lock_guard lock(pending.mutex);
+      done = pending.done;
+    }
+    if (!done) abandon(pending.endpoint, pending.id);
+    throw;
+  }
 }
 
 void Engine::abandon(const std::string& endpoint, const std::string& id) {

@@ -27,6 +27,8 @@ namespace mktl::detail {
 
 // One request in flight, shared by the caller and the I/O thread.
 struct Pending {
+  std::string endpoint;  // where it went, and its id: to abandon it
+  std::string id;
   std::mutex mutex;
   std::condition_variable cv;
   bool acked = false;
@@ -58,6 +60,9 @@ class Engine {
                                 std::function<void(Pending&)> on_done = {});
   // Forgets a request its caller gave up on.
   void abandon(const std::string& endpoint, const std::string& id);
+  // Pending::wait, and on a timeout forgets the request (no entry is left
+  // behind waiting for a REP that may never come).
+  void wait(Pending& pending, double timeout, const std::string& what);
   // SUB side: refcounted topic subscriptions per publisher endpoint.
   void subscribe(const std::string& pub_endpoint, const std::string& topic);
   void unsubscribe(const std::string& pub_endpoint, const std::string& topic);

@@ -212,4 +212,29 @@ std::optional<Target> split_target(std::string_view target) {
 
 void append_double(std::string& out, double value) { json::detail::append_double(out, value); }
 
+Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time) {
+  Reading r;
+  r.time = default_time;
+  if (!payload.is_object()) return r;
+  if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
+  if (bulk) {
+    std::vector<std::int64_t> shape;
+    auto s = payload.find("shape");
+    if (s != payload.end() && s->is_array()) {
+      for (auto& d : *s) {
+        if (!d.is_number_integer()) throw ValueError("bulk shape must be a list of integers");
+        shape.push_back(d.get<std::int64_t>());
+      }
+    } else {
+      shape.push_back(static_cast<std::int64_t>(bulk->size()));
+    }
+    auto d = payload.find("dtype");
+    std::string dtype = d != payload.end() && d->is_string() ? d->get<std::string>() : std::string("uint8");
+    r.bulk = Bulk(std::move(shape), std::move(dtype), bulk->owner(), bulk->bytes().data(), bulk->size());
+  } else if (auto v = payload.find("value"); v != payload.end()) {
+    r.value = *v;
+  }
+  return r;
+}
+
 }  // namespace mktl::protocol

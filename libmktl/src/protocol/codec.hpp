@@ -8,6 +8,7 @@
 
 #include <mktl/bulk.hpp>
 #include <mktl/json.hpp>
+#include <mktl/reading.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -97,6 +98,11 @@ std::string bulk_payload(const Bulk& bulk, double time);
 std::string error_payload(std::string_view type, std::string_view text, std::string_view debug = {});
 // {"value": true} — a successful SET.
 std::string_view set_ok_payload() noexcept;
+
+// The Reading a payload describes: `value` and `time`, or, with a bulk frame,
+// `shape` and `dtype` applied to the frame's bytes (shared, not copied). A
+// missing time is `default_time`; a bulk frame without a shape is a flat array.
+Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time);
 
 // Splits "store.key" at the first '.'; nullopt when there is no '.'.
 struct Target {

@@ -30,15 +30,15 @@ Item::Item(Daemon& daemon, std::string key) : daemon_(daemon), key_(std::move(ke
   const Json& items = daemon_.items();
   auto it = items.find(key_);
   if (it == items.end()) throw KeyError::python("this daemon does not contain '" + key_ + "'");
-  description_ = *it;
+  description_ = &*it;
   core_ = std::make_shared<detail::ItemCore>();
   core_->item = this;
   core_->full_key = daemon_.store() + "." + key_;
   core_->topic = core_->full_key + ".";
-  core_->type = item_type(description_);
-  core_->settable = description_.value("settable", true);
-  core_->gettable = description_.value("gettable", true);
-  core_->persist = description_.value("persist", false);
+  core_->type = item_type(*description_);
+  core_->settable = description_->value("settable", true);
+  core_->gettable = description_->value("gettable", true);
+  core_->persist = description_->value("persist", false);
 #ifdef MKTL_CAN_RESOLVE_REQ_GET
   // While this constructor runs, the dynamic type is Item: this resolves to the base.
   if (!base_req_get.load()) base_req_get.store(resolve_req_get(*this));

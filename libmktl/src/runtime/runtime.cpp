@@ -36,27 +36,6 @@ void answer(transport::Reply& reply, Work&& work) {
   }
 }
 
-Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time) {
-  Reading r;
-  r.time = default_time;
-  if (payload.is_object()) {
-    if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
-    if (bulk) {
-      std::vector<std::int64_t> shape;
-      auto s = payload.find("shape");
-      if (s != payload.end() && s->is_array())
-        for (auto& d : *s) shape.push_back(d.get<std::int64_t>());
-      else
-        shape.push_back(static_cast<std::int64_t>(bulk->size()));
-      std::string dtype = payload.value("dtype", std::string("uint8"));
-      r.bulk = Bulk(std::move(shape), std::move(dtype), bulk->owner(), bulk->bytes().data(), bulk->size());
-    } else if (auto v = payload.find("value"); v != payload.end()) {
-      r.value = *v;
-    }
-  }
-  return r;
-}
-
 void check_bulk(const Bulk& b) {
   auto unit = dtype_size(b.dtype());
   if (unit == 0) throw TypeError("unknown dtype " + repr(b.dtype()));
@@ -115,7 +94,7 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
         Json payload = protocol::parse_payload(value.payload);
         std::optional<Bulk> bulk;
         if (value.bulk) bulk = Bulk::from_bytes(*value.bulk, {}, {});
-        Reading r = reading_from_payload(payload, std::move(bulk), now());
+        Reading r = protocol::reading_from_payload(payload, std::move(bulk), now());
         if (!r.bulk) r.value = validate_type(item.description(), r.value);
         r = item.validate(std::move(r));
         std::lock_guard lock(item.core_->mutex);
@@ -314,7 +293,7 @@ void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incom
       Json payload = protocol::parse_payload(request.payload);
       bool has_value = payload.is_object() && payload.contains("value");
       if (!has_value && !request.bulk) throw ValueError("SET request for " + core->full_key + " carries no value");
-      Reading r = reading_from_payload(payload, std::move(request.bulk), now());
+      Reading r = protocol::reading_from_payload(payload, std::move(request.bulk), now());
       r.time = now();
       if (core->type == ItemType::bulk) {
         if (!r.bulk) throw TypeError(item->key() + " is a bulk item: a SET needs a bulk frame with shape and dtype");

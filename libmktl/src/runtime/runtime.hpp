@@ -2,7 +2,7 @@
 #pragma once
 
 #include "runtime/scheduler.hpp"
-#include "runtime/worker_pool.hpp"
+#include "common/worker_pool.hpp"
 #include "transport/server.hpp"
 
 #include <mktl/daemon.hpp>

@@ -1,4 +1,4 @@
-#include "runtime/worker_pool.hpp"
+#include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"
 
