@@ -5,7 +5,8 @@
 # note) unless MKTL_REFERENCE names a checkout of KeckObservatory/mKTL.
 # The reference broadcasts discovery to 255.255.255.255: run
 # /work/shared/tools/keep-broadcast-local (or equivalent) on the machine first.
-set -u
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 : "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
 : "${MKTL_SOURCE:?set MKTL_SOURCE to the source tree}"
 if [ -z "${MKTL_REFERENCE:-}" ]; then
@@ -21,32 +22,9 @@ if ! ip route get 255.255.255.255 2>/dev/null | grep -q "dev lo"; then
   echo "FAIL: 255.255.255.255 is not routed to loopback; the reference daemon would broadcast off this machine" >&2
   exit 1
 fi
-export MKTL_BROADCAST=${MKTL_BROADCAST:-127.255.255.255}
-unset MKTL_LOG
-work=$(mktemp -d)
-interop=$MKTL_SOURCE/tests/interop
-
-groups=()
-cleanup() {
-  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
-  wait 2>/dev/null
-  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-
-# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds (bounded).
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
+cli_init test_interop
+need_source
+interop=$SRC/tests/interop
 
 # ---- 1. the reference client against markd -----------------------------------
 mkdir -p "$work/markd-home" "$work/pyclient"
@@ -58,9 +36,9 @@ if ! wait_for 30 ready; then
   fail "markd did not become ready: $(cat "$work/markd.err")"
 else
   port=$(sed -n 's/.* ready rep=\([0-9]*\) .*/\1/p' "$work/markd.out")
+  rc=0
   MKTL_HOME=$work/pyclient timeout 150 $PY "$interop/ref_client.py" 127.0.0.1 "$port" interop interop1 \
-    >"$work/client.out" 2>"$work/client.err"
-  rc=$?
+    >"$work/client.out" 2>"$work/client.err" || rc=$?
   [ $rc -eq 0 ] || fail "ref_client.py against markd exited $rc: $(tail -5 "$work/client.err")"
   # step -> expected result (compact JSON, sorted keys, as the driver prints it)
   $PY - "$work/client.out" <<'EOF' && pass "reference client against markd ($(wc -l <"$work/client.out") steps)" \
@@ -115,7 +93,7 @@ else
   answers() { [ "$(mk --terse --unformatted get interop.count 2>/dev/null)" = "5" ]; }
   wait_for 30 answers || fail "the reference daemon does not answer mk"
 
-  out=$(mk --json get interop.count interop.temp interop.flag interop.mode interop.vec interop.name 2>&1)
+  out=$(mk --json get interop.count interop.temp interop.flag interop.mode interop.vec interop.name 2>&1 || true)
   if printf '%s\n' "$out" | $PY -c '
 import json, sys
 got = {j["key"]: j["value"] for j in map(json.loads, sys.stdin)}
@@ -132,29 +110,28 @@ sys.exit(0 if got == want and type(got["interop.count"]) is int else 1)'; then
     || fail "mk set count=\"17\""
 
   for i in 1 2 3 4 5; do  # the rejected set used to crash mk now and then (set_async race)
-    err=$(mk set interop.count=abc 2>&1 >/dev/null); rc=$?
+    rc=0; err=$(mk set interop.count=abc 2>&1 >/dev/null) || rc=$?
     [ $rc -eq 1 ] && [ "$err" = "mk: interop.count: ValueError: could not convert string to float: 'abc'" ] \
       || { fail "mk set count=abc (try $i): rc=$rc $err"; break; }
   done
   [ $rc -eq 1 ] && pass "mk shows the reference's ValueError"
 
-  err=$(mk set interop.ro=5 2>&1 >/dev/null); rc=$?
+  rc=0; err=$(mk set interop.ro=5 2>&1 >/dev/null) || rc=$?
   [ $rc -eq 1 ] && [ "$err" = "mk: interop.ro: TypeError: ro is not a settable item" ] && pass "read-only item" \
     || fail "mk set ro: rc=$rc $err"
-  err=$(mk set interop.limit=500 2>&1 >/dev/null); rc=$?
+  rc=0; err=$(mk set interop.limit=500 2>&1 >/dev/null) || rc=$?
   [ $rc -eq 1 ] && [ "$err" = "mk: interop.limit: ValueError: limit must be below 100" ] && pass "validate hook error" \
     || fail "mk set limit: rc=$rc $err"
-  err=$(mk get interop.hidden 2>&1 >/dev/null); rc=$?
+  rc=0; err=$(mk get interop.hidden 2>&1 >/dev/null) || rc=$?
   [ $rc -eq 1 ] && [ "$err" = "mk: interop.hidden: TypeError: hidden is not a gettable item" ] && pass "ungettable item" \
     || fail "mk get hidden: rc=$rc $err"
 
   # The heartbeat: watch prints the current value, then every broadcast.
   timeout 4 "$MKTL_BIN/mk" --connect "tcp://127.0.0.1:$rport" --no-timestamp watch interop._interop1clk \
-    >"$work/watch.out" 2>"$work/watch.err"
-  lines=$(grep -c "_interop1clk" "$work/watch.out")
+    >"$work/watch.out" 2>"$work/watch.err" || true  # timeout ends it
+  lines=$(grep -c "_interop1clk" "$work/watch.out" || true)
   [ "$lines" -ge 3 ] && pass "mk watch of the reference's heartbeat ($lines lines)" \
     || fail "mk watch heartbeat: $lines lines: $(cat "$work/watch.err")"
 fi
 
-[ $failures -eq 0 ] && echo "all interop checks passed" || echo "$failures interop check(s) failed"
-exit $((failures > 0))
+finish interop

@@ -4,73 +4,20 @@
 # and a clean stop on SIGTERM and SIGINT (exit 0).
 # Loopback only, ephemeral ports, a private MKTL_HOME; readiness is the ready
 # line read from a FIFO with a timeout, never a sleep.
-set -u
-: "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
-export MKTL_BROADCAST=${MKTL_BROADCAST:-127.255.255.255}
-work=$(mktemp -d)
-export MKTL_HOME=$work/home
-unset MKTL_LOG
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cli_init test_markd
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-
-# run NAME CMD...: runs CMD (bounded), leaving $rc, $out, $err.
-run() {
-  local name=$1; shift
-  timeout 30 "$@" >"$work/$name.stdout" 2>"$work/$name.stderr"
-  rc=$?
-  out=$(cat "$work/$name.stdout")
-  err=$(cat "$work/$name.stderr")
-}
-expect_rc() {  # NAME EXPECTED
-  if [[ $rc == "$2" ]]; then pass "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2; stdout: $out; stderr: $err"; fi
-}
-expect_in() {  # NAME HAYSTACK NEEDLE
-  if [[ $2 == *"$3"* ]]; then pass "$1"; else fail "$1: '$3' not in: $2"; fi
-}
-
-# start_markd NAME ARGS...: starts markd in the background and waits (at most
-# 20 s) for its ready line. Sets $pid, $rep, $pub, $ready; returns 1 if markd
-# exits or stays silent instead. The FIFO stays open so markd never gets
-# SIGPIPE.
+# start_markd NAME ARGS...: starts markd (try_start: its first line must be
+# the ready line). Sets $pid, $rep, $pub, $ready; returns 1 (a fail) if markd
+# exits or stays silent instead.
 start_markd() {
   local name=$1; shift
-  local fifo=$work/$name.fifo
-  mkfifo "$fifo"
-  "$MKTL_BIN/markd" "$@" >"$fifo" 2>"$work/$name.stderr" &
-  pid=$!
-  pids+=("$pid")
-  exec {ready_fd}<"$fifo"
-  ready=""
-  read -r -t 20 -u "$ready_fd" ready || true
-  if [[ $ready =~ ^markd:\ ([^ ]+)\ ([^ ]+)\ ready\ rep=([0-9]+)\ pub=([0-9]+)$ ]]; then
-    rep=${BASH_REMATCH[3]}
-    pub=${BASH_REMATCH[4]}
-    return 0
-  fi
-  fail "$name: no ready line (got '$ready'); stderr: $(cat "$work/$name.stderr")"
-  return 1
-}
-
-# wait_exit PID SECONDS: waits (bounded) for PID to end; sets $rc ("timeout"
-# if it did not).
-wait_exit() {
-  local p=$1 deadline=$((SECONDS + $2))
-  while kill -0 "$p" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then rc=timeout; return; fi
-    sleep 0.05
-  done
-  wait "$p"
-  rc=$?
+  try_start --first "$name" '^markd: ([^ ]+) ([^ ]+) ready rep=([0-9]+) pub=([0-9]+)$' "$MKTL_BIN/markd" "$@" ||
+    return 1
+  ready=$line
+  rep=${BASH_REMATCH[3]}
+  pub=${BASH_REMATCH[4]}
 }
 
 markd=$MKTL_BIN/markd
@@ -138,7 +85,7 @@ expect_rc "module not found is a config error" 78
 expect_in "module not found names the module" "$err" "libnosuchmodule.so"
 
 # A real shared library that registers no such subclass.
-libmktl=$(ls "$MKTL_BIN"/../lib/libmktl.so* 2>/dev/null | head -n 1)
+libmktl=$(ls "$MKTL_BIN"/../lib/libmktl.so* 2>/dev/null | head -n 1 || true)
 if [[ -n $libmktl ]]; then
   run nosuchsubclass "$markd" "${common[@]}" -c "$work/good.json" -m "$libmktl" -s NoSuchDaemon teststore one
   expect_rc "subclass not found is a config error" 78
@@ -191,8 +138,4 @@ if start_markd serve2 "${common[@]}" teststore:one; then
   expect_rc "SIGINT stops markd cleanly" 0
 fi
 
-if ((failures)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all markd checks passed"
+finish markd

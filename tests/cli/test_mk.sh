@@ -6,54 +6,9 @@
 # errors (exit 2), list, describe, discover.
 # A private MKTL_HOME, --connect addressing, ephemeral ports; readiness and
 # watch output are read from FIFOs with timeouts, never by sleeping.
-set -u
-: "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
-export MKTL_BROADCAST=${MKTL_BROADCAST:-127.255.255.255}
-work=$(mktemp -d)
-export MKTL_HOME=$work/home
-unset MKTL_LOG
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-
-run() {  # NAME CMD...: runs CMD (bounded), leaving $rc, $out, $err
-  local name=$1; shift
-  timeout 30 "$@" >"$work/$name.stdout" 2>"$work/$name.stderr"
-  rc=$?
-  out=$(cat "$work/$name.stdout")
-  err=$(cat "$work/$name.stderr")
-}
-expect_rc() {  # NAME EXPECTED
-  if [[ $rc == "$2" ]]; then pass "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2; stdout: $out; stderr: $err"; fi
-}
-expect_out() {  # NAME EXPECTED-STDOUT (exact) — also expects exit 0
-  if [[ $rc == 0 && $out == "$2" ]]; then pass "$1"; else fail "$1: exit $rc, stdout '$out', expected '$2'; stderr: $err"; fi
-}
-expect_in() {  # NAME HAYSTACK NEEDLE
-  if [[ $2 == *"$3"* ]]; then pass "$1"; else fail "$1: '$3' not in: $2"; fi
-}
-expect_match() {  # NAME TEXT REGEX
-  if [[ $2 =~ $3 ]]; then pass "$1"; else fail "$1: '$2' does not match /$3/"; fi
-}
-
-wait_exit() {  # PID SECONDS: bounded wait for PID to end; sets $rc
-  local p=$1 deadline=$((SECONDS + $2))
-  while kill -0 "$p" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then rc=timeout; return; fi
-    sleep 0.05
-  done
-  wait "$p"
-  rc=$?
-}
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cli_init test_mk
 
 cat >"$work/test.json" <<'EOF'
 {
@@ -69,19 +24,8 @@ cat >"$work/test.json" <<'EOF'
 EOF
 
 # ---- the daemon -----------------------------------------------------------------
-fifo=$work/markd.fifo
-mkfifo "$fifo"
-"$MKTL_BIN/markd" --no-discovery --bind 127.0.0.1 --hostname 127.0.0.1 -c "$work/test.json" test test1 \
-  >"$fifo" 2>"$work/markd.stderr" &
-markd_pid=$!
-pids+=("$markd_pid")
-exec {markd_fd}<"$fifo"
-ready=""
-read -r -t 20 -u "$markd_fd" ready || true
-if [[ ! $ready =~ ^markd:\ test\ test1\ ready\ rep=([0-9]+)\ pub=([0-9]+)$ ]]; then
-  echo "FAIL: markd did not become ready (got '$ready'): $(cat "$work/markd.stderr")" >&2
-  exit 1
-fi
+start --first markd '^markd: test test1 ready rep=([0-9]+) pub=([0-9]+)$' "$MKTL_BIN/markd" --no-discovery \
+  --bind 127.0.0.1 --hostname 127.0.0.1 -c "$work/test.json" test test1
 rep=${BASH_REMATCH[1]}
 endpoint=tcp://127.0.0.1:$rep
 mk=("$MKTL_BIN/mk" -w 10 --connect "$endpoint")
@@ -223,15 +167,13 @@ done
 [[ $landed == yes ]] && pass "--no-wait set applied" || fail "--no-wait set never applied (last: $out)"
 
 # ---- watch: every type -----------------------------------------------------------
-wfifo=$work/watch.fifo
-mkfifo "$wfifo"
-"${mk[@]}" watch -s test flag mode status setpoint offsets name --no-timestamp >"$wfifo" 2>"$work/watch.stderr" &
-watch_pid=$!
-pids+=("$watch_pid")
-exec {watch_fd}<"$wfifo"
+# The first line is a primed value: anything else fails below.
+start --first watch '' "${mk[@]}" watch -s test flag mode status setpoint offsets name --no-timestamp
+watch_pid=$pid
+watch_fd=$fd
 next_line() { line=""; read -r -t 10 -u "$watch_fd" line || line="<nothing within 10 s>"; }
-primed=()
-for _ in 1 2 3 4 5 6; do next_line; primed+=("$line"); done
+primed=("$line")
+for _ in 2 3 4 5 6; do next_line; primed+=("$line"); done
 expected_prime=("flag: True" "mode: Off" "status: Timeout, Warning" "setpoint: 60.0 degC" "offsets: [4, 5.5, 6]"
   "name: 17")
 [[ "${primed[*]}" == "${expected_prime[*]}" ]] && pass "watch primes with current values" ||
@@ -247,23 +189,19 @@ watch_step test.status=Error "status: Error"
 watch_step test.setpoint=61 "setpoint: 61.0 degC"
 watch_step "test.offsets=[7, 8]" "offsets: [7, 8]"
 watch_step "test.name=bye" "name: bye"
-kill -TERM "$watch_pid"
+kill -TERM "$watch_pid" || true
 wait_exit "$watch_pid" 10
 expect_rc "watch ends cleanly on SIGTERM" 0
 
 # Default watch layout: HH:MM:SS.mmm prefix.
-tfifo=$work/watcht.fifo
-mkfifo "$tfifo"
-"${mk[@]}" watch test.setpoint >"$tfifo" 2>"$work/watcht.stderr" &
-watcht_pid=$!
-pids+=("$watcht_pid")
-exec {watch_fd}<"$tfifo"
-next_line
+try_start --first watcht '' "${mk[@]}" watch test.setpoint || true
+watcht_pid=$pid
+watch_fd=$fd
 expect_match "watch line has a timestamp" "$line" '^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} setpoint: 61\.0 degC$'
 run ws "${mk[@]}" set test.setpoint=62
 next_line
 expect_match "watch broadcast line" "$line" '^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} setpoint: 62\.0 degC$'
-kill -INT "$watcht_pid"
+kill -INT "$watcht_pid" || true
 wait_exit "$watcht_pid" 10
 expect_rc "watch ends cleanly on SIGINT" 0
 
@@ -303,8 +241,4 @@ run dead "$MKTL_BIN/mk" -w 2 --connect tcp://127.0.0.1:1 get test.setpoint
 expect_rc "unreachable daemon" 1
 expect_in "unreachable daemon error names the key" "$err" "mk: test.setpoint: "
 
-if ((failures)); then
-  echo "$failures check(s) failed" >&2
-  exit 1
-fi
-echo "all mk checks passed"
+finish mk

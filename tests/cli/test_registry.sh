@@ -10,13 +10,11 @@
 # Python daemon plays the daemon side (UDP answer, _hash, STORE._catalog).
 # Loopback only (127.255.255.255), free ports, a private MKTL_HOME; readiness
 # is read from a FIFO or polled with a bound, never a sleep.
-set -u
-: "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 export MKTL_BROADCAST=127.255.255.255
-work=$(mktemp -d)
-export MKTL_HOME=$work/home
-mkdir -p "$MKTL_HOME"
-unset MKTL_LOG MKTL_DAEMON_PORT MKTL_REGISTRY_PORT
+cli_init test_registry
+unset MKTL_DAEMON_PORT MKTL_REGISTRY_PORT
 
 # The Debian python3 has python3-zmq; a pyenv python3 first in PATH may not.
 python=/usr/bin/python3
@@ -25,18 +23,6 @@ if ! "$python" -c 'import zmq' 2>/dev/null; then
   echo "FAIL: $python has no zmq module (install python3-zmq)" >&2
   exit 1
 fi
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
 
 cat >"$work/mk.py" <<'PY'
 """Protocol 'a' and UDP discovery helpers for the registry test."""
@@ -145,8 +131,8 @@ block() {
 
 # req TYPE TARGET PAYLOAD: one request to the registry; sets $reply and $rc.
 req() {
-  reply=$(mk request "tcp://127.0.0.1:$rep" "$@" 2>"$work/req.stderr")
-  rc=$?
+  rc=0
+  reply=$(mk request "tcp://127.0.0.1:$rep" "$@" 2>"$work/req.stderr") || rc=$?
   [[ $rc == 0 ]] || fail "$2: request failed ($rc): $(cat "$work/req.stderr")"
 }
 # check NAME JQ-FILTER: the filter must be true of $reply.
@@ -155,14 +141,11 @@ check() {
 }
 
 # ---- usage --------------------------------------------------------------------
-"$MKTL_BIN/mkregistryd" --help >"$work/help" 2>&1
-rc=$?
-if [[ $rc == 0 ]] && grep -q "Exit status" "$work/help"; then pass "--help"; else fail "--help: exit $rc: $(cat "$work/help")"; fi
-"$MKTL_BIN/mkregistryd" --no-such-option >/dev/null 2>"$work/usage"
-rc=$?
+run help "$MKTL_BIN/mkregistryd" --help
+if [[ $rc == 0 && $out$err == *"Exit status"* ]]; then pass "--help"; else fail "--help: exit $rc: $out$err"; fi
+run usage "$MKTL_BIN/mkregistryd" --no-such-option
 [[ $rc == 2 ]] && pass "unknown option exits 2" || fail "unknown option: exit $rc"
-"$MKTL_BIN/mkregistryd" --port nope >/dev/null 2>&1
-rc=$?
+run badport "$MKTL_BIN/mkregistryd" --port nope
 [[ $rc == 2 ]] && pass "bad --port exits 2" || fail "bad --port: exit $rc"
 
 # ---- a fake daemon, found at start-up -------------------------------------------
@@ -173,34 +156,20 @@ cat >"$work/one.json" <<EOF
 {"store": "heater", "alias": "one", "uuid": "uuid-one", "time": 1700000000.5, "hash": $hash1,
  "items": {"temp": {"type": "numeric", "units": "degC"}}}
 EOF
-mkfifo "$work/fake.fifo"
-"$python" "$work/mk.py" fake-daemon "$daemon_udp" "$work/one.json" >"$work/fake.fifo" 2>"$work/fake.stderr" &
-fake_pid=$!
-pids+=("$fake_pid")
-exec {fake_fd}<"$work/fake.fifo"
-fake_ready=""
-read -r -t 20 -u "$fake_fd" fake_ready || true
-[[ $fake_ready =~ ^ready\ ([0-9]+)$ ]] || { fail "fake daemon: '$fake_ready' $(cat "$work/fake.stderr")"; exit 1; }
+start --first fake '^ready ([0-9]+)$' "$python" "$work/mk.py" fake-daemon "$daemon_udp" "$work/one.json"
+fake_pid=$pid
 fake_rep=${BASH_REMATCH[1]}
 
 # ---- the registry ---------------------------------------------------------------
-mkfifo "$work/registry.fifo"
-"$MKTL_BIN/mkregistryd" -v --hostname 127.0.0.1 --broadcast 127.255.255.255 --daemon-port "$daemon_udp" \
-  --registry-port "$registry_udp" --discovery-wait 0.5 >"$work/registry.fifo" 2>"$work/registry.stderr" &
-registry_pid=$!
-pids+=("$registry_pid")
-exec {registry_fd}<"$work/registry.fifo"
-ready=""
-read -r -t 20 -u "$registry_fd" ready || true
-if [[ $ready =~ ^mkregistryd:\ ready\ rep=([0-9]+)\ udp=([0-9]+)$ ]]; then
-  rep=${BASH_REMATCH[1]}
-  [[ ${BASH_REMATCH[2]} == "$registry_udp" ]] && pass "ready line" || fail "ready line names udp ${BASH_REMATCH[2]}"
-else
-  fail "no ready line (got '$ready'): $(cat "$work/registry.stderr")"
-  exit 1
-fi
+start --first registry '^mkregistryd: ready rep=([0-9]+) udp=([0-9]+)$' "$MKTL_BIN/mkregistryd" -v \
+  --hostname 127.0.0.1 --broadcast 127.255.255.255 --daemon-port "$daemon_udp" --registry-port "$registry_udp" \
+  --discovery-wait 0.5
+registry_pid=$pid
+registry_fd=$fd
+rep=${BASH_REMATCH[1]}
+[[ ${BASH_REMATCH[2]} == "$registry_udp" ]] && pass "ready line" || fail "ready line names udp ${BASH_REMATCH[2]}"
 
-answers=$(mk aloha 127.255.255.255 "$registry_udp")
+answers=$(mk aloha 127.255.255.255 "$registry_udp" || true)
 [[ $answers == *"E komo mai:$rep"* ]] && pass "UDP discovery finds the registry" || fail "UDP discovery: '$answers'"
 
 # Start-up discovery runs in the background: poll (bounded) until it is done.
@@ -262,7 +231,7 @@ check "a plain key is refused" '.error.type == "ValueError"'
 
 # ---- the owner stops: override now works -----------------------------------------
 kill -TERM "$fake_pid"
-wait "$fake_pid" 2>/dev/null
+wait "$fake_pid" 2>/dev/null || true
 req SET _catalog "{\"value\": $(block heater three uuid-three "$dead" temp volts), \"override\": true}"
 check "override replaces a daemon that stopped answering" '.value == true'
 req GET heater._hash ''
@@ -273,16 +242,12 @@ kill -TERM "$registry_pid"
 stopped=""
 for _ in $(seq 100); do
   # Gone, or a zombie waiting for `wait` (kill -0 still succeeds on those).
-  state=$(ps -o stat= -p "$registry_pid" 2>/dev/null)
+  state=$(ps -o stat= -p "$registry_pid" 2>/dev/null || true)
   if [[ -z $state || $state == Z* ]]; then stopped=yes; break; fi
   read -r -t 0.1 -u "$registry_fd" _ || true
 done
-wait "$registry_pid"
-rc=$?
+rc=0
+wait "$registry_pid" || rc=$?
 [[ $stopped == yes && $rc == 0 ]] && pass "SIGTERM: clean exit 0" || fail "SIGTERM: stopped=$stopped exit $rc; $(tail -5 "$work/registry.stderr")"
 
-if ((failures > 0)); then
-  echo "$failures failure(s)" >&2
-  exit 1
-fi
-echo "all registry checks passed"
+finish registry

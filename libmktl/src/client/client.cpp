@@ -119,6 +119,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::atomic<bool> stopping{false};
 
   std::unique_ptr<detail::Engine> engine;
+  std::unique_ptr<detail::DirectRequests> direct;
 
   void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) override {
     if (queued.load(std::memory_order_relaxed) >= max_queued) {
@@ -169,16 +170,33 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
 
   Json request(const std::string& endpoint, protocol::MessageType type, const std::string& target, const Json& payload,
                std::optional<double> timeout, std::optional<Bulk> bulk = {}, std::optional<Bulk>* bulk_out = nullptr) {
-    auto pending = engine->send(endpoint, type, target, 0, payload.is_null() ? std::string() : json::dump(payload),
-                                std::move(bulk));
-    engine->wait(*pending, timeout.value_or(options.timeout), target + " @ " + endpoint);
-    Json reply = protocol::parse_payload(pending->payload);
+    return request_text(endpoint, type, target, payload.is_null() ? std::string() : json::dump(payload), timeout,
+                        std::move(bulk), bulk_out);
+  }
+
+  // A blocking request: on the caller's thread when it can, else through the engine.
+  Json request_text(const std::string& endpoint, protocol::MessageType type, const std::string& target,
+                    const std::string& payload, std::optional<double> timeout, std::optional<Bulk> bulk = {},
+                    std::optional<Bulk>* bulk_out = nullptr) {
+    double wait = timeout.value_or(options.timeout);
+    std::string reply_text;
+    std::optional<Bulk> reply_bulk;
+    if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) {
+      reply_text = std::move(answer->payload);
+      reply_bulk = std::move(answer->bulk);
+    } else {
+      auto pending = engine->send(endpoint, type, target, 0, payload, std::move(bulk));
+      engine->wait(*pending, wait, target + " @ " + endpoint);
+      reply_text = std::move(pending->payload);
+      reply_bulk = std::move(pending->bulk);
+    }
+    Json reply = protocol::parse_payload(reply_text);
     if (reply.is_object()) {
       auto err = reply.find("error");
       if (err != reply.end() && err->is_object())
         throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
     }
-    if (bulk_out) *bulk_out = std::move(pending->bulk);
+    if (bulk_out) *bulk_out = std::move(reply_bulk);
     return reply;
   }
 
@@ -347,11 +365,13 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
   impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
+  impl_->direct = std::make_unique<detail::DirectRequests>(impl_->options.ack_timeout);
 }
 
 Client::~Client() {
   impl_->stopping = true;
   impl_->engine.reset();           // no more broadcasts come in
+  impl_->direct.reset();
   impl_->callback_pool->shutdown();  // callbacks in progress finish
 }
 
@@ -518,12 +538,7 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
   std::string target = lower_target(full_key);
   std::string payload = set_payload(value);
   impl_->with_stale_retry(target, *this, [&](const Where& where) {
-    auto pending = impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, payload, value.bulk);
-    impl_->engine->wait(*pending, timeout.value_or(impl_->options.timeout), target + " @ " + where.rep);
-    Json reply = protocol::parse_payload(pending->payload);
-    if (reply.is_object())
-      if (auto err = reply.find("error"); err != reply.end() && err->is_object())
-        throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+    impl_->request_text(where.rep, protocol::MessageType::SET, target, payload, timeout, value.bulk);
     return 0;
   });
 }

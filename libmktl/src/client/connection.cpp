@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 
 #include <cstdio>
+#include <sstream>
 
 namespace mktl::detail {
 
@@ -377,6 +378,95 @@ void Engine::run(std::stop_token stop) {
   // Fail whatever is still waiting, so no caller blocks on a dead engine.
   for (auto& [ep, d] : dealers_)
     for (auto& [id, w] : d->waiting) fail(*w.pending, "RuntimeError", "client closed");
+}
+
+struct DirectRequests::Socket {
+  zmq::socket_t socket;
+};
+
+DirectRequests::DirectRequests(double ack_timeout) : ack_timeout_(ack_timeout) {}
+DirectRequests::~DirectRequests() = default;
+
+DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) {
+  std::ostringstream key;
+  key << std::this_thread::get_id() << ' ' << endpoint;
+  std::lock_guard lock(mutex_);
+  auto& s = sockets_[key.str()];
+  if (!s) {
+    if (sockets_.size() > 256) {
+      sockets_.erase(key.str());
+      return nullptr;
+    }
+    s = std::make_unique<Socket>();
+    s->socket = zmq::socket_t(transport::context(), zmq::socket_type::dealer);
+    s->socket.set(zmq::sockopt::linger, 0);
+    s->socket.connect(endpoint);
+  }
+  return s.get();
+}
+
+std::optional<DirectRequests::Answer> DirectRequests::request(const std::string& endpoint, protocol::MessageType type,
+                                                             const std::string& target, std::string_view payload,
+                                                             const std::optional<Bulk>& bulk, double timeout) {
+  Socket* s = socket_for(endpoint);
+  if (!s) return std::nullopt;
+  char id[16];
+  std::snprintf(id, sizeof id, "%08x", next_id_.fetch_add(1));
+  auto frames = protocol::encode(id, type, target, 0, payload);
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    s->socket.send(zmq::buffer(frames[i]),
+                   (i + 1 < frames.size() || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  if (bulk) s->socket.send(transport::share_bulk(*bulk), zmq::send_flags::none);
+
+  auto start = Clock::now();
+  auto ack_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  auto rep_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+  bool acked = false;
+  std::vector<zmq::message_t> parts;
+  while (true) {
+    auto deadline = acked ? rep_deadline : std::min(ack_deadline, rep_deadline);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    zmq::pollitem_t item{s->socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (left > 0) zmq::poll(&item, 1, std::chrono::milliseconds(left + 1));
+    if (!(item.revents & ZMQ_POLLIN)) {
+      if (Clock::now() < deadline) continue;
+      char text[32];
+      if (!acked) {
+        std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
+        throw TimeoutError(target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+      }
+      std::snprintf(text, sizeof text, "%.3f", timeout);
+      throw TimeoutError(target + " @ " + endpoint + ": no response received in " + text + " s");
+    }
+    // Drain what is there: answers to our request, or late ones to an earlier
+    // request of this thread that timed out (ignored).
+    while (true) {
+      parts.clear();
+      zmq::message_t part;
+      if (!s->socket.recv(part, zmq::recv_flags::dontwait)) break;
+      bool more = part.more();
+      parts.push_back(std::move(part));
+      while (more) {
+        zmq::message_t next;
+        (void)s->socket.recv(next, zmq::recv_flags::none);
+        more = next.more();
+        if (parts.size() < 16) parts.push_back(std::move(next));
+      }
+      std::vector<std::string_view> views;
+      for (auto& f : parts) views.push_back(transport::view(f));
+      auto decoded = protocol::decode(views);
+      if (!decoded.message || decoded.message->id != id) continue;
+      if (decoded.message->type == protocol::MessageType::ACK) {
+        acked = true;
+        continue;
+      }
+      if (decoded.message->type != protocol::MessageType::REP) continue;
+      Answer answer;
+      answer.payload = std::move(decoded.message->payload);
+      if (decoded.message->has_bulk) answer.bulk = transport::adopt_bulk(std::move(parts.back()));
+      return answer;
+    }
+  }
 }
 
 }  // namespace mktl::detail

@@ -12,6 +12,7 @@
 #include <mktl/reading.hpp>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -88,6 +89,33 @@ class Engine {
   std::uint32_t next_id_ = 0;
   std::mutex id_mutex_;
   std::jthread thread_;
+};
+
+// Blocking requests made on the caller's own thread, on a DEALER socket that
+// thread alone uses: no hand-off to the I/O thread and back, so a blocking GET
+// costs about what a raw round trip costs. Sockets are kept per (thread,
+// endpoint) until the Client goes; past a cap of sockets, callers get nullopt
+// and use the Engine instead.
+class DirectRequests {
+ public:
+  explicit DirectRequests(double ack_timeout);
+  ~DirectRequests();
+  struct Answer {
+    std::string payload;
+    std::optional<Bulk> bulk;
+  };
+  // Throws TimeoutError when no ACK comes within the ACK timeout or no REP
+  // within `timeout`.
+  std::optional<Answer> request(const std::string& endpoint, protocol::MessageType type, const std::string& target,
+                                std::string_view payload, const std::optional<Bulk>& bulk, double timeout);
+
+ private:
+  struct Socket;
+  Socket* socket_for(const std::string& endpoint);
+  double ack_timeout_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::unique_ptr<Socket>> sockets_;  // key: thread id + endpoint
+  std::atomic<std::uint32_t> next_id_{0x80000000u};  // apart from the Engine's ids, for readable logs
 };
 
 }  // namespace mktl::detail
