@@ -365,13 +365,13 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
   impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
-  impl_->direct = std::make_unique<detail::DirectRequests>(impl_->options.ack_timeout);
+  impl_->direct = std::make_unique<detail::DirectRequests>(impl_->engine->context(), impl_->options.ack_timeout);
 }
 
 Client::~Client() {
   impl_->stopping = true;
-  impl_->engine.reset();           // no more broadcasts come in
   impl_->direct.reset();
+  impl_->engine.reset();           // no more broadcasts come in; queued sends go out
   impl_->callback_pool->shutdown();  // callbacks in progress finish
 }
 

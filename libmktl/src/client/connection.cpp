@@ -82,6 +82,12 @@ Engine::~Engine() {
   thread_.request_stop();
   wakeup_.notify();
   thread_.join();
+  // Give what is still queued (a set_nowait just before exit) up to a second
+  // to leave, then close the context, which waits for exactly that.
+  for (auto& [ep, d] : dealers_) d->socket.set(zmq::sockopt::linger, 1000);
+  dealers_.clear();
+  subs_.clear();
+  context_.close();
 }
 
 void Engine::post(std::unique_ptr<Command> cmd) {
@@ -166,7 +172,7 @@ void Engine::execute(Command& cmd) {
         if (!d) {
           d = std::make_unique<Dealer>();
           d->endpoint = cmd.endpoint;
-          d->socket = zmq::socket_t(transport::context(), zmq::socket_type::dealer);
+          d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
           d->socket.set(zmq::sockopt::linger, 0);
           d->socket.set(zmq::sockopt::sndhwm, 100000);
           d->socket.set(zmq::sockopt::rcvhwm, 100000);
@@ -200,7 +206,7 @@ void Engine::execute(Command& cmd) {
       auto& s = subs_[cmd.endpoint];
       if (!s) {
         s = std::make_unique<Sub>();
-        s->socket = zmq::socket_t(transport::context(), zmq::socket_type::sub);
+        s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
         s->socket.set(zmq::sockopt::linger, 0);
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
         try {
@@ -375,7 +381,14 @@ void Engine::run(std::stop_token stop) {
     }
     expire_acks();
   }
-  // Fail whatever is still waiting, so no caller blocks on a dead engine.
+  // Send what was queued before the stop; fail whatever is still waiting, so
+  // no caller blocks on a dead engine.
+  {
+    std::lock_guard lock(mutex_);
+    batch.swap(queue_);
+  }
+  for (auto& cmd : batch)
+    if (cmd->kind == Command::send) execute(*cmd);
   for (auto& [ep, d] : dealers_)
     for (auto& [id, w] : d->waiting) fail(*w.pending, "RuntimeError", "client closed");
 }
@@ -384,7 +397,7 @@ struct DirectRequests::Socket {
   zmq::socket_t socket;
 };
 
-DirectRequests::DirectRequests(double ack_timeout) : ack_timeout_(ack_timeout) {}
+DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout) : context_(context), ack_timeout_(ack_timeout) {}
 DirectRequests::~DirectRequests() = default;
 
 DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) {
@@ -398,7 +411,7 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) 
       return nullptr;
     }
     s = std::make_unique<Socket>();
-    s->socket = zmq::socket_t(transport::context(), zmq::socket_type::dealer);
+    s->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
     s->socket.set(zmq::sockopt::linger, 0);
     s->socket.connect(endpoint);
   }

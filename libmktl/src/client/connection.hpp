@@ -64,6 +64,7 @@ class Engine {
   // Pending::wait, and on a timeout forgets the request (no entry is left
   // behind waiting for a REP that may never come).
   void wait(Pending& pending, double timeout, const std::string& what);
+  zmq::context_t& context() { return context_; }
   // SUB side: refcounted topic subscriptions per publisher endpoint.
   void subscribe(const std::string& pub_endpoint, const std::string& topic);
   void unsubscribe(const std::string& pub_endpoint, const std::string& topic);
@@ -81,6 +82,9 @@ class Engine {
 
   double ack_timeout_;
   BroadcastHandler& handler_;
+  // A context of the Client's own: closing it at the end waits (bounded by
+  // the sockets' linger) until fire-and-forget requests are on the wire.
+  zmq::context_t context_{1};
   transport::Wakeup wakeup_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<Command>> queue_;
@@ -98,7 +102,7 @@ class Engine {
 // and use the Engine instead.
 class DirectRequests {
  public:
-  explicit DirectRequests(double ack_timeout);
+  DirectRequests(zmq::context_t& context, double ack_timeout);
   ~DirectRequests();
   struct Answer {
     std::string payload;
@@ -112,6 +116,7 @@ class DirectRequests {
  private:
   struct Socket;
   Socket* socket_for(const std::string& endpoint);
+  zmq::context_t& context_;
   double ack_timeout_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::unique_ptr<Socket>> sockets_;  // key: thread id + endpoint
