@@ -238,16 +238,7 @@ req GET heater._hash ''
 check "uuid-one forgotten" '(.value.heater | has("uuid-one") | not) and (.value.heater | has("uuid-three"))'
 
 # ---- clean stop ----------------------------------------------------------------------
-kill -TERM "$registry_pid"
-stopped=""
-for _ in $(seq 100); do
-  # Gone, or a zombie waiting for `wait` (kill -0 still succeeds on those).
-  state=$(ps -o stat= -p "$registry_pid" 2>/dev/null || true)
-  if [[ -z $state || $state == Z* ]]; then stopped=yes; break; fi
-  read -r -t 0.1 -u "$registry_fd" _ || true
-done
-rc=0
-wait "$registry_pid" || rc=$?
-[[ $stopped == yes && $rc == 0 ]] && pass "SIGTERM: clean exit 0" || fail "SIGTERM: stopped=$stopped exit $rc; $(tail -5 "$work/registry.stderr")"
+stop "$registry_pid"
+[[ $rc == 0 ]] && pass "SIGTERM: clean exit 0" || fail "SIGTERM: exit $rc; $(tail -5 "$work/registry.stderr")"
 
 finish registry
