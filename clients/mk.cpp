@@ -657,9 +657,10 @@ std::optional<mktl::Json> describe_key(Context& ctx, const std::string& full_key
   try {
     const mktl::Json& items = ctx.stores.items(store_of(full_key));
     auto it = items.find(bare_key(full_key));
-    if (it == items.end())
-      throw mktl::KeyError("\"store '" + store_of(full_key) + "' has no key '" + bare_key(full_key) + "'\"");
-    return *it;
+    if (it != items.end()) return *it;
+    // Not in the catalog known so far: the client asks the registries, which
+    // know every daemon of the store.
+    return ctx.client.description(full_key);
   } catch (const std::exception& e) {
     ctx.out.error(full_key, failure_of(e));
     return std::nullopt;

@@ -48,4 +48,27 @@ pass "markd restarted: $line"
 run g3 "$MKTL_BIN/mk" -w 10 get test.setpoint
 expect_out "get after the daemon moved" "setpoint: 20.0 degC"
 
+# A second daemon of the same store (another alias, other keys): its key is
+# found through the registry although the cache only holds the first block.
+cat >"$work/test2.json" <<'EOF'
+{"humidity": {"type": "numeric", "format": "%.0f", "units": "%", "initial": 40}}
+EOF
+start markd3 '^markd: test test2 ready rep=[0-9]+ pub=[0-9]+$' "$MKTL_BIN/markd" --bind 127.0.0.1 \
+  --hostname 127.0.0.1 --broadcast 127.255.255.255 -c "$work/test2.json" test test2
+pass "a second daemon of store test: $line"
+run g4 "$MKTL_BIN/mk" -w 10 get test.humidity
+expect_out "get a key of the second daemon" "humidity: 40 %"
+run g5 "$MKTL_BIN/mk" -w 10 get test.setpoint test.humidity
+expect_rc "get keys of both daemons at once" 0
+expect_in "the first daemon answered" "$out" "setpoint: 20.0 degC"
+expect_in "the second daemon answered" "$out" "humidity: 40 %"
+# A daemon redefining a live daemon's key is refused by the registry.
+cat >"$work/clash.json" <<'EOF'
+{"setpoint": {"type": "numeric"}}
+EOF
+run clash "$MKTL_BIN/markd" --bind 127.0.0.1 --hostname 127.0.0.1 --broadcast 127.255.255.255 \
+  -c "$work/clash.json" test test3
+expect_rc "a daemon redefining a live daemon's key does not start" 1
+expect_in "the rejection names the key" "$err" "setpoint"
+
 finish "mk discovery"

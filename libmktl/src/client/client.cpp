@@ -284,20 +284,44 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   }
 
   // Where a key lives; finds its store first if needed.
+  // Asks the registries (listed in $MKTL_HOME/client/registries, or found by
+  // broadcast) for a store's blocks; true when one knew it.
+  bool ask_registries(const std::string& store) {
+    auto config = discovery::Config::from_env(home);
+    if (!options.broadcast_address.empty()) config.broadcast = options.broadcast_address;
+    if (options.registry_port > 0) config.registry_port = options.registry_port;
+    for (auto& registry : discovery::call(config, config.registry_port, options.discovery_timeout)) {
+      std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
+      try {
+        Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0).value("value", Json::object());
+        if (blocks.is_object() && !blocks.empty()) {
+          learn(store, blocks, {}, true);
+          return true;
+        }
+      } catch (const Error& e) {
+        logger("mktl.client")->debug("registry {} does not know {}: {}", endpoint, store, e.what());
+      }
+    }
+    return false;
+  }
+
   Where locate(const std::string& full_key, Client& client) {
     auto target = protocol::split_target(full_key);
     if (!target) throw ValueError("expected 'store.key', got '" + full_key + "'");
     std::string store = lower(target->store), key = lower(target->key);
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
       {
         std::lock_guard lock(mutex);
         auto it = stores.find(store);
         if (it != stores.end()) {
           auto k = it->second.by_key.find(key);
           if (k != it->second.by_key.end()) return k->second;
-          if (attempt == 1) throw KeyError::python("store '" + store + "' has no key '" + key + "'");
+          if (attempt == 2) throw KeyError::python("store '" + store + "' has no key '" + key + "'");
         }
       }
+      // The key may belong to another daemon of the store, one the cache has
+      // never seen: the registries know every block.
+      if (attempt == 1 && !ask_registries(store) && !knows(store)) break;
       if (attempt == 0) {
         bool known = knows(store);
         if (!load_cache(store)) {
@@ -431,22 +455,7 @@ void Client::find_store(const std::string& store_name) {
     if (all_good && impl_->knows(store)) return;
   }
   // 2. Registries: listed in $MKTL_HOME/client/registries, or found by broadcast.
-  auto config = discovery::Config::from_env(impl_->home);
-  if (!impl_->options.broadcast_address.empty()) config.broadcast = impl_->options.broadcast_address;
-  if (impl_->options.registry_port > 0) config.registry_port = impl_->options.registry_port;
-  auto found = discovery::call(config, config.registry_port, impl_->options.discovery_timeout);
-  for (auto& registry : found) {
-    std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
-    try {
-      Json blocks = impl_->request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0).value("value", Json::object());
-      if (blocks.is_object() && !blocks.empty()) {
-        impl_->learn(store, blocks, {}, true);
-        return;
-      }
-    } catch (const Error& e) {
-      log->debug("registry {} does not know {}: {}", endpoint, store, e.what());
-    }
-  }
+  if (impl_->ask_registries(store)) return;
   if (impl_->knows(store)) return;
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
 }
@@ -490,10 +499,17 @@ Json Client::items(const std::string& store) {
 Json Client::description(const std::string& full_key) {
   auto t = protocol::split_target(full_key);
   if (!t) throw ValueError("expected 'store.key', got '" + full_key + "'");
-  Json all = items(t->store);
-  auto it = all.find(lower(t->key));
-  if (it == all.end()) throw KeyError::python("store '" + lower(t->store) + "' has no key '" + lower(t->key) + "'");
-  return *it;
+  std::string store = lower(t->store), key = lower(t->key);
+  Json all = items(store);
+  auto it = all.find(key);
+  if (it != all.end()) return *it;
+  // Perhaps a block of another daemon of this store that the cache has not seen.
+  if (impl_->ask_registries(store)) {
+    all = items(store);
+    it = all.find(key);
+    if (it != all.end()) return *it;
+  }
+  throw KeyError::python("store '" + store + "' has no key '" + key + "'");
 }
 
 ItemHandle Client::item(const std::string& full_key) { return ItemHandle(*this, full_key); }
