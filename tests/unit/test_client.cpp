@@ -469,3 +469,17 @@ TEST_CASE("a subscription may outlive its client", "[client]") {
   sub.cancel();  // must not crash or hang
   CHECK_FALSE(sub);
 }
+
+TEST_CASE("client: 64 get_async in flight all complete with the value", "[client]") {
+  Fixture f;
+  auto& c = *f.client;
+  c.set("demo.temp", Json(12.5));
+  std::vector<std::future<mktl::Reading>> futures;
+  for (int i = 0; i < 64; ++i) futures.push_back(c.get_async("demo.temp"));
+  for (auto& fu : futures) {
+    REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+    CHECK(fu.get().value == Json(12.5));
+  }
+  // A key the catalog does not have fails before anything is sent.
+  CHECK_THROWS_AS(c.get_async("demo.nope"), mktl::KeyError);
+}

@@ -107,6 +107,8 @@ class Client {
   Reading get(const std::string& full_key, bool refresh = false, std::optional<double> timeout = {});
   void set(const std::string& full_key, Reading value, std::optional<double> timeout = {});
   std::future<void> set_async(const std::string& full_key, Reading value);
+  // Many requests in flight on the client's one socket per daemon.
+  std::future<Reading> get_async(const std::string& full_key, bool refresh = false);
   // Fire and forget (NO_ACK | NO_REP).
   void set_nowait(const std::string& full_key, Reading value);
   // Raw request to a daemon address, for tools and registries: returns the
@@ -137,6 +139,7 @@ class ItemHandle {
   Reading get(bool refresh = false) const { return client_->get(key_, refresh); }
   void set(Reading value, std::optional<double> timeout = {}) const { client_->set(key_, std::move(value), timeout); }
   std::future<void> set_async(Reading value) const { return client_->set_async(key_, std::move(value)); }
+  std::future<Reading> get_async(bool refresh = false) const { return client_->get_async(key_, refresh); }
   void set_nowait(Reading value) const { client_->set_nowait(key_, std::move(value)); }
   Subscription subscribe(Callback callback) const { return client_->subscribe(key_, std::move(callback)); }
 

@@ -559,26 +559,52 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
   });
 }
 
+namespace {
+
+// The reply a completed Pending holds; throws its failure or remote error.
+Json reply_of(detail::Pending& pending) {
+  if (pending.failure) {
+    if (pending.failure->first == "TimeoutError") throw TimeoutError(pending.failure->second);
+    throw Error(pending.failure->first, pending.failure->second);
+  }
+  Json reply = protocol::parse_payload(pending.payload);
+  if (reply.is_object())
+    if (auto err = reply.find("error"); err != reply.end() && err->is_object())
+      throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
+  return reply;
+}
+
+}  // namespace
+
 std::future<void> Client::set_async(const std::string& full_key, Reading value) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
   auto promise = std::make_shared<std::promise<void>>();
   auto future = promise->get_future();
   // The callback gets the Pending itself: the REP may complete it before
-  // send() returns (an early error reply did, and crashed on a null holder).
+  // send() returns.
   impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk,
                       [promise](detail::Pending& pending) {
                         try {
-                          if (pending.failure) {
-                            if (pending.failure->first == "TimeoutError") throw TimeoutError(pending.failure->second);
-                            throw Error(pending.failure->first, pending.failure->second);
-                          }
-                          Json reply = protocol::parse_payload(pending.payload);
-                          if (reply.is_object())
-                            if (auto err = reply.find("error"); err != reply.end() && err->is_object())
-                              throw Error(err->value("type", std::string("RuntimeError")),
-                                          err->value("text", std::string()));
+                          reply_of(pending);
                           promise->set_value();
+                        } catch (...) {
+                          promise->set_exception(std::current_exception());
+                        }
+                      });
+  return future;
+}
+
+std::future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  auto promise = std::make_shared<std::promise<Reading>>();
+  auto future = promise->get_future();
+  impl_->engine->send(where.rep, protocol::MessageType::GET, target, 0, refresh ? "{\"refresh\":true}" : "", {},
+                      [promise](detail::Pending& pending) {
+                        try {
+                          Json reply = reply_of(pending);
+                          promise->set_value(reading_of(reply, std::move(pending.bulk)));
                         } catch (...) {
                           promise->set_exception(std::current_exception());
                         }

@@ -44,6 +44,25 @@ class Strand : public std::enable_shared_from_this<Strand> {
  public:
   explicit Strand(WorkerPool& pool) : pool_(pool) {}
   void post(std::function<void()> task);
+  // Runs `task` right here when the strand is idle (nothing queued or
+  // running), keeping the strand's order; false (and nothing run) otherwise.
+  template <class F>
+  bool run_if_idle(F&& task) {
+    {
+      std::lock_guard lock(mutex_);
+      if (running_ || !tasks_.empty()) return false;
+      running_ = true;
+    }
+    task();
+    bool more;
+    {
+      std::lock_guard lock(mutex_);
+      more = !tasks_.empty();
+      running_ = more;
+    }
+    if (more) pool_.post([self = shared_from_this()] { self->drain(); });
+    return true;
+  }
 
  private:
   void drain();

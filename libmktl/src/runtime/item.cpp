@@ -18,6 +18,12 @@ using GetFn = Reading (*)(Item*, const Request&);
 // member-function extension). Used to tell whether a subclass overrides
 // req_get: only items that do not can be answered from the cached encoding.
 GetFn resolve_req_get(Item& item) { return reinterpret_cast<GetFn>(item.*(&Item::req_get)); }
+using ValidateFn = Reading (*)(Item*, Reading);
+using SetFn = void (*)(Item*, const Reading&);
+ValidateFn resolve_validate(Item& item) { return reinterpret_cast<ValidateFn>(item.*(&Item::validate)); }
+SetFn resolve_req_set(Item& item) { return reinterpret_cast<SetFn>(item.*(&Item::req_set)); }
+std::atomic<ValidateFn> base_validate{nullptr};
+std::atomic<SetFn> base_req_set{nullptr};
 #pragma GCC diagnostic pop
 std::atomic<GetFn> base_req_get{nullptr};
 #define MKTL_CAN_RESOLVE_REQ_GET 1
@@ -42,6 +48,8 @@ Item::Item(Daemon& daemon, std::string key) : daemon_(daemon), key_(std::move(ke
 #ifdef MKTL_CAN_RESOLVE_REQ_GET
   // While this constructor runs, the dynamic type is Item: this resolves to the base.
   if (!base_req_get.load()) base_req_get.store(resolve_req_get(*this));
+  if (!base_validate.load()) base_validate.store(resolve_validate(*this));
+  if (!base_req_set.load()) base_req_set.store(resolve_req_set(*this));
 #endif
 }
 
@@ -115,6 +123,15 @@ namespace detail {
 bool overrides_req_get(Item& item) {
 #ifdef MKTL_CAN_RESOLVE_REQ_GET
   return resolve_req_get(item) != base_req_get.load();
+#else
+  (void)item;
+  return true;
+#endif
+}
+
+bool overrides_set_hooks(Item& item) {
+#ifdef MKTL_CAN_RESOLVE_REQ_GET
+  return resolve_validate(item) != base_validate.load() || resolve_req_set(item) != base_req_set.load();
 #else
   (void)item;
   return true;

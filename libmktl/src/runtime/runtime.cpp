@@ -79,6 +79,10 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
     core->id = next_id++;
     core->strand = std::make_shared<Strand>(*pool_);
     core->fast_get = !overrides_req_get(*item);
+    // A SET of a plain caching item is cheap and cannot block: with nothing
+    // of the item's queued, the I/O thread applies it at once. Persistent
+    // items wait on the disk, so they go to a worker.
+    core->inline_set = !core->persist && !overrides_set_hooks(*item) && core->type != ItemType::bulk;
     any_persist = any_persist || core->persist;
     by_target_[core->full_key] = core;
   }
@@ -281,7 +285,7 @@ void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incom
 }
 
 void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {
-  core->strand->post(share_task([this, core, request = std::move(request), reply = std::move(reply)]() mutable {
+  auto apply = [this, core](transport::Incoming& request, transport::Reply& reply) {
     answer(reply, [&] {
       Item* item;
       {
@@ -308,6 +312,10 @@ void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incom
       if (item->publish_on_set()) publish(*core, std::move(r), false, true);
       reply.send(std::string(protocol::set_ok_payload()));
     });
+  };
+  if (core->inline_set && core->strand->run_if_idle([&] { apply(request, reply); })) return;
+  core->strand->post(share_task([apply, request = std::move(request), reply = std::move(reply)]() mutable {
+    apply(request, reply);
   }));
 }
 

@@ -30,6 +30,7 @@ struct ItemCore {
   bool gettable = true;
   bool persist = false;
   bool fast_get = true;  // req_get not overridden: answer GETs from `encoded`
+  bool inline_set = false;  // a plain caching item: a SET may run on the I/O thread
   std::uint64_t id = 0;
 
   mutable std::mutex mutex;  // guards the fields below
@@ -86,6 +87,8 @@ class Runtime {
 
 // Whether a subclass overrides Item::req_get (GCC; true where unknown).
 bool overrides_req_get(Item& item);
+// Whether a subclass overrides validate or req_set (GCC; true where unknown).
+bool overrides_set_hooks(Item& item);
 
 // Encodes a reading as its GET/broadcast payload.
 std::string encode_reading(const Reading& reading);
