@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace mktl::transport {
 
@@ -60,6 +63,17 @@ zmq::message_t share_bulk(const Bulk& bulk) {
 }
 
 Bulk adopt_bulk(zmq::message_t&& message) {
+  // Small frames arrive at any offset inside ZeroMQ's receive buffer; a typed
+  // view (Bulk::as<double>) needs its elements aligned, so those are copied
+  // into fresh (malloc-aligned) memory. Large frames have buffers of their own.
+  if (message.size() == 0) return Bulk({}, {}, nullptr, nullptr, 0);
+  if (reinterpret_cast<std::uintptr_t>(message.data()) % alignof(std::max_align_t) != 0) {
+    auto copy = std::make_shared<std::vector<std::max_align_t>>(
+        (message.size() + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
+    std::memcpy(copy->data(), message.data(), message.size());
+    auto* data = reinterpret_cast<const std::byte*>(copy->data());
+    return Bulk({}, {}, std::move(copy), data, message.size());
+  }
   auto holder = std::make_shared<zmq::message_t>(std::move(message));
   auto* data = static_cast<const std::byte*>(holder->data());
   std::size_t size = holder->size();
