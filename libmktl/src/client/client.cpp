@@ -1,4 +1,4 @@
-#include "client/connection.hpp"
+#include "transport/client_engine.hpp"
 #include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"

@@ -1,6 +1,7 @@
-// The client's I/O engine (internal): one thread owns every DEALER and SUB
-// socket of a Client; user threads hand it requests through a queue and wait
-// on a Pending. Broadcasts go to a dispatcher thread that runs callbacks.
+// The client's side of the transport (internal): an Engine thread owns the
+// DEALER and SUB sockets of a Client for asynchronous requests and
+// subscriptions, and DirectRequests lets a blocking request use a socket of
+// the calling thread. Broadcasts are handed to the Client's callback strands.
 #pragma once
 
 #include "protocol/codec.hpp"
