@@ -64,10 +64,11 @@ zmq::message_t share_bulk(const Bulk& bulk) {
 
 Bulk adopt_bulk(zmq::message_t&& message) {
   // Small frames arrive at any offset inside ZeroMQ's receive buffer; a typed
-  // view (Bulk::as<double>) needs its elements aligned, so those are copied
-  // into fresh (malloc-aligned) memory. Large frames have buffers of their own.
+  // view (Bulk::as<double>) needs its elements aligned to their size (8 bytes
+  // at most for the dtypes we know), so those are copied into fresh memory.
+  // Large frames have 8-byte-aligned buffers of their own and are not copied.
   if (message.size() == 0) return Bulk({}, {}, nullptr, nullptr, 0);
-  if (reinterpret_cast<std::uintptr_t>(message.data()) % alignof(std::max_align_t) != 0) {
+  if (reinterpret_cast<std::uintptr_t>(message.data()) % alignof(std::uint64_t) != 0) {
     auto copy = std::make_shared<std::vector<std::max_align_t>>(
         (message.size() + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
     std::memcpy(copy->data(), message.data(), message.size());
