@@ -74,10 +74,15 @@ TEST_CASE_METHOD(BulkFixture, "an 8 MiB frame goes through GET, SET and broadcas
   auto frame = ramp<std::uint16_t>(n, {2048, 2048});
   test::Collector got;
   auto sub = client->subscribe("cam.frame", got.callback());
+  // Small frames until the subscription is live (ZeroMQ's slow-joiner window).
+  REQUIRE(test::until_subscribed(
+      [&](int i) { client->set("cam.frame", mktl::Reading(ramp<std::uint8_t>(static_cast<std::size_t>(i % 50 + 1)))); },
+      [&] { return got.size() > 0; }));
   round_trip(frame);
-  REQUIRE(got.wait_for_count(1));
-  std::lock_guard lock(got.mutex);
-  REQUIRE(got.readings.back().bulk.has_value());
+  std::unique_lock lock(got.mutex);
+  REQUIRE(got.cv.wait_for(lock, std::chrono::seconds(20), [&] {
+    return got.readings.back().bulk && got.readings.back().bulk->size() == frame.size();
+  }));
   CHECK(*got.readings.back().bulk == frame);
 }
 
