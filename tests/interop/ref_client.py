@@ -25,6 +25,9 @@ import numpy  # noqa: E402
 import mktl  # noqa: E402
 from mktl import protocol  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import local_broadcast  # noqa: E402,F401  (the reference's discovery stays on this machine)
+
 HOST, PORT, STORE, ALIAS = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 # The reference client gives a daemon 100 ms to ACK. Test machines running a
 # parallel build miss that now and then, whichever daemon answers; the margin

@@ -7,6 +7,7 @@ values of 100 and more from its validate hook. Run by the reference's mkd:
 """
 
 import mktl
+import local_broadcast  # noqa: F401  (the reference's discovery stays on this machine)
 
 
 class Limit(mktl.Item):
