@@ -95,6 +95,19 @@ struct Collector {
   }
 };
 
+// The next multipart message on `socket` as strings, or nullopt after `timeout`.
+inline std::optional<std::vector<std::string>> recv_frames(zmq::socket_t& socket, std::chrono::milliseconds timeout) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
+    std::vector<std::string> out;
+    while (true) {
+      zmq::message_t m;
+      (void)socket.recv(m, zmq::recv_flags::none);
+      out.push_back(m.to_string());
+      if (!m.more()) break;
+    }
+    return out;
+}
 
 // A DEALER speaking protocol 'a' by hand, so tests check the daemon's bytes
 // independently of mktl::Client. Owns its own ZeroMQ context.
@@ -120,16 +133,7 @@ struct RawDealer {
   }
   // The next message, or nullopt after `timeout`.
   std::optional<Frames> recv(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
-    Frames out;
-    while (true) {
-      zmq::message_t m;
-      (void)socket.recv(m, zmq::recv_flags::none);
-      out.push_back(m.to_string());
-      if (!m.more()) break;
-    }
-    return out;
+    return recv_frames(socket, timeout);
   }
   // Sends a GET and returns its REP (skipping the ACK); checks nothing else.
   std::optional<Frames> roundtrip(const std::string& id, const std::string& type, const std::string& target,
@@ -155,16 +159,7 @@ struct RawSub {
     socket.connect(endpoint);
   }
   std::optional<Frames> recv(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, timeout) <= 0) return std::nullopt;
-    Frames out;
-    while (true) {
-      zmq::message_t m;
-      (void)socket.recv(m, zmq::recv_flags::none);
-      out.push_back(m.to_string());
-      if (!m.more()) break;
-    }
-    return out;
+    return recv_frames(socket, timeout);
   }
 };
 

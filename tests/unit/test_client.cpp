@@ -384,6 +384,22 @@ TEST_CASE("client: a REP before its ACK counts as both; the late ACK is ignored"
   CHECK(fake.requests == 22);
 }
 
+namespace {
+
+// Rewrites a cached block as a stale one: another hash, and without "temp".
+void make_stale(const std::filesystem::path& cached) {
+  std::ifstream in(cached);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  Json block = mktl::json::parse(text);
+  block["hash"] = 1;
+  block["items"].erase("temp");
+  std::ofstream out(cached, std::ios::trunc);
+  out << mktl::json::dump(block);
+}
+
+}  // namespace
+
 TEST_CASE("client caches catalogs and revalidates the cache", "[client]") {
   test::TempDir home;
   ClientDaemon daemon("demo", "demo1", Json::parse(kItems), test::isolated(home));
@@ -410,16 +426,7 @@ TEST_CASE("client caches catalogs and revalidates the cache", "[client]") {
     CHECK(c2.get("demo.temp").value == 20.5);
   }
   SECTION("a stale cache is refetched") {
-    std::ifstream in(cached);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    in.close();
-    Json block = mktl::json::parse(text);
-    block["hash"] = 1;
-    block["items"].erase("temp");
-    {
-      std::ofstream out(cached, std::ios::trunc);
-      out << mktl::json::dump(block);
-    }
+    make_stale(cached);
     mktl::Client c(options);
     c.find_store("demo");
     CHECK(c.get("demo.temp").value == 20.5);
@@ -430,16 +437,7 @@ TEST_CASE("client caches catalogs and revalidates the cache", "[client]") {
     CHECK(rewritten["items"].contains("temp"));
   }
   SECTION("a key missing from a stale cache is found after revalidation") {
-    std::ifstream in(cached);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    in.close();
-    Json block = mktl::json::parse(text);
-    block["hash"] = 1;
-    block["items"].erase("temp");
-    {
-      std::ofstream out(cached, std::ios::trunc);
-      out << mktl::json::dump(block);
-    }
+    make_stale(cached);
     mktl::Client c(options);
     CHECK(c.get("demo.temp").value == 20.5);
   }

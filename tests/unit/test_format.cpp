@@ -174,7 +174,7 @@ TEST_CASE("python text helpers spell values as Python does", "[format]") {
   CHECK(str(Json()) == "None");
   CHECK(str(Json::parse(R"([1, 2.5, "a", null])")) == "[1, 2.5, 'a', None]");
   CHECK(str(Json::parse(R"({"a": false})")) == "{'a': False}");
-  CHECK(key_error_text("this daemon does not contain 'x'") == "\"this daemon does not contain 'x'\"");
+  CHECK(mktl::KeyError::python("this daemon does not contain 'x'").text() == "\"this daemon does not contain 'x'\"");
   CHECK(!parse_int("1.0"));
   CHECK(!parse_int("_1"));
   CHECK(*parse_int("+007") == Json(7));

@@ -32,13 +32,7 @@ struct TypeError : Error {
 // gives the text a Python daemon would send ("\"no 'x'\"").
 struct KeyError : Error {
   explicit KeyError(const std::string& text) : Error("KeyError", text) {}
-  static KeyError python(const std::string& message) {
-    bool single = message.find('\'') != std::string::npos, dbl = message.find('"') != std::string::npos;
-    if (single && !dbl) return KeyError('"' + message + '"');
-    std::string out = "'";
-    for (char c : message) out += (c == '\'' ? std::string("\\'") : std::string(1, c));
-    return KeyError(out + "'");
-  }
+  static KeyError python(const std::string& message);
 };
 struct RuntimeError : Error {
   explicit RuntimeError(const std::string& text) : Error("RuntimeError", text) {}

@@ -109,7 +109,6 @@ class Item {
   Daemon& daemon() const noexcept { return daemon_; }
 
  private:
-  friend class Daemon;
   friend class detail::Runtime;
   Daemon& daemon_;
   std::string key_;

@@ -284,12 +284,18 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   }
 
   // Where a key lives; finds its store first if needed.
-  // Asks the registries (listed in $MKTL_HOME/client/registries, or found by
-  // broadcast) for a store's blocks; true when one knew it.
-  bool ask_registries(const std::string& store) {
+  // Discovery settings: the environment's and $MKTL_HOME's, then the options'.
+  discovery::Config discovery_config() const {
     auto config = discovery::Config::from_env(home);
     if (!options.broadcast_address.empty()) config.broadcast = options.broadcast_address;
     if (options.registry_port > 0) config.registry_port = options.registry_port;
+    return config;
+  }
+
+  // Asks the registries (listed in $MKTL_HOME/client/registries, or found by
+  // broadcast) for a store's blocks; true when one knew it.
+  bool ask_registries(const std::string& store) {
+    auto config = discovery_config();
     for (auto& registry : discovery::call(config, config.registry_port, options.discovery_timeout)) {
       std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
       try {
@@ -461,9 +467,7 @@ void Client::find_store(const std::string& store_name) {
 }
 
 std::vector<std::string> Client::discover() {
-  auto config = discovery::Config::from_env(impl_->home);
-  if (!impl_->options.broadcast_address.empty()) config.broadcast = impl_->options.broadcast_address;
-  if (impl_->options.registry_port > 0) config.registry_port = impl_->options.registry_port;
+  auto config = impl_->discovery_config();
   std::set<std::string> stores;
   for (int port : {config.registry_port, config.daemon_port}) {
     for (auto& found : discovery::call(config, port, impl_->options.discovery_timeout)) {

@@ -166,9 +166,9 @@ Json validate_enumerated(const Json& description, ItemType type, const Json& val
   const Json& enumerators = enumerators_of(description, type, storage);
   std::string shown;
   auto key = enumerator_key(enumerators, value, shown);
-  if (!key) throw KeyError(python::key_error_text("invalid enumerator: " + python::repr(shown)));
+  if (!key) throw KeyError::python("invalid enumerator: " + python::repr(shown));
   auto number = python::parse_int(*key);
-  if (!number) throw KeyError(python::key_error_text("invalid enumerator: " + python::repr(shown)));
+  if (!number) throw KeyError::python("invalid enumerator: " + python::repr(shown));
   if (type == ItemType::boolean) return Json(!(number->is_number_integer() && number->get<std::int64_t>() == 0));
   return *number;
 }
@@ -241,7 +241,7 @@ Json validate_mask(const Json& description, const Json& value) {
     if (json::is_bigint(value)) shown = json::bigint_digits(value);
     else if (value.is_string()) shown = python::str(*python::parse_int(value.get_ref<const std::string&>()));
     else shown = negative ? std::to_string(static_cast<std::int64_t>(bits)) : std::to_string(bits);
-    throw KeyError(python::key_error_text("value contains unknown active bits: " + shown));
+    throw KeyError::python("value contains unknown active bits: " + shown);
   }
   return mask_json(bits);
 }
@@ -523,7 +523,7 @@ Json parse_formatted(const Json& description, std::string_view text) {
         auto number = python::parse_int(*key);
         if (number) return type == ItemType::boolean ? Json(!(number->is_number_integer() && number->get<std::int64_t>() == 0)) : *number;
       }
-      throw KeyError(python::key_error_text("invalid enumeration value: " + python::repr(lower(trimmed))));
+      throw KeyError::python("invalid enumeration value: " + python::repr(lower(trimmed)));
     }
     case ItemType::mask: {
       const Json& enumerators = field(description, "enumerators");
@@ -538,7 +538,7 @@ Json parse_formatted(const Json& description, std::string_view text) {
       for (auto part : split(wanted, ',')) {
         const std::string name(trim(part));
         auto it = std::find_if(bits.begin(), bits.end(), [&](const auto& b) { return lower(b.second) == name; });
-        if (it == bits.end()) throw KeyError(python::key_error_text("invalid bit name in mask value: " + python::repr(name)));
+        if (it == bits.end()) throw KeyError::python("invalid bit name in mask value: " + python::repr(name));
         value |= std::uint64_t{1} << it->first;
       }
       return mask_json(value);

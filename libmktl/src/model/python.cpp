@@ -2,6 +2,8 @@
 
 #include "json/detail.hpp"
 
+#include <mktl/error.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -171,7 +173,6 @@ const char* type_name(const Json& value) noexcept {
   return "NoneType";
 }
 
-std::string key_error_text(std::string_view message) { return repr(message); }
 
 std::optional<Json> parse_int(std::string_view text) {
   text = strip(text);
@@ -226,3 +227,11 @@ std::optional<double> parse_float(std::string_view text) {
 }
 
 }  // namespace mktl::python
+
+namespace mktl {
+
+// Python's str(KeyError(message)) is repr(message), and that is the text a
+// KeyError travels with, e.g. "\"invalid enumerator: '5'\"".
+KeyError KeyError::python(const std::string& message) { return KeyError(python::repr(message)); }
+
+}  // namespace mktl

@@ -27,10 +27,6 @@ std::string repr_value(const Json& value);
 // Python class name of the value: NoneType, bool, int, float, str, list, dict.
 const char* type_name(const Json& value) noexcept;
 
-// The text Python's str(KeyError(message)) yields: repr(message). A KeyError
-// travels on the wire as this text, e.g. "\"invalid enumerator: '5'\"".
-std::string key_error_text(std::string_view message);
-
 // int(text): surrounding whitespace, a sign, digits with single '_' between
 // them. Returns an int64, a uint64 or a big integer; nullopt if not an int.
 std::optional<Json> parse_int(std::string_view text);

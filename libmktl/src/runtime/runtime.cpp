@@ -2,6 +2,7 @@
 
 #include "config/logger.hpp"
 #include "persist/store.hpp"
+#include "model/python.hpp"
 #include "protocol/codec.hpp"
 
 #include <mktl/catalog.hpp>
@@ -12,13 +13,6 @@
 namespace mktl::detail {
 
 namespace {
-
-std::string repr(std::string_view s) {
-  // Python's repr() of a str, close enough for error texts.
-  bool single = s.find('\'') != std::string_view::npos, dbl = s.find('"') != std::string_view::npos;
-  if (single && !dbl) return "\"" + std::string(s) + "\"";
-  return "'" + std::string(s) + "'";
-}
 
 // Runs `work` and answers with its payload, or with the error it threw.
 template <class Work>
@@ -38,7 +32,7 @@ void answer(transport::Reply& reply, Work&& work) {
 
 void check_bulk(const Bulk& b) {
   auto unit = dtype_size(b.dtype());
-  if (unit == 0) throw TypeError("unknown dtype " + repr(b.dtype()));
+  if (unit == 0) throw TypeError("unknown dtype " + python::repr(b.dtype()));
   for (auto d : b.shape())
     if (d < 0) throw ValueError("negative dimension in bulk shape");
   if (static_cast<std::uint64_t>(b.element_count()) * unit != b.size())
@@ -100,11 +94,8 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
         if (value.bulk) bulk = Bulk::from_bytes(*value.bulk, {}, {});
         Reading r = protocol::reading_from_payload(payload, std::move(bulk), now());
         if (!r.bulk) r.value = validate_type(item.description(), r.value);
-        r = item.validate(std::move(r));
-        std::lock_guard lock(item.core_->mutex);
-        item.core_->encoded = std::make_shared<const std::string>(encode_reading(r));
-        item.core_->current = std::move(r);
-        item.core_->has_value = true;
+        // Not running yet: publish() only caches; the value is broadcast below.
+        item.publish(item.validate(std::move(r)));
       } catch (const std::exception& e) {
         log->warn("{}.{}: the persisted value was not restored, it failed validation: {}", daemon_.store(), key,
                   e.what());
@@ -345,12 +336,12 @@ void Runtime::handle_special(transport::Incoming&& request, transport::Reply rep
     auto parts = protocol::split_target(target);
     if (!parts) {
       if (target == "_catalog") throw ValueError("this daemon is not a registry: it does not take catalog announcements");
-      throw ValueError("invalid target " + repr(target) + ": expected 'store.key'");
+      throw ValueError("invalid target " + python::repr(target) + ": expected 'store.key'");
     }
     if (parts->store != store) {
       if (parts->key == "_hash" || parts->key == "_catalog")
         throw KeyError::python("this daemon does not know store '" + parts->store + "'");
-      throw ValueError("this request is for " + repr(parts->store) + ", but this daemon is in " + repr(store));
+      throw ValueError("this request is for " + python::repr(parts->store) + ", but this daemon is in " + python::repr(store));
     }
     if (parts->key == "_hash") {
       if (!get) throw TypeError("_hash is not a settable item");

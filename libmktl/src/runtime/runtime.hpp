@@ -57,10 +57,8 @@ class Runtime {
   void publish(ItemCore& core, Reading reading, bool repeat, bool durable);
   void set_poll(ItemCore& core, double period);
   void post_poll(const std::shared_ptr<ItemCore>& core);
-  void restore(ItemCore& core, Reading reading);
 
   transport::Server* server() { return server_.get(); }
-  WorkerPool* pool() { return pool_.get(); }
   double start_time() const { return start_time_; }
 
  private:

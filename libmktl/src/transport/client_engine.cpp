@@ -5,7 +5,6 @@
 #include <zmq.hpp>
 
 #include <cstdio>
-#include <sstream>
 
 namespace mktl::detail {
 
@@ -32,6 +31,16 @@ struct Engine::Command {
   std::shared_ptr<Pending> pending;
   bool wants_ack = true;
   bool wants_rep = true;
+
+  // A command that carries no request: abandon, (un)subscribe.
+  static std::unique_ptr<Command> control(Kind kind, std::string endpoint, std::string id, std::string target) {
+    auto cmd = std::make_unique<Command>();
+    cmd->kind = kind;
+    cmd->endpoint = std::move(endpoint);
+    cmd->id = std::move(id);
+    cmd->target = std::move(target);
+    return cmd;
+  }
 };
 
 struct Engine::Dealer {
@@ -140,27 +149,15 @@ void Engine::wait(Pending& pending, double timeout, const std::string& what) {
 }
 
 void Engine::abandon(const std::string& endpoint, const std::string& id) {
-  auto cmd = std::make_unique<Command>();
-  cmd->kind = Command::abandon;
-  cmd->endpoint = endpoint;
-  cmd->id = id;
-  post(std::move(cmd));
+  post(Command::control(Command::abandon, endpoint, id, {}));
 }
 
 void Engine::subscribe(const std::string& pub_endpoint, const std::string& topic) {
-  auto cmd = std::make_unique<Command>();
-  cmd->kind = Command::subscribe;
-  cmd->endpoint = pub_endpoint;
-  cmd->target = topic;
-  post(std::move(cmd));
+  post(Command::control(Command::subscribe, pub_endpoint, {}, topic));
 }
 
 void Engine::unsubscribe(const std::string& pub_endpoint, const std::string& topic) {
-  auto cmd = std::make_unique<Command>();
-  cmd->kind = Command::unsubscribe;
-  cmd->endpoint = pub_endpoint;
-  cmd->target = topic;
-  post(std::move(cmd));
+  post(Command::control(Command::unsubscribe, pub_endpoint, {}, topic));
 }
 
 void Engine::execute(Command& cmd) {
@@ -238,22 +235,12 @@ void Engine::on_dealer(Dealer& d) {
   for (int burst = 0; burst < 1024; ++burst) {
     std::vector<zmq::message_t> frames;
     try {
-      zmq::message_t part;
-      if (!d.socket.recv(part, zmq::recv_flags::dontwait)) return;
-      bool more = part.more();
-      frames.push_back(std::move(part));
-      while (more) {
-        zmq::message_t next;
-        (void)d.socket.recv(next, zmq::recv_flags::none);
-        more = next.more();
-        if (frames.size() < 16) frames.push_back(std::move(next));
-      }
+      if (!transport::recv_multipart(d.socket, frames)) return;
     } catch (const zmq::error_t& e) {
       logger("mktl.client")->warn("receive from {} failed: {}", d.endpoint, e.what());
       return;
     }
-    std::vector<std::string_view> parts;
-    for (auto& f : frames) parts.push_back(transport::view(f));
+    auto parts = transport::views(frames);
     auto decoded = protocol::decode(parts);
     if (!decoded.message) {
       logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint,
@@ -286,21 +273,11 @@ void Engine::on_sub(Sub& s) {
   for (int burst = 0; burst < 4096; ++burst) {
     std::vector<zmq::message_t> frames;
     try {
-      zmq::message_t part;
-      if (!s.socket.recv(part, zmq::recv_flags::dontwait)) return;
-      bool more = part.more();
-      frames.push_back(std::move(part));
-      while (more) {
-        zmq::message_t next;
-        (void)s.socket.recv(next, zmq::recv_flags::none);
-        more = next.more();
-        if (frames.size() < 8) frames.push_back(std::move(next));
-      }
+      if (!transport::recv_multipart(s.socket, frames, 8)) return;
     } catch (const zmq::error_t&) {
       return;
     }
-    std::vector<std::string_view> parts;
-    for (auto& f : frames) parts.push_back(transport::view(f));
+    auto parts = transport::views(frames);
     std::string error;
     auto b = protocol::decode_broadcast(parts, &error);
     if (!b) {
@@ -401,13 +378,12 @@ DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout) : co
 DirectRequests::~DirectRequests() = default;
 
 DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) {
-  std::ostringstream key;
-  key << std::this_thread::get_id() << ' ' << endpoint;
+  auto key = std::make_pair(std::this_thread::get_id(), endpoint);
   std::lock_guard lock(mutex_);
-  auto& s = sockets_[key.str()];
+  auto& s = sockets_[key];
   if (!s) {
     if (sockets_.size() > 256) {
-      sockets_.erase(key.str());
+      sockets_.erase(key);
       return nullptr;
     }
     s = std::make_unique<Socket>();
@@ -453,21 +429,8 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
     }
     // Drain what is there: answers to our request, or late ones to an earlier
     // request of this thread that timed out (ignored).
-    while (true) {
-      parts.clear();
-      zmq::message_t part;
-      if (!s->socket.recv(part, zmq::recv_flags::dontwait)) break;
-      bool more = part.more();
-      parts.push_back(std::move(part));
-      while (more) {
-        zmq::message_t next;
-        (void)s->socket.recv(next, zmq::recv_flags::none);
-        more = next.more();
-        if (parts.size() < 16) parts.push_back(std::move(next));
-      }
-      std::vector<std::string_view> views;
-      for (auto& f : parts) views.push_back(transport::view(f));
-      auto decoded = protocol::decode(views);
+    while (transport::recv_multipart(s->socket, parts)) {
+      auto decoded = protocol::decode(transport::views(parts));
       if (!decoded.message || decoded.message->id != id) continue;
       if (decoded.message->type == protocol::MessageType::ACK) {
         acked = true;

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -120,7 +121,7 @@ class DirectRequests {
   zmq::context_t& context_;
   double ack_timeout_;
   std::mutex mutex_;
-  std::unordered_map<std::string, std::unique_ptr<Socket>> sockets_;  // key: thread id + endpoint
+  std::map<std::pair<std::thread::id, std::string>, std::unique_ptr<Socket>> sockets_;  // (thread, endpoint)
   std::atomic<std::uint32_t> next_id_{0x80000000u};  // apart from the Engine's ids, for readable logs
 };
 

@@ -290,18 +290,8 @@ void Server::Impl::run() {
     if (!receiving) continue;
     // Take a bounded burst of requests, then give queued replies a turn.
     for (int burst = 0; burst < 256; ++burst) {
-      frames.clear();
       try {
-        zmq::message_t part;
-        if (!router.recv(part, zmq::recv_flags::dontwait)) break;
-        bool more = part.more();
-        frames.push_back(std::move(part));
-        while (more) {
-          zmq::message_t next;
-          (void)router.recv(next, zmq::recv_flags::none);
-          more = next.more();
-          if (frames.size() < 16) frames.push_back(std::move(next));
-        }
+        if (!recv_multipart(router, frames)) break;
       } catch (const zmq::error_t& e) {
         log->warn("receive failed: {}", e.what());
         break;

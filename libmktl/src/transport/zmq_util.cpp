@@ -81,6 +81,28 @@ Bulk adopt_bulk(zmq::message_t&& message) {
   return Bulk({}, {}, std::move(holder), data, size);
 }
 
+bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, std::size_t cap) {
+  frames.clear();
+  zmq::message_t part;
+  if (!socket.recv(part, zmq::recv_flags::dontwait)) return false;
+  bool more = part.more();
+  frames.push_back(std::move(part));
+  while (more) {
+    zmq::message_t next;
+    (void)socket.recv(next, zmq::recv_flags::none);
+    more = next.more();
+    if (frames.size() < cap) frames.push_back(std::move(next));
+  }
+  return true;
+}
+
+std::vector<std::string_view> views(const std::vector<zmq::message_t>& frames) {
+  std::vector<std::string_view> out;
+  out.reserve(frames.size());
+  for (auto& f : frames) out.push_back(view(f));
+  return out;
+}
+
 Wakeup::Wakeup() {
   fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd_ < 0) throw RuntimeError(std::string("eventfd: ") + std::strerror(errno));

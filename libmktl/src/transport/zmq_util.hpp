@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mktl::transport {
 
@@ -32,6 +33,15 @@ Bulk adopt_bulk(zmq::message_t&& message);
 inline std::string_view view(const zmq::message_t& m) {
   return {static_cast<const char*>(m.data()), m.size()};
 }
+
+// Receives one whole multipart message if one is waiting (false if none),
+// into `frames` (cleared first). Keeps at most `cap` frames and reads and drops
+// the rest, so a hostile peer cannot make us hold an unbounded list; a message
+// that long fails decoding anyway. Throws zmq::error_t.
+bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, std::size_t cap = 16);
+
+// The frames' bytes, for the codec.
+std::vector<std::string_view> views(const std::vector<zmq::message_t>& frames);
 
 // An eventfd that wakes a poll loop; write() is safe from any thread.
 class Wakeup {
