@@ -42,6 +42,12 @@ std::optional<protocol::DecodedBroadcast> decode_broadcast(Frames frames, std::s
   return protocol::decode_broadcast(views, error);
 }
 
+std::optional<protocol::ResponseView> decode_response(Frames frames, std::string* error = nullptr) {
+  const Frames& held = keep(std::move(frames));
+  std::vector<std::string_view> views(held.begin(), held.end());
+  return protocol::decode_response(views, error);
+}
+
 }  // namespace
 
 TEST_CASE("codec: GET request frames", "[codec]") {
@@ -126,6 +132,49 @@ TEST_CASE("codec: ACK frames", "[codec]") {
   const std::string odd_id("\x00\xff id"s);
   CHECK(protocol::encode_ack(odd_id)[1] == odd_id);
   CHECK(decode(protocol::encode_ack(odd_id)).message->id == odd_id);
+}
+
+TEST_CASE("codec: responses as the client reads them", "[codec]") {
+  auto ack = decode_response(protocol::encode_ack("0000002a"));
+  REQUIRE(ack);
+  CHECK(ack->type == MessageType::ACK);
+  CHECK(ack->id == "0000002a");
+  CHECK_FALSE(ack->has_bulk);
+
+  Frames rep = protocol::encode("0000002b", MessageType::REP, "demo.x", 0, R"({"value":1})");
+  auto r = decode_response(rep);
+  REQUIRE(r);
+  CHECK(r->type == MessageType::REP);
+  CHECK(r->payload == R"({"value":1})");
+  CHECK_FALSE(r->has_bulk);
+  rep.push_back("");  // an empty bulk frame is still a bulk frame
+  REQUIRE(decode_response(rep));
+  CHECK(decode_response(rep)->has_bulk);
+
+  std::string error;
+  CHECK_FALSE(decode_response({"a", "1", "REP", "", ""}, &error));
+  CHECK(error == "expected 6 or 7 frames, got 5");
+  CHECK_FALSE(decode_response({"b", "1", "REP", "", "", ""}, &error));
+  CHECK(error == "unsupported protocol version 'b', expected 'a'");
+  CHECK_FALSE(decode_response({"a", "1", "NAK", "", "", ""}, &error));
+  CHECK(error == "unknown message type 'NAK'");
+}
+
+TEST_CASE("codec: request ids round-trip as eight hex digits", "[codec]") {
+  for (std::uint32_t id : {0u, 1u, 0x2au, 0x7fffffffu, 0x80000000u, 0xffffffffu}) {
+    auto text = protocol::format_request_id(id);
+    std::string_view view(text.data(), text.size());
+    CHECK(view.size() == 8);
+    CHECK(protocol::parse_request_id(view) == id);
+  }
+  auto text = protocol::format_request_id(0xdeadbeefu);
+  CHECK(std::string_view(text.data(), text.size()) == "deadbeef");
+  // Ids of other schemes are not ours.
+  CHECK_FALSE(protocol::parse_request_id("DEADBEEF"));
+  CHECK_FALSE(protocol::parse_request_id("1"));
+  CHECK_FALSE(protocol::parse_request_id("0000002a0"));
+  CHECK_FALSE(protocol::parse_request_id("0000002g"));
+  CHECK_FALSE(protocol::parse_request_id(""));
 }
 
 TEST_CASE("codec: REP frames with target, value and error", "[codec]") {

@@ -185,8 +185,8 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       reply_text = std::move(answer->payload);
       reply_bulk = std::move(answer->bulk);
     } else {
-      auto pending = engine->send(endpoint, type, target, 0, payload, std::move(bulk));
-      engine->wait(*pending, wait, target + " @ " + endpoint);
+      auto pending = std::make_shared<detail::WaitedPending>(endpoint, type, target, 0, payload, std::move(bulk));
+      engine->send_and_wait(pending, wait, target + " @ " + endpoint);
       reply_text = std::move(pending->payload);
       reply_bulk = std::move(pending->bulk);
     }
@@ -567,10 +567,7 @@ namespace {
 
 // The reply a completed Pending holds; throws its failure or remote error.
 Json reply_of(detail::Pending& pending) {
-  if (pending.failure) {
-    if (pending.failure->first == "TimeoutError") throw TimeoutError(pending.failure->second);
-    throw Error(pending.failure->first, pending.failure->second);
-  }
+  pending.throw_failure();
   Json reply = protocol::parse_payload(pending.payload);
   if (reply.is_object())
     if (auto err = reply.find("error"); err != reply.end() && err->is_object())
@@ -578,49 +575,62 @@ Json reply_of(detail::Pending& pending) {
   return reply;
 }
 
+// A request whose completion fulfils a promise, on the client's I/O thread.
+template <class T>
+class PromisedPending final : public detail::Pending {
+ public:
+  using Pending::Pending;
+  std::promise<T> promise;
+
+ private:
+  void finish() override {
+    try {
+      Json reply = reply_of(*this);
+      if constexpr (std::is_void_v<T>) promise.set_value();
+      else promise.set_value(reading_of(reply, std::move(bulk)));
+    } catch (...) {
+      promise.set_exception(std::current_exception());
+    }
+  }
+};
+
+// A request nobody waits for (NO_ACK | NO_REP).
+class DiscardedPending final : public detail::Pending {
+ public:
+  using Pending::Pending;
+
+ private:
+  void finish() override {}
+};
+
 }  // namespace
 
 std::future<void> Client::set_async(const std::string& full_key, Reading value) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  auto promise = std::make_shared<std::promise<void>>();
-  auto future = promise->get_future();
-  // The callback gets the Pending itself: the REP may complete it before
-  // send() returns.
-  impl_->engine->send(where.rep, protocol::MessageType::SET, target, 0, set_payload(value), value.bulk,
-                      [promise](detail::Pending& pending) {
-                        try {
-                          reply_of(pending);
-                          promise->set_value();
-                        } catch (...) {
-                          promise->set_exception(std::current_exception());
-                        }
-                      });
+  auto pending = std::make_shared<PromisedPending<void>>(where.rep, protocol::MessageType::SET, target, 0,
+                                                         set_payload(value), value.bulk);
+  auto future = pending->promise.get_future();
+  impl_->engine->send(std::move(pending));
   return future;
 }
 
 std::future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  auto promise = std::make_shared<std::promise<Reading>>();
-  auto future = promise->get_future();
-  impl_->engine->send(where.rep, protocol::MessageType::GET, target, 0, refresh ? "{\"refresh\":true}" : "", {},
-                      [promise](detail::Pending& pending) {
-                        try {
-                          Json reply = reply_of(pending);
-                          promise->set_value(reading_of(reply, std::move(pending.bulk)));
-                        } catch (...) {
-                          promise->set_exception(std::current_exception());
-                        }
-                      });
+  auto pending = std::make_shared<PromisedPending<Reading>>(where.rep, protocol::MessageType::GET, target, 0,
+                                                            refresh ? "{\"refresh\":true}" : "", std::nullopt);
+  auto future = pending->promise.get_future();
+  impl_->engine->send(std::move(pending));
   return future;
 }
 
 void Client::set_nowait(const std::string& full_key, Reading value) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  impl_->engine->send(where.rep, protocol::MessageType::SET, target, protocol::NO_ACK | protocol::NO_REP,
-                      set_payload(value), value.bulk);
+  impl_->engine->send(std::make_shared<DiscardedPending>(where.rep, protocol::MessageType::SET, target,
+                                                        protocol::NO_ACK | protocol::NO_REP, set_payload(value),
+                                                        value.bulk));
 }
 
 Json Client::request(const std::string& rep_endpoint, const std::string& type, const std::string& target,

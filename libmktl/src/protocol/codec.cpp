@@ -85,6 +85,44 @@ Decoded decode(std::span<const std::string_view> frames) {
   return d;
 }
 
+std::optional<ResponseView> decode_response(std::span<const std::string_view> frames, std::string* error) {
+  auto fail = [&](std::string text) -> std::optional<ResponseView> {
+    if (error) *error = std::move(text);
+    return std::nullopt;
+  };
+  if (frames.size() != 6 && frames.size() != 7)
+    return fail("expected 6 or 7 frames, got " + std::to_string(frames.size()));
+  if (frames[0] != kVersion) return fail("unsupported protocol version " + printable(frames[0]) + ", expected 'a'");
+  auto type = parse_type(frames[2]);
+  if (!type) return fail("unknown message type " + printable(frames[2]));
+  ResponseView r;
+  r.id = frames[1];
+  r.type = *type;
+  r.payload = frames[5];
+  r.has_bulk = frames.size() == 7;
+  return r;
+}
+
+RequestIdText format_request_id(std::uint32_t id) noexcept {
+  static constexpr char hex[] = "0123456789abcdef";
+  RequestIdText text;
+  for (int i = 7; i >= 0; --i, id >>= 4) text[static_cast<std::size_t>(i)] = hex[id & 0xF];
+  return text;
+}
+
+std::optional<std::uint32_t> parse_request_id(std::string_view text) noexcept {
+  if (text.size() != 8) return std::nullopt;
+  std::uint32_t id = 0;
+  for (char c : text) {
+    unsigned digit;
+    if (c >= '0' && c <= '9') digit = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f') digit = static_cast<unsigned>(c - 'a' + 10);
+    else return std::nullopt;
+    id = (id << 4) | digit;
+  }
+  return id;
+}
+
 std::uint64_t decode_flags(std::string_view bytes) noexcept {
   std::uint64_t flags = 0;
   for (char c : bytes) flags = (flags << 8) | static_cast<unsigned char>(c);

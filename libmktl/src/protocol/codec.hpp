@@ -10,6 +10,7 @@
 #include <mktl/json.hpp>
 #include <mktl/reading.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -56,6 +57,24 @@ struct Decoded {
   std::optional<DecodeError> error;
 };
 Decoded decode(std::span<const std::string_view> frames);
+
+// What a client needs of a response (ACK or REP), as views into the frames:
+// no copies on the client's hot path. Frames are checked as decode() checks
+// them, except that the target (unused in responses) is not looked at.
+struct ResponseView {
+  std::string_view id;
+  MessageType type = MessageType::REP;
+  std::string_view payload;
+  bool has_bulk = false;
+};
+std::optional<ResponseView> decode_response(std::span<const std::string_view> frames, std::string* error = nullptr);
+
+// Request ids this library sends: eight lower-case hex digits of a counter.
+// parse_request_id() is their inverse (nullopt for any other id, such as a
+// reply meant for some other client's scheme).
+using RequestIdText = std::array<char, 8>;
+RequestIdText format_request_id(std::uint32_t id) noexcept;
+std::optional<std::uint32_t> parse_request_id(std::string_view text) noexcept;
 
 // Flags: big-endian unsigned integer of any length; empty means 0. Values
 // wider than 64 bits keep their low 64 bits.

@@ -4,43 +4,41 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
+#include <span>
 
 namespace mktl::detail {
 
 using Clock = std::chrono::steady_clock;
 
-void Pending::wait(double timeout, const std::string& what) {
-  std::unique_lock lock(mutex);
-  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
-  if (!cv.wait_until(lock, deadline, [&] { return done; }))
-    throw TimeoutError(what + ": no response received in " + std::to_string(timeout) + " s");
-  if (failure) {
-    if (failure->first == "TimeoutError") throw TimeoutError(failure->second);
-    throw Error(failure->first, failure->second);
-  }
+void Pending::throw_failure() const {
+  if (!failure) return;
+  if (failure->first == "TimeoutError") throw TimeoutError(failure->second);
+  throw Error(failure->first, failure->second);
 }
 
-struct Engine::Command {
-  enum Kind { send, abandon, subscribe, unsubscribe } kind = send;
-  std::string endpoint;
-  std::string id;
-  std::string target;   // topic for (un)subscribe
-  std::vector<std::string> frames;
-  std::optional<Bulk> bulk;
-  std::shared_ptr<Pending> pending;
-  bool wants_ack = true;
-  bool wants_rep = true;
+bool WaitedPending::wait_for(double timeout) {
+  std::unique_lock lock(mutex_);
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+  return cv_.wait_until(lock, deadline, [&] { return done_; });
+}
 
-  // A command that carries no request: abandon, (un)subscribe.
-  static std::unique_ptr<Command> control(Kind kind, std::string endpoint, std::string id, std::string target) {
-    auto cmd = std::make_unique<Command>();
-    cmd->kind = kind;
-    cmd->endpoint = std::move(endpoint);
-    cmd->id = std::move(id);
-    cmd->target = std::move(target);
-    return cmd;
+void WaitedPending::finish() {
+  {
+    std::lock_guard lock(mutex_);
+    done_ = true;
   }
+  cv_.notify_all();
+}
+
+// abandon, subscribe, unsubscribe: what the I/O thread does besides sending.
+struct Engine::Control {
+  enum Kind { abandon, subscribe, unsubscribe } kind;
+  std::string endpoint;
+  std::uint32_t id = 0;  // abandon
+  std::string topic;     // (un)subscribe
 };
 
 struct Engine::Dealer {
@@ -50,9 +48,9 @@ struct Engine::Dealer {
     std::shared_ptr<Pending> pending;
     Clock::time_point ack_deadline;
     bool wants_ack;
-    std::string target;
   };
-  std::unordered_map<std::string, Waiting> waiting;
+  std::unordered_map<std::uint32_t, Waiting> waiting;
+  std::vector<zmq::message_t> frames;  // reused for every received message
 };
 
 struct Engine::Sub {
@@ -62,24 +60,16 @@ struct Engine::Sub {
 
 namespace {
 
-void complete(Pending& p) {
-  std::function<void(Pending&)> done;
-  {
-    std::lock_guard lock(p.mutex);
-    p.acked = true;
-    p.done = true;
-    done = std::move(p.on_done);
-  }
-  p.cv.notify_all();
-  if (done) done(p);
+void fail(Pending& p, std::string type, std::string text) {
+  p.failure.emplace(std::move(type), std::move(text));
 }
 
-void fail(Pending& p, std::string type, std::string text) {
-  {
-    std::lock_guard lock(p.mutex);
-    p.failure.emplace(std::move(type), std::move(text));
-  }
-  complete(p);
+// The frames' bytes, for the codec, without allocating.
+std::span<const std::string_view> views_of(const std::vector<zmq::message_t>& frames,
+                                           std::array<std::string_view, 8>& out) {
+  std::size_t n = std::min(frames.size(), out.size());
+  for (std::size_t i = 0; i < n; ++i) out[i] = transport::view(frames[i]);
+  return {out.data(), n};
 }
 
 }  // namespace
@@ -99,131 +89,118 @@ Engine::~Engine() {
   context_.close();
 }
 
-void Engine::post(std::unique_ptr<Command> cmd) {
+void Engine::post(Control control) {
   bool was_empty;
   {
     std::lock_guard lock(mutex_);
-    was_empty = queue_.empty();
-    queue_.push_back(std::move(cmd));
+    was_empty = sends_.empty() && controls_.empty();
+    controls_.push_back(std::move(control));
   }
   if (was_empty) wakeup_.notify();
 }
 
-std::shared_ptr<Pending> Engine::send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
-                                      std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
-                                      std::function<void(Pending&)> on_done) {
-  auto cmd = std::make_unique<Command>();
-  char id[16];
+void Engine::send(std::shared_ptr<Pending> pending) {
+  pending->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  bool was_empty;
   {
-    std::lock_guard lock(id_mutex_);
-    std::snprintf(id, sizeof id, "%08x", next_id_++);
+    std::lock_guard lock(mutex_);
+    was_empty = sends_.empty() && controls_.empty();
+    sends_.push_back(std::move(pending));
   }
-  cmd->endpoint = endpoint;
-  cmd->id = id;
-  cmd->target = target;
-  cmd->frames = protocol::encode(cmd->id, type, target, flags, payload);
-  cmd->bulk = std::move(bulk);
-  cmd->wants_ack = (flags & protocol::NO_ACK) == 0;
-  cmd->wants_rep = (flags & protocol::NO_REP) == 0;
-  auto pending = std::make_shared<Pending>();
-  pending->endpoint = endpoint;
-  pending->id = cmd->id;
-  pending->on_done = std::move(on_done);
-  cmd->pending = pending;
-  post(std::move(cmd));
-  return pending;
+  if (was_empty) wakeup_.notify();
 }
 
-void Engine::wait(Pending& pending, double timeout, const std::string& what) {
-  try {
-    pending.wait(timeout, what);
-  } catch (const TimeoutError&) {
-    bool done;
-    {
-      std::lock_guard lock(pending.mutex);
-      done = pending.done;
-    }
-    if (!done) abandon(pending.endpoint, pending.id);
-    throw;
+void Engine::send_and_wait(const std::shared_ptr<WaitedPending>& pending, double timeout, const std::string& what) {
+  send(pending);
+  if (!pending->wait_for(timeout)) {
+    abandon(pending->endpoint, pending->id);
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f", timeout);
+    throw TimeoutError(what + ": no response received in " + text + " s");
   }
+  pending->throw_failure();
 }
 
-void Engine::abandon(const std::string& endpoint, const std::string& id) {
-  post(Command::control(Command::abandon, endpoint, id, {}));
+void Engine::abandon(const std::string& endpoint, std::uint32_t id) {
+  post(Control{Control::abandon, endpoint, id, {}});
 }
 
 void Engine::subscribe(const std::string& pub_endpoint, const std::string& topic) {
-  post(Command::control(Command::subscribe, pub_endpoint, {}, topic));
+  post(Control{Control::subscribe, pub_endpoint, 0, topic});
 }
 
 void Engine::unsubscribe(const std::string& pub_endpoint, const std::string& topic) {
-  post(Command::control(Command::unsubscribe, pub_endpoint, {}, topic));
+  post(Control{Control::unsubscribe, pub_endpoint, 0, topic});
 }
 
-void Engine::execute(Command& cmd) {
-  auto log = logger("mktl.client");
-  switch (cmd.kind) {
-    case Command::send: {
-      auto& d = dealers_[cmd.endpoint];
-      try {
-        if (!d) {
-          d = std::make_unique<Dealer>();
-          d->endpoint = cmd.endpoint;
-          d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-          d->socket.set(zmq::sockopt::linger, 0);
-          d->socket.set(zmq::sockopt::sndhwm, 100000);
-          d->socket.set(zmq::sockopt::rcvhwm, 100000);
-          d->socket.connect(cmd.endpoint);
-        }
-        std::size_t n = cmd.frames.size();
-        bool more_bulk = cmd.bulk.has_value();
-        for (std::size_t i = 0; i < n; ++i)
-          d->socket.send(zmq::buffer(cmd.frames[i]),
-                         (i + 1 < n || more_bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
-        if (more_bulk) d->socket.send(transport::share_bulk(*cmd.bulk), zmq::send_flags::none);
-      } catch (const zmq::error_t& e) {
-        if (d && !d->socket) dealers_.erase(cmd.endpoint);
-        fail(*cmd.pending, "RuntimeError", "cannot send to " + cmd.endpoint + ": " + e.what());
-        return;
-      }
-      if (!cmd.wants_rep) {
-        complete(*cmd.pending);  // fire and forget
-        return;
-      }
-      auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
-      d->waiting[cmd.id] = {cmd.pending, deadline, cmd.wants_ack, cmd.target};
+void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
+  auto& d = dealers_[p.endpoint];
+  try {
+    if (!d) {
+      d = std::make_unique<Dealer>();
+      d->endpoint = p.endpoint;
+      d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
+      d->socket.set(zmq::sockopt::linger, 0);
+      d->socket.set(zmq::sockopt::sndhwm, 100000);
+      d->socket.set(zmq::sockopt::rcvhwm, 100000);
+      d->socket.connect(p.endpoint);
+    }
+    auto id = protocol::format_request_id(p.id);
+    auto type = protocol::type_name(p.type);
+    std::string flags = protocol::encode_flags(p.flags);
+    const std::string_view frames[] = {protocol::kVersion, {id.data(), id.size()}, type, p.target, flags,
+                                       p.request_payload};
+    const bool bulk = p.request_bulk.has_value();
+    for (std::size_t i = 0; i < std::size(frames); ++i)
+      d->socket.send(zmq::const_buffer(frames[i].data(), frames[i].size()),
+                     (i + 1 < std::size(frames) || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (bulk) d->socket.send(transport::share_bulk(*p.request_bulk), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    if (d && !d->socket) dealers_.erase(p.endpoint);
+    fail(p, "RuntimeError", "cannot send to " + p.endpoint + ": " + e.what());
+    p.finish();
+    return;
+  }
+  if (p.flags & protocol::NO_REP) {
+    p.finish();  // fire and forget
+    return;
+  }
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  d->waiting[p.id] = {std::move(owner), deadline, (p.flags & protocol::NO_ACK) == 0};
+}
+
+void Engine::execute(Control& c) {
+  switch (c.kind) {
+    case Control::abandon: {
+      auto it = dealers_.find(c.endpoint);
+      if (it != dealers_.end()) it->second->waiting.erase(c.id);
       return;
     }
-    case Command::abandon: {
-      auto it = dealers_.find(cmd.endpoint);
-      if (it != dealers_.end()) it->second->waiting.erase(cmd.id);
-      return;
-    }
-    case Command::subscribe: {
-      auto& s = subs_[cmd.endpoint];
+    case Control::subscribe: {
+      auto& s = subs_[c.endpoint];
       if (!s) {
         s = std::make_unique<Sub>();
         s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
         s->socket.set(zmq::sockopt::linger, 0);
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
         try {
-          s->socket.connect(cmd.endpoint);
+          s->socket.connect(c.endpoint);
         } catch (const zmq::error_t& e) {
-          log->error("cannot connect to {}: {}", cmd.endpoint, e.what());
-          subs_.erase(cmd.endpoint);
+          logger("mktl.client")->error("cannot connect to {}: {}", c.endpoint, e.what());
+          subs_.erase(c.endpoint);
           return;
         }
       }
-      if (s->topics[cmd.target]++ == 0) s->socket.set(zmq::sockopt::subscribe, cmd.target);
+      if (s->topics[c.topic]++ == 0) s->socket.set(zmq::sockopt::subscribe, c.topic);
       return;
     }
-    case Command::unsubscribe: {
-      auto it = subs_.find(cmd.endpoint);
+    case Control::unsubscribe: {
+      auto it = subs_.find(c.endpoint);
       if (it == subs_.end()) return;
-      auto t = it->second->topics.find(cmd.target);
+      auto t = it->second->topics.find(c.topic);
       if (t == it->second->topics.end()) return;
       if (--t->second == 0) {
-        it->second->socket.set(zmq::sockopt::unsubscribe, cmd.target);
+        it->second->socket.set(zmq::sockopt::unsubscribe, c.topic);
         it->second->topics.erase(t);
       }
       return;
@@ -232,40 +209,36 @@ void Engine::execute(Command& cmd) {
 }
 
 void Engine::on_dealer(Dealer& d) {
+  auto& frames = d.frames;
+  std::array<std::string_view, 8> parts;
+  std::string error;
   for (int burst = 0; burst < 1024; ++burst) {
-    std::vector<zmq::message_t> frames;
     try {
       if (!transport::recv_multipart(d.socket, frames)) return;
     } catch (const zmq::error_t& e) {
       logger("mktl.client")->warn("receive from {} failed: {}", d.endpoint, e.what());
       return;
     }
-    auto parts = transport::views(frames);
-    auto decoded = protocol::decode(parts);
-    if (!decoded.message) {
-      logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint,
-                                  decoded.error ? decoded.error->text : "?");
+    auto response = protocol::decode_response(views_of(frames, parts), &error);
+    if (!response) {
+      logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint, error);
       continue;
     }
-    auto& msg = *decoded.message;
-    auto it = d.waiting.find(msg.id);
+    auto id = protocol::parse_request_id(response->id);
+    if (!id) continue;
+    auto it = d.waiting.find(*id);
     if (it == d.waiting.end()) continue;  // late answer to an abandoned request
-    if (msg.type == protocol::MessageType::ACK) {
-      std::lock_guard lock(it->second.pending->mutex);
-      it->second.pending->acked = true;
+    if (response->type == protocol::MessageType::ACK) {
       it->second.wants_ack = false;
       continue;
     }
-    if (msg.type != protocol::MessageType::REP) continue;
+    if (response->type != protocol::MessageType::REP) continue;
     // A REP before its ACK counts as both.
     auto pending = std::move(it->second.pending);
     d.waiting.erase(it);
-    {
-      std::lock_guard lock(pending->mutex);
-      pending->payload = std::move(msg.payload);
-      if (msg.has_bulk) pending->bulk = transport::adopt_bulk(std::move(frames.back()));
-    }
-    complete(*pending);
+    pending->payload.assign(response->payload);
+    if (response->has_bulk) pending->bulk = transport::adopt_bulk(std::move(frames.back()));
+    pending->finish();
   }
 }
 
@@ -297,8 +270,9 @@ void Engine::expire_acks() {
       if (it->second.wants_ack && now >= it->second.ack_deadline) {
         char text[64];
         std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
-        fail(*it->second.pending, "TimeoutError",
-             it->second.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+        auto& p = *it->second.pending;
+        fail(p, "TimeoutError", p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+        p.finish();
         it = d->waiting.erase(it);
       } else {
         ++it;
@@ -311,7 +285,8 @@ void Engine::run(std::stop_token stop) {
   std::vector<zmq::pollitem_t> items;
   std::vector<Dealer*> dealer_of;
   std::vector<Sub*> sub_of;
-  std::vector<std::unique_ptr<Command>> batch;
+  std::vector<std::shared_ptr<Pending>> sends;
+  std::vector<Control> controls;
   while (!stop.stop_requested()) {
     items.clear();
     dealer_of.clear();
@@ -347,10 +322,14 @@ void Engine::run(std::stop_token stop) {
     if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
     {
       std::lock_guard lock(mutex_);
-      batch.swap(queue_);
+      sends.swap(sends_);
+      controls.swap(controls_);
     }
-    for (auto& cmd : batch) execute(*cmd);
-    batch.clear();
+    // Sends first: an abandon always follows the send it undoes.
+    for (auto& p : sends) execute(*p, p);
+    for (auto& c : controls) execute(c);
+    sends.clear();
+    controls.clear();
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
       if (dealer_of[i]) on_dealer(*dealer_of[i]);
@@ -362,12 +341,14 @@ void Engine::run(std::stop_token stop) {
   // no caller blocks on a dead engine.
   {
     std::lock_guard lock(mutex_);
-    batch.swap(queue_);
+    sends.swap(sends_);
   }
-  for (auto& cmd : batch)
-    if (cmd->kind == Command::send) execute(*cmd);
+  for (auto& p : sends) execute(*p, p);
   for (auto& [ep, d] : dealers_)
-    for (auto& [id, w] : d->waiting) fail(*w.pending, "RuntimeError", "client closed");
+    for (auto& [id, w] : d->waiting) {
+      fail(*w.pending, "RuntimeError", "client closed");
+      w.pending->finish();
+    }
 }
 
 struct DirectRequests::Socket {
@@ -399,8 +380,8 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
                                                              const std::optional<Bulk>& bulk, double timeout) {
   Socket* s = socket_for(endpoint);
   if (!s) return std::nullopt;
-  char id[16];
-  std::snprintf(id, sizeof id, "%08x", next_id_.fetch_add(1));
+  auto id_text = protocol::format_request_id(next_id_.fetch_add(1));
+  std::string_view id(id_text.data(), id_text.size());
   auto frames = protocol::encode(id, type, target, 0, payload);
   for (std::size_t i = 0; i < frames.size(); ++i)
     s->socket.send(zmq::buffer(frames[i]),
@@ -412,6 +393,7 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
   auto rep_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
   bool acked = false;
   std::vector<zmq::message_t> parts;
+  std::array<std::string_view, 8> views;
   while (true) {
     auto deadline = acked ? rep_deadline : std::min(ack_deadline, rep_deadline);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -430,16 +412,16 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
     // Drain what is there: answers to our request, or late ones to an earlier
     // request of this thread that timed out (ignored).
     while (transport::recv_multipart(s->socket, parts)) {
-      auto decoded = protocol::decode(transport::views(parts));
-      if (!decoded.message || decoded.message->id != id) continue;
-      if (decoded.message->type == protocol::MessageType::ACK) {
+      auto response = protocol::decode_response(views_of(parts, views));
+      if (!response || response->id != id) continue;
+      if (response->type == protocol::MessageType::ACK) {
         acked = true;
         continue;
       }
-      if (decoded.message->type != protocol::MessageType::REP) continue;
+      if (response->type != protocol::MessageType::REP) continue;
       Answer answer;
-      answer.payload = std::move(decoded.message->payload);
-      if (decoded.message->has_bulk) answer.bulk = transport::adopt_bulk(std::move(parts.back()));
+      answer.payload = std::string(response->payload);
+      if (response->has_bulk) answer.bulk = transport::adopt_bulk(std::move(parts.back()));
       return answer;
     }
   }

@@ -28,23 +28,55 @@
 
 namespace mktl::detail {
 
-// One request in flight, shared by the caller and the I/O thread.
-struct Pending {
-  std::string endpoint;  // where it went, and its id: to abandon it
-  std::string id;
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool acked = false;
-  bool done = false;
+// One request and, once it is answered, its outcome; shared by the caller and
+// the I/O thread. Subclasses say what completion does (wake a blocked caller,
+// fulfil a promise), so a request costs one allocation and no type erasure.
+class Pending {
+ public:
+  Pending(std::string endpoint, protocol::MessageType type, std::string target, std::uint64_t flags,
+          std::string payload, std::optional<Bulk> bulk)
+      : endpoint(std::move(endpoint)), type(type), target(std::move(target)), flags(flags),
+        request_payload(std::move(payload)), request_bulk(std::move(bulk)) {}
+  virtual ~Pending() = default;
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+
+  // The request; the I/O thread reads it when it sends.
+  const std::string endpoint;
+  const protocol::MessageType type;
+  const std::string target;
+  const std::uint64_t flags;
+  std::string request_payload;
+  std::optional<Bulk> request_bulk;
+  std::uint32_t id = 0;  // set by Engine::send
+
+  // The outcome, in place before finish() runs: the REP's payload and bulk
+  // frame, or a local failure (type, text) such as a missing ACK.
   std::string payload;
   std::optional<Bulk> bulk;
-  std::optional<std::pair<std::string, std::string>> failure;  // type, text (local failures)
-  // For futures; runs on the I/O thread and is handed this Pending, since the
-  // REP may come before send() has returned it to its caller.
-  std::function<void(Pending&)> on_done;
+  std::optional<std::pair<std::string, std::string>> failure;
 
-  // Waits for the REP; throws TimeoutError after `timeout` seconds.
-  void wait(double timeout, const std::string& what);
+  // Throws the local failure, if there is one.
+  void throw_failure() const;
+
+ protected:
+  friend class Engine;
+  // Runs once, on the I/O thread. It may run before Engine::send returns.
+  virtual void finish() = 0;
+};
+
+// A request whose caller blocks until it completes.
+class WaitedPending final : public Pending {
+ public:
+  using Pending::Pending;
+  // True once finished; false when `timeout` seconds passed first.
+  bool wait_for(double timeout);
+
+ private:
+  void finish() override;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
 };
 
 struct BroadcastHandler {
@@ -57,30 +89,31 @@ class Engine {
   Engine(double ack_timeout, BroadcastHandler& handler);
   ~Engine();
 
-  // Sends a request; the Pending completes with the REP (or a failure).
-  std::shared_ptr<Pending> send(const std::string& endpoint, protocol::MessageType type, const std::string& target,
-                                std::uint64_t flags, std::string payload, std::optional<Bulk> bulk,
-                                std::function<void(Pending&)> on_done = {});
+  // Queues a request; its Pending finishes with the REP (at once when the
+  // request asks for no REP) or a failure.
+  void send(std::shared_ptr<Pending> pending);
   // Forgets a request its caller gave up on.
-  void abandon(const std::string& endpoint, const std::string& id);
-  // Pending::wait, and on a timeout forgets the request (no entry is left
-  // behind waiting for a REP that may never come).
-  void wait(Pending& pending, double timeout, const std::string& what);
+  void abandon(const std::string& endpoint, std::uint32_t id);
+  // Sends and blocks until the REP; on a timeout forgets the request (no entry
+  // is left behind waiting for a REP that may never come) and throws
+  // TimeoutError. Throws the request's local failure, if any.
+  void send_and_wait(const std::shared_ptr<WaitedPending>& pending, double timeout, const std::string& what);
   zmq::context_t& context() { return context_; }
   // SUB side: refcounted topic subscriptions per publisher endpoint.
   void subscribe(const std::string& pub_endpoint, const std::string& topic);
   void unsubscribe(const std::string& pub_endpoint, const std::string& topic);
 
  private:
-  struct Command;
+  struct Control;
   struct Dealer;
   struct Sub;
   void run(std::stop_token stop);
-  void execute(Command& cmd);
+  void execute(Pending& request, std::shared_ptr<Pending>& owner);
+  void execute(Control& control);
   void on_dealer(Dealer& d);
   void on_sub(Sub& s);
   void expire_acks();
-  void post(std::unique_ptr<Command> cmd);
+  void post(Control control);
 
   double ack_timeout_;
   BroadcastHandler& handler_;
@@ -89,11 +122,11 @@ class Engine {
   zmq::context_t context_{1};
   transport::Wakeup wakeup_;
   std::mutex mutex_;
-  std::vector<std::unique_ptr<Command>> queue_;
+  std::vector<std::shared_ptr<Pending>> sends_;  // guarded by mutex_
+  std::vector<Control> controls_;                // guarded by mutex_
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
-  std::uint32_t next_id_ = 0;
-  std::mutex id_mutex_;
+  std::atomic<std::uint32_t> next_id_{0};
   std::jthread thread_;
 };
 
