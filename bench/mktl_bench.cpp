@@ -12,7 +12,8 @@
 //
 // Groups: rt (sequential round trips), inflight (64 in flight, fire and
 // forget), bcast (broadcasts), bulk (8 MiB), mk (`mk get` as a process),
-// startup (10,000-item daemon).
+// startup (10,000-item daemon), reference (with $MKTL_REFERENCE: the Python
+// reference's daemon and client on the same workloads, see run_reference).
 #include "bench_util.hpp"
 
 #include <mktl/mktl.hpp>
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -392,6 +394,207 @@ bench::Child start_server(const std::vector<std::string>& argv, const std::strin
 
 bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
 
+// The 10,000-item catalog of the start-up benchmarks, as a catalog file.
+void write_fill_catalog(const std::string& path) {
+  mktl::Json items = mktl::Json::object();
+  char key[32];
+  for (int k = 0; k < 10000; ++k) {
+    std::snprintf(key, sizeof key, "fill%05d", k);
+    items[key] = {{"type", "numeric"}, {"description", "filler item for the start-up benchmark"},
+                  {"units", "V"}, {"initial", k}};
+  }
+  std::ofstream(path) << items.dump();
+}
+
+// ---- the Python reference (MKTL_REFERENCE) ------------------------------------
+//
+// With $MKTL_REFERENCE naming a checkout of the Python reference, the same
+// workloads run against it in the same process layout: a reference daemon
+// (its sbin/mkd with bench/reference_daemon.py) and a reference client
+// process (bench/reference_client.py), both Python. The drivers live next to
+// this file; bench/reference_run.py keeps the reference's discovery on this
+// machine.
+
+constexpr const char* kPython = "/usr/bin/python3";  // with zmq and numpy, as the interop tests need
+
+#ifndef MKTL_BENCH_SOURCE_DIR
+#error "MKTL_BENCH_SOURCE_DIR (the bench/ source directory, for its Python drivers) is not defined"
+#endif
+
+struct ReferenceSeries {
+  const char* name;
+  const char* what;
+  Unit unit;
+};
+
+// What bench/reference_client.py reports ("result series=NAME value=X").
+const ReferenceSeries kReferenceSeries[] = {
+    {"ref_get", "reference GET sequential (protocol.request.send)", Unit::rate},
+    {"ref_get_refresh", "reference Item.get(refresh=True) sequential", Unit::rate},
+    {"ref_set", "reference SET sequential (Item.set, REP awaited)", Unit::rate},
+    {"ref_bcast", "reference broadcasts received (register callback)", Unit::rate},
+    {"ref_publish", "… reference daemon side: Item.publish() calls", Unit::rate},
+    {"ref_bcast_share", "… share of reference broadcasts received (%)", Unit::count},
+};
+
+// Stops a reference daemon and the processes it started: its mkd starts
+// mkpersistd, which otherwise outlives it while it works through the catalog.
+void stop_reference_daemon(bench::Child& daemon) {
+  if (daemon.pid() <= 0) return;
+  std::error_code ec;
+  for (auto& entry : fs::directory_iterator("/proc", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto paren = stat.rfind(')');  // "pid (comm) state ppid ..."; comm may hold spaces
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(paren + 1));
+    std::string state;
+    pid_t ppid = 0;
+    fields >> state >> ppid;
+    if (ppid == daemon.pid()) ::kill(std::stoi(name), SIGTERM);
+  }
+  daemon.terminate();
+}
+
+// Stops a reference daemon however its scope ends (a failed run throws).
+struct ReferenceDaemonStop {
+  bench::Child& daemon;
+  ~ReferenceDaemonStop() { stop_reference_daemon(daemon); }
+};
+
+void reference_section(const Options& o, Results& R) {
+  const std::string here = MKTL_BENCH_SOURCE_DIR;
+  const std::string run = here + "/reference_run.py";
+  const std::string home = std::getenv("MKTL_HOME");
+  // One $MKTL_HOME per role, as if each ran on its own machine; the client's
+  // is also `mk`'s, so that `mk get` finds the catalog the client cached.
+  const std::string daemon_home = home + "/reference-daemon", client_home = home + "/reference-client",
+                    fill_home = home + "/reference-fill";
+  for (auto& dir : {daemon_home, client_home, fill_home}) fs::create_directories(dir);
+  // Each repetition takes a few seconds in Python: at most 7 of them keep
+  // the whole section near half a minute.
+  const int reps = std::min(o.reps, 7);
+  const double D = o.duration;
+
+  std::string line;
+  auto daemon = start_server({kPython, run, daemon_home, "sbin/mkd", "refbench", "refbench1", "-c",
+                              here + "/reference_items.json", "-m", "reference_daemon", "-s", "BenchDaemon"},
+                             "reference_daemon ready", &line);
+  ReferenceDaemonStop stop_daemon{daemon};
+  const std::string port = bench::field_of(line, "rep");
+
+  {
+    auto client = bench::Child::spawn({kPython, here + "/reference_client.py", client_home, "127.0.0.1", port,
+                                       "refbench", "--reps", std::to_string(reps), "--duration", fixed(D, 3),
+                                       "--count", o.quick ? "500" : "20000"},
+                                      false);
+    for (auto& s : kReferenceSeries) R.get(s.name, s.what, s.unit);  // table order
+    while (true) {
+      auto l = client.read_line(120);
+      if (!l) throw std::runtime_error("bench/reference_client.py stopped before it was done");
+      if (*l == "reference_client done") break;
+      if (l->rfind("result ", 0) != 0) continue;
+      std::string name = bench::field_of(*l, "series");
+      auto* series = std::find_if(std::begin(kReferenceSeries), std::end(kReferenceSeries),
+                                  [&](const ReferenceSeries& s) { return name == s.name; });
+      if (series == std::end(kReferenceSeries)) throw std::runtime_error("unknown reference series in '" + *l + "'");
+      R.add(series->name, series->what, series->unit, std::atof(bench::field_of(*l, "value").c_str()));
+    }
+    client.wait();
+  }
+
+  {
+    // `mk get` as a whole process, through reference_run.py (which runs bin/mk in its own interpreter).
+    auto& s = R.get("ref_mk_get", "reference `mk get refbench.value` (whole process)", Unit::ms);
+    int runs = o.quick ? 2 : 10;
+    for (int i = 0; i < runs + 1; ++i) {
+      auto start = Clock::now();
+      auto child = bench::Child::spawn({kPython, run, client_home, "bin/mk", "get", "refbench.value"});
+      std::string out;
+      while (auto l = child.read_line(30)) out += *l;
+      int status = child.wait();
+      double ms = seconds_since(start) * 1e3;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.find("value") == std::string::npos) {
+        s.note = "the reference's mk get failed (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
+        s.values.clear();
+        break;
+      }
+      if (i > 0) s.values.push_back(ms);  // the first run warms the page cache
+    }
+  }
+
+  {
+    // Our client against the reference daemon: how much of the gap is the client.
+    mktl::ClientOptions copts = mktl::ClientOptions::from_env();
+    copts.ack_timeout = 5;
+    mktl::Client client(copts);
+    client.connect("tcp://127.0.0.1:" + port, "refbench");
+    double v = 1e6, sink = 0;
+    auto get = [&] { sink += client.get("refbench.value").value.get<double>(); };
+    auto set = [&] { client.set("refbench.value", mktl::Reading(mktl::Json(v++))); };
+    for (int i = 0; i < 20; ++i) get(), set();
+    auto rate = [&](auto& one, double seconds) {
+      long n = 0;
+      auto start = Clock::now();
+      do {
+        for (int j = 0; j < 8; ++j, ++n) one();
+      } while (seconds_since(start) < seconds);
+      return n / seconds_since(start);
+    };
+    for (int rep = 0; rep < reps; ++rep) {
+      R.add("mktl_on_ref_get", "mktl client → reference daemon, GET sequential", Unit::rate,
+            rate(get, D) + (sink < -1 ? 1 : 0));
+      R.add("mktl_on_ref_set", "mktl client → reference daemon, SET sequential", Unit::rate, rate(set, D));
+    }
+  }
+  stop_reference_daemon(daemon);
+
+  if (!o.quick) {
+    // About ten seconds: once is enough.
+    std::string catalog = fill_home + "/fill10k.json";
+    write_fill_catalog(catalog);
+    auto start = Clock::now();
+    auto d = start_server({kPython, run, fill_home, "sbin/mkd", "refill", "fill", "-c", catalog, "-m",
+                           "reference_daemon", "-s", "BenchDaemon"},
+                          "reference_daemon ready", nullptr);
+    ReferenceDaemonStop stop_fill{d};
+    R.add("ref_ready10k", "reference 10,000 items: mkd start to setup_final()", Unit::ms,
+          seconds_since(start) * 1e3);
+    R.add("ref_rss10k", "reference 10,000 items: RSS when ready", Unit::mb,
+          bench::proc_status(d.pid(), "VmRSS") / 1024.0);
+    R.add("ref_threads10k", "reference 10,000 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
+    stop_reference_daemon(d);
+  }
+}
+
+void run_reference(const Options& o, Results& R) {
+  auto log = [](const std::string& what) { std::cerr << "mktl_bench: " << what << std::endl; };
+  const char* reference = std::getenv("MKTL_REFERENCE");
+  if (!reference || !*reference) {
+    log("MKTL_REFERENCE is not set: the comparison with the Python reference is skipped");
+    return;
+  }
+  log(std::string("the Python reference in ") + reference);
+  auto start = Clock::now();
+  std::string problem;
+  if (!executable(kPython)) problem = std::string(kPython) + " not found";
+  else if (!fs::exists(fs::path(reference) / "sbin" / "mkd")) problem = std::string(reference) + "/sbin/mkd not found";
+  if (problem.empty()) {
+    try {
+      reference_section(o, R);
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+  }
+  if (!problem.empty()) {
+    log("reference comparison failed: " + problem);
+    R.get("reference", "Python reference (MKTL_REFERENCE)", Unit::count).note = problem;
+  }
+  log("the Python reference took " + fixed(seconds_since(start), 1) + " s");
+}
+
 // ---- report --------------------------------------------------------------------
 
 void report(const Results& results, const std::vector<Target>& targets, const Options& options) {
@@ -427,6 +630,40 @@ void report(const Results& results, const std::vector<Target>& targets, const Op
         << " s per timed run, baseline and mktl interleaved).\n\n"
         << md.str();
   }
+}
+
+// Ratios to the Python reference, for information only. The two sides are
+// not interleaved (the reference runs after every mktl benchmark), so these
+// are ratios of medians, not medians of pairwise ratios. Absent without
+// MKTL_REFERENCE.
+void add_reference_targets(const Results& r, std::vector<Target>& targets) {
+  bool any = std::any_of(std::begin(kReferenceSeries), std::end(kReferenceSeries),
+                         [&](const ReferenceSeries& s) { return r.find(s.name) != nullptr; });
+  if (!any && !r.find("ref_mk_get") && !r.find("ref_ready10k")) return;
+  auto ratio = [&](const std::string& what, const std::string& a, const std::string& b) {
+    Target t;
+    t.what = what;
+    t.goal = "—";
+    t.info = true;
+    auto* sa = r.find(a);
+    auto* sb = r.find(b);
+    if (!sa || !sb) {
+      t.shown = "n/a";
+    } else {
+      double ma = bench::median(sa->values), mb = bench::median(sb->values);
+      double m = mb > 0 ? ma / mb : 0;
+      t.shown = fixed(m, m < 10 ? 2 : 1) + "× (" + show(ma, sa->unit) + " vs " + show(mb, sb->unit) + ")";
+    }
+    targets.push_back(t);
+  };
+  ratio("(info) mktl GET / reference GET, sequential", "mktl_get", "ref_get");
+  ratio("(info) mktl SET / reference SET, sequential", "mktl_set", "ref_set");
+  ratio("(info) mktl / reference broadcasts received", "mktl_bcast", "ref_bcast");
+  ratio("(info) reference / mktl `mk get` time", "ref_mk_get", "mk_get");
+  ratio("(info) reference / mktl 10,000-item start to ready", "ref_ready10k", "ready10k");
+  ratio("(info) reference / mktl 10,000-item RSS", "ref_rss10k", "rss10k");
+  ratio("(info) reference daemon, mktl / reference client: GET", "mktl_on_ref_get", "ref_get");
+  ratio("(info) reference daemon, mktl / reference client: SET", "mktl_on_ref_set", "ref_set");
 }
 
 std::vector<Target> evaluate(const Results& r) {
@@ -498,6 +735,7 @@ std::vector<Target> evaluate(const Results& r) {
     }
     targets.push_back(t);
   }
+  add_reference_targets(r, targets);
   return targets;
 }
 
@@ -521,8 +759,12 @@ Options parse(int argc, char** argv) {
       std::stringstream s(next());
       for (std::string g; std::getline(s, g, ',');) o.only.insert(g);
     } else if (a == "-h" || a == "--help") {
-      std::cout << "usage: mktl_bench [--reps N] [--duration S] [--quick] [--only rt,inflight,bcast,bulk,mk,startup]\n"
-                   "                  [--markdown FILE] [--mk PATH] [--markd PATH]\n";
+      std::cout << "usage: mktl_bench [--reps N] [--duration S] [--quick]\n"
+                   "                  [--only rt,inflight,bcast,bulk,mk,startup,reference]\n"
+                   "                  [--markdown FILE] [--mk PATH] [--markd PATH]\n"
+                   "With MKTL_REFERENCE naming a checkout of the Python reference, its daemon and\n"
+                   "client run the same workloads too (group reference; --quick skips its\n"
+                   "10,000-item start-up).\n";
       std::exit(0);
     } else {
       throw std::runtime_error("unknown option " + a);
@@ -808,16 +1050,7 @@ void run_all(const Options& o, Results& R) {
       s.note = o.markd + " not built";
     } else {
       std::string catalog = std::string(std::getenv("MKTL_HOME")) + "/fill10k.json";
-      {
-        mktl::Json items = mktl::Json::object();
-        char key[32];
-        for (int k = 0; k < 10000; ++k) {
-          std::snprintf(key, sizeof key, "fill%05d", k);
-          items[key] = {{"type", "numeric"}, {"description", "filler item for the start-up benchmark"},
-                        {"units", "V"}, {"initial", k}};
-        }
-        std::ofstream(catalog) << items.dump();
-      }
+      write_fill_catalog(catalog);
       for (int i = 0; i < n; ++i) {
         auto start = Clock::now();
         auto d = bench::Child::spawn({o.markd, "--catalog", catalog, "--no-discovery", "--bind", "127.0.0.1",
@@ -837,6 +1070,8 @@ void run_all(const Options& o, Results& R) {
 
   raw_server.terminate();
   daemon.terminate();
+
+  if (o.wants("reference")) run_reference(o, R);
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 #   scripts/bench.sh [mktl_bench options]      e.g. --reps 7, --only rt,bcast
 #
 # Environment: BUILD_DIR (default build-release), JOBS (default 2),
-# NO_DOC=1 to leave docs/performance.md alone.
+# NO_DOC=1 to leave docs/performance.md alone, MKTL_REFERENCE=/path/to/mKTL
+# to run the same workloads against the Python reference too.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
