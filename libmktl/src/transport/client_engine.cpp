@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <deque>
 #include <span>
 
 namespace mktl::detail {
@@ -46,10 +47,22 @@ struct Engine::Dealer {
   std::string endpoint;
   struct Waiting {
     std::shared_ptr<Pending> pending;
-    Clock::time_point ack_deadline;
     bool wants_ack;
   };
   std::unordered_map<std::uint32_t, Waiting> waiting;
+  // Requests still owed an ACK, in sending order. Every request gets the same
+  // ACK timeout, so the front has the earliest deadline; entries whose ACK or
+  // REP came are skipped when they reach the front.
+  std::deque<std::pair<std::uint32_t, Clock::time_point>> ack_order;
+  // The earliest deadline of a request still owed its ACK (max when none).
+  Clock::time_point next_ack_deadline() {
+    while (!ack_order.empty()) {
+      auto it = waiting.find(ack_order.front().first);
+      if (it != waiting.end() && it->second.wants_ack) return ack_order.front().second;
+      ack_order.pop_front();
+    }
+    return Clock::time_point::max();
+  }
   std::vector<zmq::message_t> frames;  // reused for every received message
 };
 
@@ -89,25 +102,32 @@ Engine::~Engine() {
   context_.close();
 }
 
+// Wakes the I/O thread if it is (about to be) blocked in poll. A busy I/O
+// thread takes the queue on its next turn without a system call on either
+// side. Both sides store, then load (all sequentially consistent): either the
+// caller sees polling_ and writes the eventfd, or the I/O thread sees queued_
+// and does not block.
+void Engine::queued() {
+  if (polling_.load()) wakeup_.notify();
+}
+
 void Engine::post(Control control) {
-  bool was_empty;
   {
     std::lock_guard lock(mutex_);
-    was_empty = sends_.empty() && controls_.empty();
     controls_.push_back(std::move(control));
+    queued_.fetch_add(1);
   }
-  if (was_empty) wakeup_.notify();
+  queued();
 }
 
 void Engine::send(std::shared_ptr<Pending> pending) {
   pending->id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  bool was_empty;
   {
     std::lock_guard lock(mutex_);
-    was_empty = sends_.empty() && controls_.empty();
     sends_.push_back(std::move(pending));
+    queued_.fetch_add(1);
   }
-  if (was_empty) wakeup_.notify();
+  queued();
 }
 
 void Engine::send_and_wait(const std::shared_ptr<WaitedPending>& pending, double timeout, const std::string& what) {
@@ -166,7 +186,9 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
     return;
   }
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
-  d->waiting[p.id] = {std::move(owner), deadline, (p.flags & protocol::NO_ACK) == 0};
+  const bool wants_ack = (p.flags & protocol::NO_ACK) == 0;
+  d->waiting[p.id] = {std::move(owner), wants_ack};
+  if (wants_ack) d->ack_order.emplace_back(p.id, deadline);
 }
 
 void Engine::execute(Control& c) {
@@ -266,17 +288,16 @@ void Engine::on_sub(Sub& s) {
 void Engine::expire_acks() {
   auto now = Clock::now();
   for (auto& [endpoint, d] : dealers_) {
-    for (auto it = d->waiting.begin(); it != d->waiting.end();) {
-      if (it->second.wants_ack && now >= it->second.ack_deadline) {
-        char text[64];
-        std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
-        auto& p = *it->second.pending;
-        fail(p, "TimeoutError", p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
-        p.finish();
-        it = d->waiting.erase(it);
-      } else {
-        ++it;
-      }
+    while (d->next_ack_deadline() <= now) {
+      auto [id, deadline] = d->ack_order.front();
+      d->ack_order.pop_front();
+      auto it = d->waiting.find(id);
+      char text[64];
+      std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
+      auto& p = *it->second.pending;
+      fail(p, "TimeoutError", p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+      p.finish();
+      d->waiting.erase(it);
     }
   }
 }
@@ -299,8 +320,7 @@ void Engine::run(std::stop_token stop) {
       items.push_back({d->socket.handle(), 0, ZMQ_POLLIN, 0});
       dealer_of.push_back(d.get());
       sub_of.push_back(nullptr);
-      for (auto& [id, w] : d->waiting)
-        if (w.wants_ack && w.ack_deadline < next_deadline) next_deadline = w.ack_deadline;
+      next_deadline = std::min(next_deadline, d->next_ack_deadline());
     }
     for (auto& [ep, s] : subs_) {
       items.push_back({s->socket.handle(), 0, ZMQ_POLLIN, 0});
@@ -312,18 +332,25 @@ void Engine::run(std::stop_token stop) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now()).count() + 1;
       timeout_ms = left < 0 ? 0 : left;
     }
+    // Callers write the eventfd only while this thread may block in poll:
+    // announce that, then look at the queue once more (see queued()).
+    polling_.store(true);
+    if (queued_.load() > 0) timeout_ms = 0;
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
     } catch (const zmq::error_t& e) {
+      polling_.store(false);
       if (e.num() == EINTR) continue;
       logger("mktl.client")->error("poll failed: {}", e.what());
       return;
     }
+    polling_.store(false);
     if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
     {
       std::lock_guard lock(mutex_);
       sends.swap(sends_);
       controls.swap(controls_);
+      queued_.store(0);
     }
     // Sends first: an abandon always follows the send it undoes.
     for (auto& p : sends) execute(*p, p);

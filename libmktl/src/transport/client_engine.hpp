@@ -114,6 +114,7 @@ class Engine {
   void on_sub(Sub& s);
   void expire_acks();
   void post(Control control);
+  void queued();
 
   double ack_timeout_;
   BroadcastHandler& handler_;
@@ -127,6 +128,8 @@ class Engine {
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
   std::atomic<std::uint32_t> next_id_{0};
+  std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
+  std::atomic<bool> polling_{false};    // the I/O thread may block in poll
   std::jthread thread_;
 };
 
