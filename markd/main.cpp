@@ -80,6 +80,8 @@ environment:
   MKTL_HOME              mKTL state directory (default ~/.mKTL)
   MKTL_LOG               log level: trace, debug, info, warn, error, off
   MKTL_BROADCAST         UDP broadcast address for discovery
+  MKTL_AVAHI_MODULE      DNS-SD module to load instead of libmktl_avahi.so
+                         next to libmktl
 
 Exit status:
   0   stopped cleanly by SIGINT or SIGTERM (or --check passed)

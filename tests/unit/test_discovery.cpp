@@ -2,6 +2,7 @@
 // 127.255.255.255, never off this machine.
 #include "discovery/announce.hpp"
 #include "discovery/avahi.hpp"
+#include "discovery/avahi_module.hpp"
 #include "discovery/registry_state.hpp"
 #include "discovery/udp.hpp"
 #include "protocol/codec.hpp"
@@ -21,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -377,6 +379,74 @@ TEST_CASE("Avahi publishes a daemon and browsing finds it", "[avahi]") {
   CHECK(mine->txt["pub"] == "43211");
   CHECK_FALSE(mine->address.empty());
   CHECK_FALSE(mine->host.empty());
+}
+
+// The Avahi code is a module that libmktl loads on first use
+// (discovery/avahi_module.hpp). Without it DNS-SD must fail as it does without
+// avahi-daemon: publishing throws mktl::RuntimeError, browsing finds nothing.
+
+TEST_CASE("The Avahi module is found next to libmktl", "[avahi]") {
+  auto loaded = avahi_module::load("");
+  INFO(loaded.error);
+  REQUIRE(loaded.table);
+  CHECK(loaded.table->abi_version == avahi_module::kAbiVersion);
+}
+
+TEST_CASE("A missing or foreign Avahi module is reported with the reason", "[avahi]") {
+  auto missing = avahi_module::load("/nonexistent/libmktl_avahi.so");
+  CHECK_FALSE(missing.table);
+  CHECK_THAT(missing.error, Catch::Contains("/nonexistent/libmktl_avahi.so"));
+
+  // A loadable library that is not the module.
+  auto foreign = avahi_module::load("libc.so.6");
+  CHECK_FALSE(foreign.table);
+  CHECK_THAT(foreign.error, Catch::Contains(avahi_module::kEntryPoint));
+}
+
+// Run in a child process by the next test: a process loads the module once,
+// so its environment must be set before the first DNS-SD call. Hidden ("[.]")
+// from plain runs and from ctest.
+TEST_CASE("DNS-SD without its module or daemon (child)", "[.][avahi-child]") {
+  const char* expected = std::getenv("MKTL_TEST_EXPECT");
+  REQUIRE(expected);
+  try {
+    AvahiPublisher publisher("avahitest", "unavailable", "uuid", 43210, 43211);
+    FAIL("AvahiPublisher did not throw");
+  } catch (const mktl::RuntimeError& e) {
+    CHECK_THAT(e.what(), Catch::Contains(expected));
+  }
+  CHECK(avahi_browse(1.0).empty());
+}
+
+namespace {
+
+// Runs the hidden child test case above in a new process of this test binary
+// with `environment` prepended; returns its exit status and prints its output.
+int run_child(const std::string& environment) {
+  const auto self = std::filesystem::read_symlink("/proc/self/exe").string();
+  // -w NoTests: fail if the filter selected nothing, so this cannot pass vacuously.
+  const std::string command = environment + " '" + self + "' '[avahi-child]' -w NoTests 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe);
+  std::string output;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  int status = ::pclose(pipe);
+  UNSCOPED_INFO(command << "\n" << output);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("Without the Avahi module, publishing throws and browsing finds nothing", "[avahi]") {
+  CHECK(run_child("MKTL_AVAHI_MODULE=/nonexistent/libmktl_avahi.so MKTL_TEST_EXPECT=/nonexistent/libmktl_avahi.so") ==
+        0);
+}
+
+TEST_CASE("The Avahi module's RuntimeError reaches the caller when D-Bus is unreachable", "[avahi]") {
+  // The module loads, and avahi_client_new fails inside it: the exception
+  // crosses from libmktl_avahi.so into libmktl and this binary.
+  CHECK(run_child("DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent MKTL_TEST_EXPECT=avahi-daemon") == 0);
 }
 
 // ---- announce ---------------------------------------------------------------------

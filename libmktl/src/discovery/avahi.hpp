@@ -2,7 +2,8 @@
 // companion to UDP discovery for networks where broadcasts do not travel.
 // Service type `_mktl._tcp` on the daemon's request port, with TXT records
 // store=, alias=, uuid=, pub=. Needs a running avahi-daemon (on the system
-// D-Bus); no Avahi header leaks out of this module.
+// D-Bus); no Avahi header leaks out of this module. The Avahi code itself is
+// in libmktl_avahi.so, loaded on first use (avahi_module.hpp).
 #pragma once
 
 #include <map>
@@ -19,7 +20,8 @@ inline constexpr const char* kServiceType = "_mktl._tcp";
 //
 // Threading promise: Avahi callbacks run on a private Avahi thread; every
 // method may be called from any thread. The constructor throws
-// mktl::RuntimeError when avahi-daemon cannot be reached.
+// mktl::RuntimeError when avahi-daemon cannot be reached or the Avahi module
+// cannot be loaded.
 class AvahiPublisher {
  public:
   AvahiPublisher(const std::string& store, const std::string& alias, const std::string& uuid, int rep_port,
@@ -49,8 +51,9 @@ struct AvahiFound {
 
 // Browses `_mktl._tcp` and resolves what it finds, until Avahi says it has
 // reported everything it knows and every resolution is done, or `timeout_s`
-// passes. Without a reachable avahi-daemon it logs a warning and returns
-// nothing. Duplicates (one per interface and protocol) are folded.
+// passes. Without a reachable avahi-daemon or a loadable Avahi module it logs
+// a warning and returns nothing. Duplicates (one per interface and protocol)
+// are folded.
 std::vector<AvahiFound> avahi_browse(double timeout_s);
 
 }  // namespace mktl::discovery

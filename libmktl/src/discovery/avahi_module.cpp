@@ -1,4 +1,8 @@
-#include "discovery/avahi.hpp"
+// The DNS-SD module, libmktl_avahi.so: everything that touches Avahi. It is
+// not part of libmktl, which loads it with dlopen on first use (avahi.cpp)
+// so that programs never using DNS-SD do not load libavahi-client and what it
+// drags in. Everything here has internal linkage except the entry point.
+#include "discovery/avahi_module.hpp"
 
 #include "discovery/logger.hpp"
 
@@ -17,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <type_traits>
 
 namespace mktl::discovery {
 
@@ -59,73 +64,113 @@ struct AvahiString {
   }
 };
 
-}  // namespace
-
 // ---- publisher -----------------------------------------------------------------
 
-struct AvahiPublisher::Impl {
+class AvahiPublication final : public avahi_module::Publication {
+ public:
+  AvahiPublication(const std::string& store, const std::string& alias, const std::string& uuid, int rep_port,
+                   int pub_port)
+      : name_(store + " " + alias), rep_port_(rep_port) {
+    AvahiStringList* txt = nullptr;
+    txt = avahi_string_list_add_pair(txt, "store", store.c_str());
+    txt = avahi_string_list_add_pair(txt, "alias", alias.c_str());
+    txt = avahi_string_list_add_pair(txt, "uuid", uuid.c_str());
+    txt = avahi_string_list_add_pair(txt, "pub", std::to_string(pub_port).c_str());
+    txt_.reset(txt);
+
+    poll_ = make_poll();
+    int error = 0;
+    client_.reset(avahi_client_new(avahi_threaded_poll_get(poll_.get()), AvahiClientFlags(0), &on_client, this, &error));
+    if (!client_) throw RuntimeError(no_daemon_text(error));
+    {
+      std::lock_guard lock(mutex_);
+      if (!failure_.empty()) throw RuntimeError(failure_);
+    }
+    if (avahi_threaded_poll_start(poll_.get()) < 0) throw RuntimeError("Avahi: cannot start the poll thread");
+  }
+
+  ~AvahiPublication() override {
+    // Stop the thread first so that no callback runs while we free.
+    avahi_threaded_poll_stop(poll_.get());
+    client_.reset();
+  }
+
+  bool wait_established(double timeout_s) override {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                      [&] { return established_ || !failure_.empty(); });
+    if (!failure_.empty()) throw RuntimeError(failure_);
+    return established_;
+  }
+
+  std::string name() const override {
+    avahi_threaded_poll_lock(poll_.get());
+    std::string out = name_.text ? name_.text : "";
+    avahi_threaded_poll_unlock(poll_.get());
+    return out;
+  }
+
+ private:
   // Owned by the Avahi thread once the poll runs; touched elsewhere only under
   // avahi_threaded_poll_lock.
-  PollPtr poll;
-  ClientPtr client;
-  AvahiEntryGroup* group = nullptr;   // freed with the client
-  AvahiString name;
-  std::unique_ptr<AvahiStringList, StringListDeleter> txt;
-  int rep_port = 0;
+  PollPtr poll_;
+  ClientPtr client_;
+  AvahiEntryGroup* group_ = nullptr;   // freed with the client
+  AvahiString name_;
+  std::unique_ptr<AvahiStringList, StringListDeleter> txt_;
+  int rep_port_ = 0;
 
   // State shared with waiters.
-  mutable std::mutex mutex;
-  std::condition_variable changed;
-  bool established = false;
-  std::string failure;
-
-  explicit Impl(const std::string& service_name) : name(service_name) {}
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool established_ = false;
+  std::string failure_;
 
   void fail(std::string text) {
     log().error("{}", text);
-    std::lock_guard lock(mutex);
-    failure = std::move(text);
-    changed.notify_all();
+    std::lock_guard lock(mutex_);
+    failure_ = std::move(text);
+    changed_.notify_all();
   }
 
   void set_established(bool value) {
-    std::lock_guard lock(mutex);
-    established = value;
-    changed.notify_all();
+    std::lock_guard lock(mutex_);
+    established_ = value;
+    changed_.notify_all();
   }
 
   void create_service(AvahiClient* c) {
-    if (!group) {
-      group = avahi_entry_group_new(c, &Impl::on_group, this);
-      if (!group) return fail(std::string("Avahi: cannot create an entry group: ") + avahi_strerror(avahi_client_errno(c)));
+    if (!group_) {
+      group_ = avahi_entry_group_new(c, &on_group, this);
+      if (!group_) return fail(std::string("Avahi: cannot create an entry group: ") + avahi_strerror(avahi_client_errno(c)));
     }
-    if (!avahi_entry_group_is_empty(group)) return;
+    if (!avahi_entry_group_is_empty(group_)) return;
     for (;;) {
-      int error = avahi_entry_group_add_service_strlst(group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, AvahiPublishFlags(0),
-                                                       name.text, kServiceType, nullptr, nullptr,
-                                                       static_cast<std::uint16_t>(rep_port), txt.get());
+      int error = avahi_entry_group_add_service_strlst(group_, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, AvahiPublishFlags(0),
+                                                       name_.text, kServiceType, nullptr, nullptr,
+                                                       static_cast<std::uint16_t>(rep_port_), txt_.get());
       if (error == AVAHI_ERR_COLLISION) {
-        name.replace_with_alternative();
+        name_.replace_with_alternative();
         continue;
       }
       if (error < 0) return fail(std::string("Avahi: cannot add the service: ") + avahi_strerror(error));
       break;
     }
-    if (int error = avahi_entry_group_commit(group); error < 0)
+    if (int error = avahi_entry_group_commit(group_); error < 0)
       return fail(std::string("Avahi: cannot commit the service: ") + avahi_strerror(error));
   }
 
   static void on_group(AvahiEntryGroup* g, AvahiEntryGroupState state, void* userdata) {
-    auto* self = static_cast<Impl*>(userdata);
+    auto* self = static_cast<AvahiPublication*>(userdata);
     switch (state) {
       case AVAHI_ENTRY_GROUP_ESTABLISHED:
-        log().info("Avahi: published '{}' ({}) on port {}", self->name.text, kServiceType, self->rep_port);
+        log().info("Avahi: published '{}' ({}) on port {}", self->name_.text, kServiceType, self->rep_port_);
         self->set_established(true);
         break;
       case AVAHI_ENTRY_GROUP_COLLISION: {
         // Someone else has our name: take the next alternative and retry.
-        self->name.replace_with_alternative();
-        log().warn("Avahi: service name collision, renaming to '{}'", self->name.text);
+        self->name_.replace_with_alternative();
+        log().warn("Avahi: service name collision, renaming to '{}'", self->name_.text);
         self->set_established(false);
         avahi_entry_group_reset(g);
         self->create_service(avahi_entry_group_get_client(g));
@@ -142,7 +187,7 @@ struct AvahiPublisher::Impl {
   }
 
   static void on_client(AvahiClient* c, AvahiClientState state, void* userdata) {
-    auto* self = static_cast<Impl*>(userdata);
+    auto* self = static_cast<AvahiPublication*>(userdata);
     switch (state) {
       case AVAHI_CLIENT_S_RUNNING:
         self->create_service(c);
@@ -150,7 +195,7 @@ struct AvahiPublisher::Impl {
       case AVAHI_CLIENT_S_COLLISION:
       case AVAHI_CLIENT_S_REGISTERING:
         // The host name changed: withdraw and re-register once running again.
-        if (self->group) avahi_entry_group_reset(self->group);
+        if (self->group_) avahi_entry_group_reset(self->group_);
         self->set_established(false);
         break;
       case AVAHI_CLIENT_FAILURE:
@@ -162,54 +207,12 @@ struct AvahiPublisher::Impl {
   }
 };
 
-AvahiPublisher::AvahiPublisher(const std::string& store, const std::string& alias, const std::string& uuid,
-                               int rep_port, int pub_port)
-    : impl_(std::make_unique<Impl>(store + " " + alias)) {
-  auto& impl = *impl_;
-  impl.rep_port = rep_port;
-  AvahiStringList* txt = nullptr;
-  txt = avahi_string_list_add_pair(txt, "store", store.c_str());
-  txt = avahi_string_list_add_pair(txt, "alias", alias.c_str());
-  txt = avahi_string_list_add_pair(txt, "uuid", uuid.c_str());
-  txt = avahi_string_list_add_pair(txt, "pub", std::to_string(pub_port).c_str());
-  impl.txt.reset(txt);
-
-  impl.poll = make_poll();
-  int error = 0;
-  impl.client.reset(avahi_client_new(avahi_threaded_poll_get(impl.poll.get()), AvahiClientFlags(0), &Impl::on_client,
-                                     &impl, &error));
-  if (!impl.client) throw RuntimeError(no_daemon_text(error));
-  {
-    std::lock_guard lock(impl.mutex);
-    if (!impl.failure.empty()) throw RuntimeError(impl.failure);
-  }
-  if (avahi_threaded_poll_start(impl.poll.get()) < 0) throw RuntimeError("Avahi: cannot start the poll thread");
-}
-
-AvahiPublisher::~AvahiPublisher() {
-  // Stop the thread first so that no callback runs while we free.
-  avahi_threaded_poll_stop(impl_->poll.get());
-  impl_->client.reset();
-}
-
-bool AvahiPublisher::wait_established(double timeout_s) {
-  std::unique_lock lock(impl_->mutex);
-  impl_->changed.wait_for(lock, std::chrono::duration<double>(timeout_s),
-                          [&] { return impl_->established || !impl_->failure.empty(); });
-  if (!impl_->failure.empty()) throw RuntimeError(impl_->failure);
-  return impl_->established;
-}
-
-std::string AvahiPublisher::name() const {
-  avahi_threaded_poll_lock(impl_->poll.get());
-  std::string out = impl_->name.text ? impl_->name.text : "";
-  avahi_threaded_poll_unlock(impl_->poll.get());
-  return out;
+std::unique_ptr<avahi_module::Publication> publish(const std::string& store, const std::string& alias,
+                                                   const std::string& uuid, int rep_port, int pub_port) {
+  return std::make_unique<AvahiPublication>(store, alias, uuid, rep_port, pub_port);
 }
 
 // ---- browsing --------------------------------------------------------------------
-
-namespace {
 
 struct Browse {
   std::mutex mutex;
@@ -301,9 +304,7 @@ struct Browse {
 
 void ignore_client_state(AvahiClient*, AvahiClientState, void*) {}
 
-}  // namespace
-
-std::vector<AvahiFound> avahi_browse(double timeout_s) {
+std::vector<AvahiFound> browse_services(double timeout_s) {
   Browse browse;
   PollPtr poll = make_poll();
   int error = 0;
@@ -333,4 +334,12 @@ std::vector<AvahiFound> avahi_browse(double timeout_s) {
   return std::move(browse.found);
 }
 
+const avahi_module::Table kTable{avahi_module::kAbiVersion, &publish, &browse_services};
+
+}  // namespace
 }  // namespace mktl::discovery
+
+extern "C" __attribute__((visibility("default"))) const mktl::discovery::avahi_module::Table* mktl_avahi_module() {
+  return &mktl::discovery::kTable;
+}
+static_assert(std::is_same_v<decltype(&mktl_avahi_module), mktl::discovery::avahi_module::EntryPoint>);
