@@ -260,8 +260,20 @@ void Engine::on_dealer(Dealer& d) {
     d.waiting.erase(it);
     pending->payload.assign(response->payload);
     if (response->has_bulk) pending->bulk = transport::adopt_bulk(std::move(frames.back()));
-    pending->finish();
+    finished_.push_back(std::move(pending));
+    if (finished_.size() >= 64) finish_received();
   }
+}
+
+// Completions wait until the burst of responses at hand is read, and run
+// newest first: a caller that waits on its oldest request (the usual pattern
+// with many in flight) is woken once, by the last completion, and then finds
+// every other one ready. Completed one by one and oldest first, each would
+// wake the caller, which would take the CPU from this thread and then wait
+// again for the next response, still unread.
+void Engine::finish_received() {
+  for (auto it = finished_.rbegin(); it != finished_.rend(); ++it) (*it)->finish();
+  finished_.clear();
 }
 
 void Engine::on_sub(Sub& s) {
@@ -362,6 +374,7 @@ void Engine::run(std::stop_token stop) {
       if (dealer_of[i]) on_dealer(*dealer_of[i]);
       if (sub_of[i]) on_sub(*sub_of[i]);
     }
+    finish_received();
     expire_acks();
   }
   // Send what was queued before the stop; fail whatever is still waiting, so
@@ -371,6 +384,7 @@ void Engine::run(std::stop_token stop) {
     sends.swap(sends_);
   }
   for (auto& p : sends) execute(*p, p);
+  finish_received();
   for (auto& [ep, d] : dealers_)
     for (auto& [id, w] : d->waiting) {
       fail(*w.pending, "RuntimeError", "client closed");

@@ -115,6 +115,7 @@ class Engine {
   void expire_acks();
   void post(Control control);
   void queued();
+  void finish_received();
 
   double ack_timeout_;
   BroadcastHandler& handler_;
@@ -130,6 +131,7 @@ class Engine {
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll
+  std::vector<std::shared_ptr<Pending>> finished_;  // answered, finish() not yet run
   std::jthread thread_;
 };
 
