@@ -192,15 +192,15 @@ class RawClient {
   }
 
   // `depth` requests in flight for `duration` seconds; returns requests/s.
-  double in_flight(int depth, double duration) {
-    for (int i = 0; i < depth; ++i) send("bench.echo", {});
+  double in_flight(int depth, double duration, std::string_view target = "bench.echo") {
+    for (int i = 0; i < depth; ++i) send(target, {});
     long n = 0;
     auto start = Clock::now();
     do {
       for (int k = 0; k < 16; ++k) {
         receive_rep();
         ++n;
-        send("bench.echo", {});
+        send(target, {});
       }
     } while (seconds_since(start) < duration);
     double rate = static_cast<double>(n) / seconds_since(start);
@@ -713,6 +713,18 @@ std::vector<Target> evaluate(const Results& r) {
   targets.back().info = true;
   ratio_target("(info) mktl SET / raw client on the same mktl daemon", "mktl_set", "raw_to_daemon_set", 0);
   targets.back().info = true;
+  // The protocol's ACK makes three messages of each request where the raw
+  // baseline has two: this row shows what that alone costs.
+  ratio_target("(info) raw 64 in flight with ACK / without", "raw_inflight_ack", "raw_inflight", 0);
+  targets.back().info = true;
+  ratio_target("(info) mktl GET 64 in flight / raw 64 in flight with ACK", "mktl_get64", "raw_inflight_ack", 0);
+  targets.back().info = true;
+  ratio_target("(info) mktl daemon, raw client / raw server with ACK, 64 in flight", "raw_to_daemon_inflight",
+               "raw_inflight_ack", 0);
+  targets.back().info = true;
+  ratio_target("(info) mktl GET / raw client on the same mktl daemon, 64 in flight", "mktl_get64",
+               "raw_to_daemon_inflight", 0);
+  targets.back().info = true;
   abs_target("bulk GET of 8 MiB", "mktl_bulk_get", 1e9, true, "≥ 1 GB/s");
   abs_target("bulk PUB of 8 MiB", "mktl_bulk_pub", 1e9, true, "≥ 1 GB/s");
   abs_target("`mk get` of one key, whole process", "mk_get", 10, false, "< 10 ms");
@@ -851,6 +863,44 @@ void run_all(const Options& o, Results& R) {
     double v = 1e6;
     for (int rep = 0; rep < reps; ++rep) {
       R.add("raw_inflight", "raw round trip, 64 in flight", Unit::rate, raw.in_flight(64, D));
+      R.add("raw_inflight_ack", "raw round trip + ACK (mKTL's 2 replies), 64 in flight", Unit::rate,
+            raw.in_flight(64, D, "bench.echo_ack"));
+      R.add("raw_to_daemon_inflight", "raw client → mktl daemon GET, 64 in flight", Unit::rate,
+            raw_to_daemon.in_flight(64, D, "bench.value"));
+      {
+        // 64 GETs in flight with completion handlers (get_then): each handler
+        // issues the next GET, from the client's I/O thread, until the time
+        // is up; then the ones in flight drain.
+        std::atomic<long> completed{0};
+        std::atomic<bool> stop{false};
+        std::atomic<int> outstanding{0};
+        std::mutex m;
+        std::condition_variable drained;
+        std::function<void()> issue = [&] {
+          ++outstanding;
+          client.get_then("bench.value", [&](mktl::Reading, std::exception_ptr e) {
+            if (!e) ++completed;
+            if (!stop.load()) {
+              issue();
+            }
+            if (--outstanding == 0) {
+              std::lock_guard lock(m);
+              drained.notify_all();
+            }
+          });
+        };
+        auto start = Clock::now();
+        for (int i = 0; i < 64; ++i) issue();
+        while (seconds_since(start) < D) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        long n = completed.load();
+        double rate = n / seconds_since(start);
+        stop = true;
+        {
+          std::unique_lock lock(m);
+          drained.wait_for(lock, std::chrono::seconds(10), [&] { return outstanding.load() == 0; });
+        }
+        R.add("mktl_get64_then", "mktl GET, 64 in flight (get_then handlers)", Unit::rate, rate);
+      }
       {
         // 64 GETs in flight on the client's one socket (get_async), as the raw baseline does.
         std::deque<std::future<mktl::Reading>> in_flight;

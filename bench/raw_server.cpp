@@ -4,6 +4,7 @@
 // protocol 'a' so that the baseline moves the same messages mktl does. The
 // request's target picks the work:
 //   bench.echo      REP with a fixed payload (no JSON work)
+//   bench.echo_ack  as bench.echo, preceded by an ACK (mKTL's message count)
 //   bench.json      parse the request payload with nlohmann::json, REP a
 //                   freshly dumped {"value": ..., "time": ...}
 //   bench.json_ack  as bench.json, preceded by an ACK (mKTL's message count)
@@ -77,20 +78,22 @@ int main() {
       router.send(zmq::buffer(body), with_bulk ? zmq::send_flags::sndmore : zmq::send_flags::none);
       if (with_bulk) router.send(zmq::message_t(bulk.data(), bulk.size(), nullptr, nullptr), zmq::send_flags::none);
     };
-    if (target == "bench.echo") {
+    auto acknowledge = [&] {
+      zmq::message_t identity;
+      identity.copy(frames[0]);
+      router.send(identity, zmq::send_flags::sndmore);
+      router.send(zmq::buffer(version), zmq::send_flags::sndmore);
+      router.send(zmq::buffer(id), zmq::send_flags::sndmore);
+      router.send(zmq::buffer(ack), zmq::send_flags::sndmore);
+      router.send(zmq::message_t(), zmq::send_flags::sndmore);
+      router.send(zmq::message_t(), zmq::send_flags::sndmore);
+      router.send(zmq::message_t(), zmq::send_flags::none);
+    };
+    if (target == "bench.echo" || target == "bench.echo_ack") {
+      if (target == "bench.echo_ack") acknowledge();
       reply(fixed);
     } else if (target == "bench.json" || target == "bench.json_ack") {
-      if (target == "bench.json_ack") {
-        zmq::message_t identity;
-        identity.copy(frames[0]);
-        router.send(identity, zmq::send_flags::sndmore);
-        router.send(zmq::buffer(version), zmq::send_flags::sndmore);
-        router.send(zmq::buffer(id), zmq::send_flags::sndmore);
-        router.send(zmq::buffer(ack), zmq::send_flags::sndmore);
-        router.send(zmq::message_t(), zmq::send_flags::sndmore);
-        router.send(zmq::message_t(), zmq::send_flags::sndmore);
-        router.send(zmq::message_t(), zmq::send_flags::none);
-      }
+      if (target == "bench.json_ack") acknowledge();
       nlohmann::json request = nlohmann::json::parse(payload, nullptr, false);
       double value = request.is_object() ? request.value("value", 0.0) : 0.0;
       nlohmann::json answer = {{"value", value + 1}, {"time", wall_time()}};

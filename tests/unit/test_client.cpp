@@ -4,9 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <set>
+#include <thread>
 
 using mktl::Json;
 using namespace std::chrono_literals;
@@ -480,4 +485,110 @@ TEST_CASE("client: 64 get_async in flight all complete with the value", "[client
   }
   // A key the catalog does not have fails before anything is sent.
   CHECK_THROWS_AS(c.get_async("demo.nope"), mktl::KeyError);
+}
+
+namespace {
+
+// The outcome a completion handler saw, for the test thread to wait on.
+struct Outcomes {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::pair<mktl::Reading, std::exception_ptr>> got;
+  std::set<std::thread::id> threads;
+
+  void add(mktl::Reading r, std::exception_ptr e) {
+    {
+      std::lock_guard lock(mutex);
+      got.emplace_back(std::move(r), e);
+      threads.insert(std::this_thread::get_id());
+    }
+    cv.notify_all();
+  }
+  bool wait_for_count(std::size_t n) {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, 20s, [&] { return got.size() >= n; });
+  }
+};
+
+std::string error_type(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const mktl::Error& err) {
+    return err.type() + ": " + err.text();
+  } catch (...) {
+    return "?";
+  }
+}
+
+}  // namespace
+
+TEST_CASE("client: get_then and set_then call their handler with the outcome", "[client]") {
+  Outcomes out;  // outlives the client, whose I/O thread runs the handlers
+  Fixture f;
+  auto& c = *f.client;
+  c.set_then("demo.temp", mktl::Reading(Json(7.25)), [&](std::exception_ptr e) { out.add({}, e); });
+  REQUIRE(out.wait_for_count(1));
+  CHECK_FALSE(out.got[0].second);
+  c.get_then("demo.temp", [&](mktl::Reading r, std::exception_ptr e) { out.add(std::move(r), e); });
+  REQUIRE(out.wait_for_count(2));
+  CHECK_FALSE(out.got[1].second);
+  CHECK(out.got[1].first.value == Json(7.25));
+  CHECK(out.got[1].first.time > 0);
+  // Remote errors arrive as the exception, with the daemon's type and text.
+  c.set_then("demo.temp", mktl::Reading(Json("abc")), [&](std::exception_ptr e) { out.add({}, e); });
+  REQUIRE(out.wait_for_count(3));
+  CHECK(error_type(out.got[2].second) == "ValueError: could not convert string to float: 'abc'");
+  c.set_then("demo.ro", mktl::Reading(Json(2)), [&](std::exception_ptr e) { out.add({}, e); });
+  REQUIRE(out.wait_for_count(4));
+  CHECK(error_type(out.got[3].second) == "TypeError: ro is not a settable item");
+  // Handlers run on the client's I/O thread, never on the caller's.
+  CHECK(out.threads.size() == 1);
+  CHECK(out.threads.count(std::this_thread::get_id()) == 0);
+  // Nothing is sent for an unknown key, and a handler is required.
+  CHECK_THROWS_AS(c.get_then("demo.nope", [](mktl::Reading, std::exception_ptr) {}), mktl::KeyError);
+  CHECK_THROWS_AS(c.get_then("demo.temp", nullptr), mktl::ValueError);
+}
+
+TEST_CASE("client: handlers that issue the next request keep 64 in flight", "[client]") {
+  constexpr int kTotal = 2000, kDepth = 64;
+  std::atomic<int> issued{0}, good{0};
+  Outcomes done;
+  std::function<void()> next;  // all of these outlive the client
+  Fixture f;
+  auto& c = *f.client;
+  c.set("demo.temp", Json(3.5));
+  next = [&] {
+    if (issued.fetch_add(1) >= kTotal) return;
+    c.get_then("demo.temp", [&](mktl::Reading r, std::exception_ptr e) {
+      if (!e && r.value == Json(3.5)) ++good;
+      done.add({}, e);
+      next();  // from the I/O thread itself
+    });
+  };
+  for (int i = 0; i < kDepth; ++i) next();
+  REQUIRE(done.wait_for_count(kTotal));
+  CHECK(good == kTotal);
+}
+
+TEST_CASE("client: a handler that throws is logged and the client goes on", "[client]") {
+  Outcomes out;
+  Fixture f;
+  auto& c = *f.client;
+  c.get_then("demo.temp", [](mktl::Reading, std::exception_ptr) { throw std::runtime_error("handler bug"); });
+  c.get_then("demo.temp", [&](mktl::Reading r, std::exception_ptr e) { out.add(std::move(r), e); });
+  REQUIRE(out.wait_for_count(1));
+  CHECK_FALSE(out.got[0].second);
+  CHECK(c.get("demo.temp").value == Json(20.5));
+}
+
+TEST_CASE("client: get_then without an ACK reports TimeoutError", "[client]") {
+  Outcomes out;
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::never_ack);
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  c.get_then("demo.x", [&](mktl::Reading r, std::exception_ptr e) { out.add(std::move(r), e); });
+  REQUIRE(out.wait_for_count(1));
+  REQUIRE(out.got[0].second);
+  CHECK_THROWS_AS(std::rethrow_exception(out.got[0].second), mktl::TimeoutError);
 }

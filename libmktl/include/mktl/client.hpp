@@ -20,6 +20,7 @@
 #include <mktl/reading.hpp>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -69,6 +70,12 @@ class Subscription {
 
 using Callback = std::function<void(const std::string& full_key, const Reading& reading)>;
 
+// Completion handlers of get_then/set_then: `error` is null on success (and
+// the Reading holds the value), else the exception the request failed with
+// (rethrow it with std::rethrow_exception).
+using GetDone = std::function<void(Reading reading, std::exception_ptr error)>;
+using SetDone = std::function<void(std::exception_ptr error)>;
+
 class Client {
  public:
   explicit Client(ClientOptions options = ClientOptions::from_env());
@@ -109,6 +116,13 @@ class Client {
   std::future<void> set_async(const std::string& full_key, Reading value);
   // Many requests in flight on the client's one socket per daemon.
   std::future<Reading> get_async(const std::string& full_key, bool refresh = false);
+  // Asynchronous requests with a completion handler instead of a future: the
+  // cheapest way to keep many requests in flight. Threading promise: `done`
+  // runs once, on the client's I/O thread, so it must not block (it holds up
+  // every other response and broadcast of this Client); it may issue further
+  // get_then/set_then/get_async requests. An exception it throws is logged.
+  void get_then(const std::string& full_key, GetDone done, bool refresh = false);
+  void set_then(const std::string& full_key, Reading value, SetDone done);
   // Fire and forget (NO_ACK | NO_REP).
   void set_nowait(const std::string& full_key, Reading value);
   // Raw request to a daemon address, for tools and registries: returns the
@@ -141,6 +155,8 @@ class ItemHandle {
   std::future<void> set_async(Reading value) const { return client_->set_async(key_, std::move(value)); }
   std::future<Reading> get_async(bool refresh = false) const { return client_->get_async(key_, refresh); }
   void set_nowait(Reading value) const { client_->set_nowait(key_, std::move(value)); }
+  void get_then(GetDone done, bool refresh = false) const { client_->get_then(key_, std::move(done), refresh); }
+  void set_then(Reading value, SetDone done) const { client_->set_then(key_, std::move(value), std::move(done)); }
   Subscription subscribe(Callback callback) const { return client_->subscribe(key_, std::move(callback)); }
 
   // Formatted forms (enumerator names, printf format, sexagesimal).

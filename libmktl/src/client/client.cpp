@@ -594,6 +594,37 @@ class PromisedPending final : public detail::Pending {
   }
 };
 
+// A request whose completion calls a handler, on the client's I/O thread.
+template <class Done>
+class HandledPending final : public detail::Pending {
+ public:
+  HandledPending(Done done, std::string endpoint, protocol::MessageType type, std::string target, std::string payload,
+                 std::optional<Bulk> bulk)
+      : Pending(std::move(endpoint), type, std::move(target), 0, std::move(payload), std::move(bulk)),
+        done_(std::move(done)) {}
+
+ private:
+  void finish() override {
+    Reading reading;
+    std::exception_ptr error;
+    try {
+      Json reply = reply_of(*this);
+      if constexpr (std::is_same_v<Done, GetDone>) reading = reading_of(reply, std::move(bulk));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    try {
+      if constexpr (std::is_same_v<Done, GetDone>) done_(std::move(reading), error);
+      else done_(error);
+    } catch (const std::exception& e) {
+      logger("mktl.client")->warn("{}: a completion handler threw: {}", target, e.what());
+    } catch (...) {
+      logger("mktl.client")->warn("{}: a completion handler threw", target);
+    }
+  }
+  Done done_;
+};
+
 // A request nobody waits for (NO_ACK | NO_REP).
 class DiscardedPending final : public detail::Pending {
  public:
@@ -623,6 +654,23 @@ std::future<Reading> Client::get_async(const std::string& full_key, bool refresh
   auto future = pending->promise.get_future();
   impl_->engine->send(std::move(pending));
   return future;
+}
+
+void Client::get_then(const std::string& full_key, GetDone done, bool refresh) {
+  if (!done) throw ValueError("get_then needs a completion handler");
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  impl_->engine->send(std::make_shared<HandledPending<GetDone>>(std::move(done), where.rep, protocol::MessageType::GET,
+                                                                target, refresh ? "{\"refresh\":true}" : "",
+                                                                std::nullopt));
+}
+
+void Client::set_then(const std::string& full_key, Reading value, SetDone done) {
+  if (!done) throw ValueError("set_then needs a completion handler");
+  std::string target = lower_target(full_key);
+  auto where = impl_->locate(target, *this);
+  impl_->engine->send(std::make_shared<HandledPending<SetDone>>(std::move(done), where.rep, protocol::MessageType::SET,
+                                                                target, set_payload(value), value.bulk));
 }
 
 void Client::set_nowait(const std::string& full_key, Reading value) {

@@ -314,6 +314,20 @@ void Engine::expire_acks() {
   }
 }
 
+void Engine::take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vector<Control>& controls) {
+  {
+    std::lock_guard lock(mutex_);
+    sends.swap(sends_);
+    controls.swap(controls_);
+    queued_.store(0);
+  }
+  // Sends first: an abandon always follows the send it undoes.
+  for (auto& p : sends) execute(*p, p);
+  for (auto& c : controls) execute(c);
+  sends.clear();
+  controls.clear();
+}
+
 void Engine::run(std::stop_token stop) {
   std::vector<zmq::pollitem_t> items;
   std::vector<Dealer*> dealer_of;
@@ -358,23 +372,16 @@ void Engine::run(std::stop_token stop) {
     }
     polling_.store(false);
     if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
-    {
-      std::lock_guard lock(mutex_);
-      sends.swap(sends_);
-      controls.swap(controls_);
-      queued_.store(0);
-    }
-    // Sends first: an abandon always follows the send it undoes.
-    for (auto& p : sends) execute(*p, p);
-    for (auto& c : controls) execute(c);
-    sends.clear();
-    controls.clear();
+    take_queue(sends, controls);
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
       if (dealer_of[i]) on_dealer(*dealer_of[i]);
       if (sub_of[i]) on_sub(*sub_of[i]);
     }
     finish_received();
+    // What completion handlers (or other threads) queued meanwhile leaves now,
+    // not after another turn through poll.
+    if (queued_.load() > 0) take_queue(sends, controls);
     expire_acks();
   }
   // Send what was queued before the stop; fail whatever is still waiting, so

@@ -116,6 +116,8 @@ class Engine {
   void post(Control control);
   void queued();
   void finish_received();
+  // Sends and carries out what callers queued.
+  void take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vector<Control>& controls);
 
   double ack_timeout_;
   BroadcastHandler& handler_;
