@@ -862,78 +862,94 @@ void run_all(const Options& o, Results& R) {
     long counter_value = 0;
     double v = 1e6;
     for (int rep = 0; rep < reps; ++rep) {
-      R.add("raw_inflight", "raw round trip, 64 in flight", Unit::rate, raw.in_flight(64, D));
-      R.add("raw_inflight_ack", "raw round trip + ACK (mKTL's 2 replies), 64 in flight", Unit::rate,
-            raw.in_flight(64, D, "bench.echo_ack"));
-      R.add("raw_to_daemon_inflight", "raw client → mktl daemon GET, 64 in flight", Unit::rate,
-            raw_to_daemon.in_flight(64, D, "bench.value"));
-      {
-        // 64 GETs in flight with completion handlers (get_then): each handler
-        // issues the next GET, from the client's I/O thread, until the time
-        // is up; then the ones in flight drain.
-        std::atomic<long> completed{0};
-        std::atomic<bool> stop{false};
-        std::atomic<int> outstanding{0};
-        std::mutex m;
-        std::condition_variable drained;
-        std::function<void()> issue = [&] {
-          ++outstanding;
-          client.get_then("bench.value", [&](mktl::Reading, std::exception_ptr e) {
-            if (!e) ++completed;
-            if (!stop.load()) {
-              issue();
-            }
-            if (--outstanding == 0) {
-              std::lock_guard lock(m);
-              drained.notify_all();
-            }
-          });
-        };
-        auto start = Clock::now();
-        for (int i = 0; i < 64; ++i) issue();
-        while (seconds_since(start) < D) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        long n = completed.load();
-        double rate = n / seconds_since(start);
-        stop = true;
-        {
-          std::unique_lock lock(m);
-          drained.wait_for(lock, std::chrono::seconds(10), [&] { return outstanding.load() == 0; });
+      // As the sequential round trips do, every workload runs in 8 short
+      // slices per rep, in a rotating order, so that load from elsewhere hits
+      // them all alike; a slice starts with 64 requests outstanding and ends
+      // with them drained. A workload's rate is the mean of its slices'.
+      struct Piped {
+        std::string name, what;
+        std::function<double(double)> rate;  // runs one slice of the given length
+        double sum = 0;
+      };
+      std::vector<Piped> piped = {
+          {"raw_inflight", "raw round trip, 64 in flight", [&](double d) { return raw.in_flight(64, d); }},
+          {"raw_inflight_ack", "raw round trip + ACK (mKTL's 2 replies), 64 in flight",
+           [&](double d) { return raw.in_flight(64, d, "bench.echo_ack"); }},
+          {"raw_to_daemon_inflight", "raw client → mktl daemon GET, 64 in flight",
+           [&](double d) { return raw_to_daemon.in_flight(64, d, "bench.value"); }},
+          {"mktl_get64_then", "mktl GET, 64 in flight (get_then handlers)",
+           [&](double d) {
+             // Each handler issues the next GET, from the client's I/O thread,
+             // until the time is up; then the ones in flight drain.
+             std::atomic<long> completed{0};
+             std::atomic<bool> stop{false};
+             std::atomic<int> outstanding{0};
+             std::mutex m;
+             std::condition_variable drained;
+             std::function<void()> issue = [&] {
+               ++outstanding;
+               client.get_then("bench.value", [&](mktl::Reading, std::exception_ptr e) {
+                 if (!e) ++completed;
+                 if (!stop.load()) issue();
+                 if (--outstanding == 0) {
+                   std::lock_guard lock(m);
+                   drained.notify_all();
+                 }
+               });
+             };
+             auto start = Clock::now();
+             for (int i = 0; i < 64; ++i) issue();
+             while (seconds_since(start) < d) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+             double rate = completed.load() / seconds_since(start);
+             stop = true;
+             std::unique_lock lock(m);
+             drained.wait_for(lock, std::chrono::seconds(10), [&] { return outstanding.load() == 0; });
+             return rate;
+           }},
+          {"mktl_get64", "mktl GET, 64 in flight (get_async)",
+           [&](double d) {
+             // 64 GETs in flight on the client's one socket, as the raw baseline does.
+             std::deque<std::future<mktl::Reading>> in_flight;
+             for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
+             long n = 0;
+             auto start = Clock::now();
+             do {
+               for (int k = 0; k < 16; ++k, ++n) {
+                 in_flight.front().get();
+                 in_flight.pop_front();
+                 in_flight.push_back(client.get_async("bench.value"));
+               }
+             } while (seconds_since(start) < d);
+             double rate = n / seconds_since(start);
+             for (auto& f : in_flight) f.get();
+             return rate;
+           }},
+          {"mktl_set64", "mktl SET, 64 in flight (set_async)",
+           [&](double d) {
+             std::deque<std::future<void>> in_flight;
+             for (int i = 0; i < 64; ++i)
+               in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+             long n = 0;
+             auto start = Clock::now();
+             do {
+               for (int k = 0; k < 16; ++k, ++n) {
+                 in_flight.front().get();
+                 in_flight.pop_front();
+                 in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+               }
+             } while (seconds_since(start) < d);
+             double rate = n / seconds_since(start);
+             for (auto& f : in_flight) f.get();
+             return rate;
+           }},
+      };
+      const int slices = o.quick ? 1 : 8;
+      for (int slice = 0; slice < slices; ++slice)
+        for (std::size_t k = 0; k < piped.size(); ++k) {
+          auto& w = piped[(k + slice) % piped.size()];
+          w.sum += w.rate(D / slices);
         }
-        R.add("mktl_get64_then", "mktl GET, 64 in flight (get_then handlers)", Unit::rate, rate);
-      }
-      {
-        // 64 GETs in flight on the client's one socket (get_async), as the raw baseline does.
-        std::deque<std::future<mktl::Reading>> in_flight;
-        for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
-        long n = 0;
-        auto start = Clock::now();
-        do {
-          for (int k = 0; k < 16; ++k, ++n) {
-            in_flight.front().get();
-            in_flight.pop_front();
-            in_flight.push_back(client.get_async("bench.value"));
-          }
-        } while (seconds_since(start) < D);
-        double rate = n / seconds_since(start);
-        for (auto& f : in_flight) f.get();
-        R.add("mktl_get64", "mktl GET, 64 in flight (get_async)", Unit::rate, rate);
-      }
-      {
-        std::deque<std::future<void>> in_flight;
-        for (int i = 0; i < 64; ++i) in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-        long n = 0;
-        auto start = Clock::now();
-        do {
-          for (int k = 0; k < 16; ++k, ++n) {
-            in_flight.front().get();
-            in_flight.pop_front();
-            in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-          }
-        } while (seconds_since(start) < D);
-        double rate = n / seconds_since(start);
-        for (auto& f : in_flight) f.get();
-        R.add("mktl_set64", "mktl SET, 64 in flight (set_async)", Unit::rate, rate);
-      }
+      for (auto& w : piped) R.add(w.name, w.what, Unit::rate, w.sum / slices);
       {
         long count = o.quick ? 200 : 30000;
         auto start = Clock::now();

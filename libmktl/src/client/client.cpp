@@ -639,8 +639,8 @@ class DiscardedPending final : public detail::Pending {
 std::future<void> Client::set_async(const std::string& full_key, Reading value) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  auto pending = std::make_shared<PromisedPending<void>>(where.rep, protocol::MessageType::SET, target, 0,
-                                                         set_payload(value), value.bulk);
+  auto pending = std::make_shared<PromisedPending<void>>(std::move(where.rep), protocol::MessageType::SET,
+                                                         std::move(target), 0, set_payload(value), value.bulk);
   auto future = pending->promise.get_future();
   impl_->engine->send(std::move(pending));
   return future;
@@ -649,7 +649,8 @@ std::future<void> Client::set_async(const std::string& full_key, Reading value) 
 std::future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  auto pending = std::make_shared<PromisedPending<Reading>>(where.rep, protocol::MessageType::GET, target, 0,
+  auto pending = std::make_shared<PromisedPending<Reading>>(std::move(where.rep), protocol::MessageType::GET,
+                                                            std::move(target), 0,
                                                             refresh ? "{\"refresh\":true}" : "", std::nullopt);
   auto future = pending->promise.get_future();
   impl_->engine->send(std::move(pending));
@@ -660,25 +661,26 @@ void Client::get_then(const std::string& full_key, GetDone done, bool refresh) {
   if (!done) throw ValueError("get_then needs a completion handler");
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<HandledPending<GetDone>>(std::move(done), where.rep, protocol::MessageType::GET,
-                                                                target, refresh ? "{\"refresh\":true}" : "",
-                                                                std::nullopt));
+  impl_->engine->send(std::make_shared<HandledPending<GetDone>>(std::move(done), std::move(where.rep),
+                                                                protocol::MessageType::GET, std::move(target),
+                                                                refresh ? "{\"refresh\":true}" : "", std::nullopt));
 }
 
 void Client::set_then(const std::string& full_key, Reading value, SetDone done) {
   if (!done) throw ValueError("set_then needs a completion handler");
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<HandledPending<SetDone>>(std::move(done), where.rep, protocol::MessageType::SET,
-                                                                target, set_payload(value), value.bulk));
+  impl_->engine->send(std::make_shared<HandledPending<SetDone>>(std::move(done), std::move(where.rep),
+                                                                protocol::MessageType::SET, std::move(target),
+                                                                set_payload(value), value.bulk));
 }
 
 void Client::set_nowait(const std::string& full_key, Reading value) {
   std::string target = lower_target(full_key);
   auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<DiscardedPending>(where.rep, protocol::MessageType::SET, target,
-                                                        protocol::NO_ACK | protocol::NO_REP, set_payload(value),
-                                                        value.bulk));
+  impl_->engine->send(std::make_shared<DiscardedPending>(std::move(where.rep), protocol::MessageType::SET,
+                                                        std::move(target), protocol::NO_ACK | protocol::NO_REP,
+                                                        set_payload(value), value.bulk));
 }
 
 Json Client::request(const std::string& rep_endpoint, const std::string& type, const std::string& target,

@@ -154,7 +154,9 @@ void Engine::unsubscribe(const std::string& pub_endpoint, const std::string& top
 }
 
 void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
-  auto& d = dealers_[p.endpoint];
+  // Requests mostly go where the last one went: skip hashing the endpoint.
+  if (!last_dealer_ || !*last_dealer_ || (*last_dealer_)->endpoint != p.endpoint) last_dealer_ = &dealers_[p.endpoint];
+  auto& d = *last_dealer_;
   try {
     if (!d) {
       d = std::make_unique<Dealer>();
@@ -176,7 +178,10 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
                      (i + 1 < std::size(frames) || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
     if (bulk) d->socket.send(transport::share_bulk(*p.request_bulk), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
-    if (d && !d->socket) dealers_.erase(p.endpoint);
+    if (d && !d->socket) {
+      last_dealer_ = nullptr;
+      dealers_.erase(p.endpoint);
+    }
     fail(p, "RuntimeError", "cannot send to " + p.endpoint + ": " + e.what());
     p.finish();
     return;

@@ -129,6 +129,7 @@ class Engine {
   std::vector<std::shared_ptr<Pending>> sends_;  // guarded by mutex_
   std::vector<Control> controls_;                // guarded by mutex_
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
+  std::unique_ptr<Dealer>* last_dealer_ = nullptr;  // the entry the last request used
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
