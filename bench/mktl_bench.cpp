@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -678,7 +679,10 @@ std::vector<Target> evaluate(const Results& r) {
       t.shown = "n/a";
     } else {
       double m = bench::median(v);
-      t.shown = fixed(m, 2) + "× (" + fixed(bench::min_of(v), 2) + " – " + fixed(bench::max_of(v), 2) + ")";
+      // A median that rounds to the goal is shown with a third digit, so that
+      // "0.60x MISS" cannot appear.
+      int digits = goal > 0 && std::abs(m - goal) < 0.005 ? 3 : 2;
+      t.shown = fixed(m, digits) + "× (" + fixed(bench::min_of(v), 2) + " – " + fixed(bench::max_of(v), 2) + ")";
       t.pass = m >= goal;
     }
     targets.push_back(t);
