@@ -598,9 +598,9 @@ class PromisedPending final : public detail::Pending {
 template <class Done>
 class HandledPending final : public detail::Pending {
  public:
-  HandledPending(Done done, std::string endpoint, protocol::MessageType type, std::string target, std::string payload,
-                 std::optional<Bulk> bulk)
-      : Pending(std::move(endpoint), type, std::move(target), 0, std::move(payload), std::move(bulk)),
+  HandledPending(std::string endpoint, protocol::MessageType type, std::string target, std::uint64_t flags,
+                 std::string payload, std::optional<Bulk> bulk, Done done)
+      : Pending(std::move(endpoint), type, std::move(target), flags, std::move(payload), std::move(bulk)),
         done_(std::move(done)) {}
 
  private:
@@ -634,24 +634,33 @@ class DiscardedPending final : public detail::Pending {
   void finish() override {}
 };
 
+// An asynchronous request of kind P (a Pending subclass) for `full_key`,
+// addressed to the daemon that serves it; `extra` goes to P's constructor.
+template <class P, class ClientImpl, class... Extra>
+std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::string& full_key,
+                                protocol::MessageType type, std::uint64_t flags, std::string payload,
+                                std::optional<Bulk> bulk, Extra&&... extra) {
+  std::string target = lower_target(full_key);
+  auto where = impl.locate(target, client);
+  return std::make_shared<P>(std::move(where.rep), type, std::move(target), flags, std::move(payload), std::move(bulk),
+                             std::forward<Extra>(extra)...);
+}
+
+std::string get_payload(bool refresh) { return refresh ? "{\"refresh\":true}" : ""; }
+
 }  // namespace
 
 std::future<void> Client::set_async(const std::string& full_key, Reading value) {
-  std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  auto pending = std::make_shared<PromisedPending<void>>(std::move(where.rep), protocol::MessageType::SET,
-                                                         std::move(target), 0, set_payload(value), value.bulk);
+  auto pending = make_request<PromisedPending<void>>(*impl_, *this, full_key, protocol::MessageType::SET, 0,
+                                                     set_payload(value), value.bulk);
   auto future = pending->promise.get_future();
   impl_->engine->send(std::move(pending));
   return future;
 }
 
 std::future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
-  std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  auto pending = std::make_shared<PromisedPending<Reading>>(std::move(where.rep), protocol::MessageType::GET,
-                                                            std::move(target), 0,
-                                                            refresh ? "{\"refresh\":true}" : "", std::nullopt);
+  auto pending = make_request<PromisedPending<Reading>>(*impl_, *this, full_key, protocol::MessageType::GET, 0,
+                                                        get_payload(refresh), std::nullopt);
   auto future = pending->promise.get_future();
   impl_->engine->send(std::move(pending));
   return future;
@@ -659,28 +668,20 @@ std::future<Reading> Client::get_async(const std::string& full_key, bool refresh
 
 void Client::get_then(const std::string& full_key, GetDone done, bool refresh) {
   if (!done) throw ValueError("get_then needs a completion handler");
-  std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<HandledPending<GetDone>>(std::move(done), std::move(where.rep),
-                                                                protocol::MessageType::GET, std::move(target),
-                                                                refresh ? "{\"refresh\":true}" : "", std::nullopt));
+  impl_->engine->send(make_request<HandledPending<GetDone>>(*impl_, *this, full_key, protocol::MessageType::GET, 0,
+                                                            get_payload(refresh), std::nullopt, std::move(done)));
 }
 
 void Client::set_then(const std::string& full_key, Reading value, SetDone done) {
   if (!done) throw ValueError("set_then needs a completion handler");
-  std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<HandledPending<SetDone>>(std::move(done), std::move(where.rep),
-                                                                protocol::MessageType::SET, std::move(target),
-                                                                set_payload(value), value.bulk));
+  impl_->engine->send(make_request<HandledPending<SetDone>>(*impl_, *this, full_key, protocol::MessageType::SET, 0,
+                                                            set_payload(value), value.bulk, std::move(done)));
 }
 
 void Client::set_nowait(const std::string& full_key, Reading value) {
-  std::string target = lower_target(full_key);
-  auto where = impl_->locate(target, *this);
-  impl_->engine->send(std::make_shared<DiscardedPending>(std::move(where.rep), protocol::MessageType::SET,
-                                                        std::move(target), protocol::NO_ACK | protocol::NO_REP,
-                                                        set_payload(value), value.bulk));
+  impl_->engine->send(make_request<DiscardedPending>(*impl_, *this, full_key, protocol::MessageType::SET,
+                                                     protocol::NO_ACK | protocol::NO_REP, set_payload(value),
+                                                     value.bulk));
 }
 
 Json Client::request(const std::string& rep_endpoint, const std::string& type, const std::string& target,

@@ -51,6 +51,22 @@ std::string printable(std::string_view bytes) {
   return out;
 }
 
+// The checks every request and response passes (frame count, version,
+// type): the message type, or nullopt with `error` set.
+std::optional<MessageType> check_frames(std::span<const std::string_view> frames, std::string& error) {
+  if (frames.size() != 6 && frames.size() != 7) {
+    error = "expected 6 or 7 frames, got " + std::to_string(frames.size());
+    return std::nullopt;
+  }
+  if (frames[0] != kVersion) {
+    error = "unsupported protocol version " + printable(frames[0]) + ", expected 'a'";
+    return std::nullopt;
+  }
+  auto type = parse_type(frames[2]);
+  if (!type) error = "unknown message type " + printable(frames[2]);
+  return type;
+}
+
 Decoded failure(std::optional<std::string> id, std::string text) {
   Decoded d;
   d.error = DecodeError{std::move(id), std::move(text)};
@@ -62,12 +78,9 @@ Decoded failure(std::optional<std::string> id, std::string text) {
 Decoded decode(std::span<const std::string_view> frames) {
   std::optional<std::string> id;
   if (frames.size() >= 2) id = std::string(frames[1]);
-  if (frames.size() != 6 && frames.size() != 7)
-    return failure(std::move(id), "expected 6 or 7 frames, got " + std::to_string(frames.size()));
-  if (frames[0] != kVersion)
-    return failure(std::move(id), "unsupported protocol version " + printable(frames[0]) + ", expected 'a'");
-  auto type = parse_type(frames[2]);
-  if (!type) return failure(std::move(id), "unknown message type " + printable(frames[2]));
+  std::string error;
+  auto type = check_frames(frames, error);
+  if (!type) return failure(std::move(id), std::move(error));
   if (!json::detail::valid_utf8(frames[3]))
     return failure(std::move(id), "target is not valid UTF-8: " + printable(frames[3]));
 
@@ -86,15 +99,12 @@ Decoded decode(std::span<const std::string_view> frames) {
 }
 
 std::optional<ResponseView> decode_response(std::span<const std::string_view> frames, std::string* error) {
-  auto fail = [&](std::string text) -> std::optional<ResponseView> {
+  std::string text;
+  auto type = check_frames(frames, text);
+  if (!type) {
     if (error) *error = std::move(text);
     return std::nullopt;
-  };
-  if (frames.size() != 6 && frames.size() != 7)
-    return fail("expected 6 or 7 frames, got " + std::to_string(frames.size()));
-  if (frames[0] != kVersion) return fail("unsupported protocol version " + printable(frames[0]) + ", expected 'a'");
-  auto type = parse_type(frames[2]);
-  if (!type) return fail("unknown message type " + printable(frames[2]));
+  }
   ResponseView r;
   r.id = frames[1];
   r.type = *type;

@@ -396,7 +396,6 @@ void Engine::run(std::stop_token stop) {
     sends.swap(sends_);
   }
   for (auto& p : sends) execute(*p, p);
-  finish_received();
   for (auto& [ep, d] : dealers_)
     for (auto& [id, w] : d->waiting) {
       fail(*w.pending, "RuntimeError", "client closed");
