@@ -910,7 +910,7 @@ void run_all(const Options& o, Results& R) {
           {"mktl_get64", "mktl GET, 64 in flight (get_async)",
            [&](double d) {
              // 64 GETs in flight on the client's one socket, as the raw baseline does.
-             std::deque<std::future<mktl::Reading>> in_flight;
+             std::deque<mktl::Future<mktl::Reading>> in_flight;
              for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
              long n = 0;
              auto start = Clock::now();
@@ -927,7 +927,7 @@ void run_all(const Options& o, Results& R) {
            }},
           {"mktl_set64", "mktl SET, 64 in flight (set_async)",
            [&](double d) {
-             std::deque<std::future<void>> in_flight;
+             std::deque<mktl::Future<void>> in_flight;
              for (int i = 0; i < 64; ++i)
                in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
              long n = 0;

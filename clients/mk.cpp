@@ -707,7 +707,7 @@ void command_set(Context& ctx) {
     std::string key;
     mktl::Json description;
     mktl::Json value;
-    std::future<void> done;
+    mktl::Future<void> done;
   };
   std::vector<Pending> pending;
   for (const auto& request : ctx.opts.requests) {

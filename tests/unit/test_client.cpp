@@ -288,7 +288,7 @@ TEST_CASE("subscription callbacks run off the I/O thread, one at a time per key"
   auto s1 = c.subscribe("demo.temp", callback);
   auto s2 = c.subscribe("demo.temp", callback);
   REQUIRE(test::until_subscribed([&](int i) { c.set("demo.temp", Json(1000 + i)); }, [&] { return calls > 0; }));
-  std::vector<std::future<void>> futures;
+  std::vector<mktl::Future<void>> futures;
   for (int i = 0; i < 100; ++i) futures.push_back(c.set_async("demo.temp", Json(i)));
   for (auto& fu : futures) REQUIRE(fu.wait_for(20s) == std::future_status::ready);
   CHECK(test::wait_until([&] { return calls >= 200; }));
@@ -300,7 +300,7 @@ TEST_CASE("subscription callbacks run off the I/O thread, one at a time per key"
 TEST_CASE("client: 200 pipelined set_async all complete", "[client]") {
   Fixture f;
   auto& c = *f.client;
-  std::vector<std::future<void>> futures;
+  std::vector<mktl::Future<void>> futures;
   for (int i = 0; i < 200; ++i) futures.push_back(c.set_async("demo.temp", Json(i)));
   for (auto& fu : futures) {
     REQUIRE(fu.wait_for(20s) == std::future_status::ready);
@@ -313,7 +313,7 @@ TEST_CASE("SETs to one item apply in the order each thread sent them", "[client]
   Fixture f;
   auto& c = *f.client;
   constexpr int kThreads = 8, kEach = 50;
-  std::vector<std::vector<std::future<void>>> futures(kThreads);
+  std::vector<std::vector<mktl::Future<void>>> futures(kThreads);
   {
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
@@ -477,7 +477,7 @@ TEST_CASE("client: 64 get_async in flight all complete with the value", "[client
   Fixture f;
   auto& c = *f.client;
   c.set("demo.temp", Json(12.5));
-  std::vector<std::future<mktl::Reading>> futures;
+  std::vector<mktl::Future<mktl::Reading>> futures;
   for (int i = 0; i < 64; ++i) futures.push_back(c.get_async("demo.temp"));
   for (auto& fu : futures) {
     REQUIRE(fu.wait_for(20s) == std::future_status::ready);

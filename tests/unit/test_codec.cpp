@@ -381,6 +381,46 @@ TEST_CASE("codec: split_target and type names", "[codec]") {
   CHECK(protocol::type_name(MessageType::REP) == "REP");
 }
 
+TEST_CASE("codec: read_reading reads what reading_from_payload does, straight from the text", "[codec]") {
+  const char* payloads[] = {
+      R"({"value": 42.5, "time": 1712345678.25})",
+      R"({"time": 5, "value": [1, 2, {"a": null}]})",
+      R"( {"value": "x", "extra": {"deep": [1]}, "time": "not a number"} )",
+      R"({"value": 1, "value": 2})",
+      R"({"value": NaN, "time": 1.0})",
+      R"({})",
+      "",
+  };
+  for (const char* text : payloads) {
+    INFO(text);
+    auto expected = protocol::reading_from_payload(protocol::parse_payload(text), std::nullopt, 7.0);
+    Json error = "unset";
+    auto got = protocol::read_reading(text, std::nullopt, 7.0, &error);
+    CHECK(got.same_value(expected));
+    CHECK(got.time == expected.time);
+    CHECK(error.is_null());
+  }
+  Json error;
+  auto failed = protocol::read_reading(R"({"value": null, "error": {"type": "KeyError", "text": "no"}})", std::nullopt,
+                                       0.0, &error);
+  CHECK(failed.value.is_null());
+  CHECK(error == Json{{"type", "KeyError"}, {"text", "no"}});
+  // With a bulk frame: shape and dtype applied to its bytes, any value ignored.
+  auto frame = mktl::Bulk::from_vector<std::uint16_t>({1, 2, 3, 4, 5, 6});
+  auto image = protocol::read_reading(R"({"value": 9, "shape": [2, 3], "dtype": "uint16", "time": 3.5})", frame, 0.0);
+  REQUIRE(image.bulk);
+  CHECK(image.value.is_null());
+  CHECK(image.bulk->shape() == std::vector<std::int64_t>{2, 3});
+  CHECK(image.bulk->as<std::uint16_t>()[5] == 6);
+  CHECK(image.time == 3.5);
+  CHECK_THROWS_WITH(protocol::read_reading(R"({"shape": [2.5]})", frame, 0.0), Catch::Contains("list of integers"));
+  // Bad text fails as parse_payload fails.
+  CHECK_THROWS_WITH(protocol::read_reading("[1]", std::nullopt, 0.0), Catch::Contains("not a JSON object"));
+  CHECK_THROWS_WITH(protocol::read_reading("{\"a\":", std::nullopt, 0.0), Catch::Contains("byte 5"));
+  CHECK_THROWS_AS(protocol::read_reading(R"({"value": 1} x)", std::nullopt, 0.0), mktl::ValueError);
+  CHECK_THROWS_AS(protocol::read_reading(R"({"value" 1})", std::nullopt, 0.0), mktl::ValueError);
+}
+
 TEST_CASE("codec: bulk dtypes, readings and requests", "[codec]") {
   CHECK(mktl::dtype_size("uint8") == 1);
   CHECK(mktl::dtype_size("int16") == 2);

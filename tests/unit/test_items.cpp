@@ -255,7 +255,7 @@ TEST_CASE("hooks of one item never run concurrently", "[items]") {
         ++failures;
       }
     });
-  std::vector<std::future<void>> futures;
+  std::vector<mktl::Future<void>> futures;
   for (int i = 0; i < 100; ++i) futures.push_back(c.set_async("demo.busy", Json(1000 + i)));
   for (auto& th : threads) th.join();
   for (auto& fu : futures) REQUIRE(fu.wait_for(20s) == std::future_status::ready);
@@ -284,6 +284,41 @@ TEST_CASE("a slow hook on one item does not delay another item", "[items]") {
   REQUIRE(blocked.wait_for(20s) == std::future_status::ready);
   blocked.get();
   CHECK(c.get("demo.slow").value == 1);
+}
+
+TEST_CASE("a Future wakes the threads blocked on it, and is used up by get()", "[items][client]") {
+  Fixture f;
+  auto& c = *f.client;
+  mktl::Future<void> none;
+  CHECK_FALSE(none.valid());
+  CHECK_FALSE(none.ready());
+  CHECK_THROWS_AS(none.get(), std::future_error);
+  CHECK_THROWS_AS(none.wait_for(1s), std::future_error);
+
+  auto blocked = c.set_async("demo.slow", Json(3));
+  REQUIRE(test::wait_until([&] { return f.daemon.slow->entered.load(); }));
+  auto later = c.get_async("demo.fast", true);  // answered while the SET is held
+  CHECK(later.get().value == 1);
+  CHECK_FALSE(later.valid());
+  CHECK_FALSE(blocked.ready());
+  CHECK(blocked.wait_until(std::chrono::steady_clock::now() + 10ms) == std::future_status::timeout);
+  // One thread blocks in wait(), this one in wait_for(); both wake on the REP.
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    blocked.wait();
+    woke = true;
+  });
+  f.daemon.slow->release.set_value();
+  f.daemon.slow->release = std::promise<void>();
+  REQUIRE(blocked.wait_for(20s) == std::future_status::ready);
+  waiter.join();
+  CHECK(woke);
+  CHECK(blocked.ready());
+  blocked.get();
+  CHECK_FALSE(blocked.valid());
+  // A failed request's error comes out of get(), as the daemon reported it.
+  auto refused = c.set_async("demo.fast", Json("not a number"));
+  CHECK_THROWS_AS(refused.get(), mktl::Error);
 }
 
 TEST_CASE("watch(other) refreshes an item when the other publishes", "[items]") {

@@ -16,13 +16,13 @@
 // (dropped_broadcasts()), never lost silently.
 #pragma once
 
+#include <mktl/future.hpp>
 #include <mktl/json.hpp>
 #include <mktl/reading.hpp>
 
 #include <chrono>
 #include <exception>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,9 +113,9 @@ class Client {
   // the remote type and text; no ACK within ack_timeout raises TimeoutError.
   Reading get(const std::string& full_key, bool refresh = false, std::optional<double> timeout = {});
   void set(const std::string& full_key, Reading value, std::optional<double> timeout = {});
-  std::future<void> set_async(const std::string& full_key, Reading value);
+  Future<void> set_async(const std::string& full_key, Reading value);
   // Many requests in flight on the client's one socket per daemon.
-  std::future<Reading> get_async(const std::string& full_key, bool refresh = false);
+  Future<Reading> get_async(const std::string& full_key, bool refresh = false);
   // Asynchronous requests with a completion handler instead of a future: the
   // cheapest way to keep many requests in flight. Threading promise: `done`
   // runs once, on the client's I/O thread, so it must not block (it holds up
@@ -152,8 +152,8 @@ class ItemHandle {
 
   Reading get(bool refresh = false) const { return client_->get(key_, refresh); }
   void set(Reading value, std::optional<double> timeout = {}) const { client_->set(key_, std::move(value), timeout); }
-  std::future<void> set_async(Reading value) const { return client_->set_async(key_, std::move(value)); }
-  std::future<Reading> get_async(bool refresh = false) const { return client_->get_async(key_, refresh); }
+  Future<void> set_async(Reading value) const { return client_->set_async(key_, std::move(value)); }
+  Future<Reading> get_async(bool refresh = false) const { return client_->get_async(key_, refresh); }
   void set_nowait(Reading value) const { client_->set_nowait(key_, std::move(value)); }
   void get_then(GetDone done, bool refresh = false) const { client_->get_then(key_, std::move(done), refresh); }
   void set_then(Reading value, SetDone done) const { client_->set_then(key_, std::move(value), std::move(done)); }

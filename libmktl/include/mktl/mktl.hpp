@@ -6,6 +6,7 @@
 #include <mktl/daemon.hpp>
 #include <mktl/error.hpp>
 #include <mktl/format.hpp>
+#include <mktl/future.hpp>
 #include <mktl/item.hpp>
 #include <mktl/json.hpp>
 #include <mktl/log.hpp>

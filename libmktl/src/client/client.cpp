@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 
 namespace mktl {
@@ -31,8 +33,26 @@ ClientOptions ClientOptions::from_env() {
 
 namespace {
 
+// Throws the error a daemon reported (the `error` member of a REP), if any.
+void throw_remote(const Json& error) {
+  if (error.is_object())
+    throw Error(error.value("type", std::string("RuntimeError")), error.value("text", std::string()));
+}
+
+// The Reading a REP carries; throws the daemon's error if it reports one.
+Reading reply_reading(std::string_view payload, std::optional<Bulk> bulk) {
+  Json error;
+  Reading reading = protocol::read_reading(payload, std::move(bulk), 0.0, &error);
+  throw_remote(error);
+  return reading;
+}
+
+std::string get_payload(bool refresh) { return refresh ? "{\"refresh\":true}" : ""; }
+
+// Keys and store names compare in ASCII lower case, as the daemons keep them.
 std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return s;
 }
 
@@ -151,7 +171,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     }
     Reading r;
     try {
-      r = protocol::reading_from_payload(protocol::parse_payload(ev.payload), std::move(ev.bulk), 0.0);
+      r = protocol::read_reading(ev.payload, std::move(ev.bulk), 0.0);
     } catch (const std::exception& e) {
       logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
       return;
@@ -174,29 +194,27 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
                         std::move(bulk), bulk_out);
   }
 
-  // A blocking request: on the caller's thread when it can, else through the engine.
+  // A blocking request: on the caller's thread when it can, else through the
+  // engine. Returns the REP's payload text and bulk frame.
+  detail::DirectRequests::Answer exchange(const std::string& endpoint, protocol::MessageType type,
+                                          const std::string& target, const std::string& payload,
+                                          std::optional<double> timeout, std::optional<Bulk> bulk = {}) {
+    double wait = timeout.value_or(options.timeout);
+    if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) return std::move(*answer);
+    auto pending = std::make_shared<detail::WaitedPending>(endpoint, type, target, 0, payload, std::move(bulk));
+    engine->send_and_wait(pending, wait, target + " @ " + endpoint);
+    return {std::move(pending->payload), std::move(pending->bulk)};
+  }
+
+  // As exchange(), returning the parsed reply; throws the daemon's error.
   Json request_text(const std::string& endpoint, protocol::MessageType type, const std::string& target,
                     const std::string& payload, std::optional<double> timeout, std::optional<Bulk> bulk = {},
                     std::optional<Bulk>* bulk_out = nullptr) {
-    double wait = timeout.value_or(options.timeout);
-    std::string reply_text;
-    std::optional<Bulk> reply_bulk;
-    if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) {
-      reply_text = std::move(answer->payload);
-      reply_bulk = std::move(answer->bulk);
-    } else {
-      auto pending = std::make_shared<detail::WaitedPending>(endpoint, type, target, 0, payload, std::move(bulk));
-      engine->send_and_wait(pending, wait, target + " @ " + endpoint);
-      reply_text = std::move(pending->payload);
-      reply_bulk = std::move(pending->bulk);
-    }
-    Json reply = protocol::parse_payload(reply_text);
-    if (reply.is_object()) {
-      auto err = reply.find("error");
-      if (err != reply.end() && err->is_object())
-        throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
-    }
-    if (bulk_out) *bulk_out = std::move(reply_bulk);
+    auto answer = exchange(endpoint, type, target, payload, timeout, std::move(bulk));
+    Json reply = protocol::parse_payload(answer.payload);
+    if (reply.is_object())
+      if (auto err = reply.find("error"); err != reply.end()) throw_remote(*err);
+    if (bulk_out) *bulk_out = std::move(answer.bulk);
     return reply;
   }
 
@@ -311,7 +329,9 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     return false;
   }
 
-  Where locate(const std::string& full_key, Client& client) {
+  // What `pick` takes from where a key lives (a copy, made under the lock).
+  template <class Pick>
+  auto locate(const std::string& full_key, Client& client, Pick pick) {
     auto target = protocol::split_target(full_key);
     if (!target) throw ValueError("expected 'store.key', got '" + full_key + "'");
     std::string store = lower(target->store), key = lower(target->key);
@@ -321,7 +341,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
         auto it = stores.find(store);
         if (it != stores.end()) {
           auto k = it->second.by_key.find(key);
-          if (k != it->second.by_key.end()) return k->second;
+          if (k != it->second.by_key.end()) return pick(k->second);
           if (attempt == 2) throw KeyError::python("store '" + store + "' has no key '" + key + "'");
         }
       }
@@ -344,6 +364,10 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       }
     }
     throw KeyError::python("store '" + store + "' has no key '" + key + "'");
+  }
+
+  Where locate(const std::string& full_key, Client& client) {
+    return locate(full_key, client, [](const Where& where) { return where; });
   }
 };
 
@@ -520,10 +544,6 @@ ItemHandle Client::item(const std::string& full_key) { return ItemHandle(*this, 
 
 namespace {
 
-Reading reading_of(const Json& reply, std::optional<Bulk> bulk) {
-  return protocol::reading_from_payload(reply, std::move(bulk), 0.0);
-}
-
 std::string lower_target(const std::string& full_key) {
   auto dot = full_key.find('.');
   if (dot == std::string::npos) return full_key;
@@ -546,11 +566,10 @@ std::string set_payload(const Reading& value) {
 
 Reading Client::get(const std::string& full_key, bool refresh, std::optional<double> timeout) {
   std::string target = lower_target(full_key);
-  Json payload = refresh ? Json{{"refresh", true}} : Json(nullptr);
+  std::string payload = get_payload(refresh);
   return impl_->with_stale_retry(target, *this, [&](const Where& where) {
-    std::optional<Bulk> bulk;
-    Json reply = impl_->request(where.rep, protocol::MessageType::GET, target, payload, timeout, {}, &bulk);
-    return reading_of(reply, std::move(bulk));
+    auto answer = impl_->exchange(where.rep, protocol::MessageType::GET, target, payload, timeout);
+    return reply_reading(answer.payload, std::move(answer.bulk));
   });
 }
 
@@ -565,34 +584,11 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
 
 namespace {
 
-// The reply a completed Pending holds; throws its failure or remote error.
-Json reply_of(detail::Pending& pending) {
+// The Reading a completed Pending holds; throws its failure or remote error.
+Reading reply_of(detail::Pending& pending) {
   pending.throw_failure();
-  Json reply = protocol::parse_payload(pending.payload);
-  if (reply.is_object())
-    if (auto err = reply.find("error"); err != reply.end() && err->is_object())
-      throw Error(err->value("type", std::string("RuntimeError")), err->value("text", std::string()));
-  return reply;
+  return reply_reading(pending.payload, std::move(pending.bulk));
 }
-
-// A request whose completion fulfils a promise, on the client's I/O thread.
-template <class T>
-class PromisedPending final : public detail::Pending {
- public:
-  using Pending::Pending;
-  std::promise<T> promise;
-
- private:
-  void finish() override {
-    try {
-      Json reply = reply_of(*this);
-      if constexpr (std::is_void_v<T>) promise.set_value();
-      else promise.set_value(reading_of(reply, std::move(bulk)));
-    } catch (...) {
-      promise.set_exception(std::current_exception());
-    }
-  }
-};
 
 // A request whose completion calls a handler, on the client's I/O thread.
 template <class Done>
@@ -608,8 +604,7 @@ class HandledPending final : public detail::Pending {
     Reading reading;
     std::exception_ptr error;
     try {
-      Json reply = reply_of(*this);
-      if constexpr (std::is_same_v<Done, GetDone>) reading = reading_of(reply, std::move(bulk));
+      reading = reply_of(*this);
     } catch (...) {
       error = std::current_exception();
     }
@@ -641,29 +636,105 @@ std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::str
                                 protocol::MessageType type, std::uint64_t flags, std::string payload,
                                 std::optional<Bulk> bulk, Extra&&... extra) {
   std::string target = lower_target(full_key);
-  auto where = impl.locate(target, client);
-  return std::make_shared<P>(std::move(where.rep), type, std::move(target), flags, std::move(payload), std::move(bulk),
+  auto rep = impl.locate(target, client, [](const auto& where) { return where.rep; });
+  return std::make_shared<P>(std::move(rep), type, std::move(target), flags, std::move(payload), std::move(bulk),
                              std::forward<Extra>(extra)...);
 }
 
-std::string get_payload(bool refresh) { return refresh ? "{\"refresh\":true}" : ""; }
-
 }  // namespace
 
-std::future<void> Client::set_async(const std::string& full_key, Reading value) {
-  auto pending = make_request<PromisedPending<void>>(*impl_, *this, full_key, protocol::MessageType::SET, 0,
-                                                     set_payload(value), value.bulk);
-  auto future = pending->promise.get_future();
-  impl_->engine->send(std::move(pending));
-  return future;
+// The shared state of a Future: the request itself (one allocation per
+// request). finish() runs on the I/O thread; it wakes the caller only if one
+// is waiting, so a completion nobody waits for yet costs no system call.
+class detail::FutureState final : public detail::Pending {
+ public:
+  using Pending::Pending;
+
+  bool ready() {
+    std::lock_guard lock(mutex_);
+    return done_;
+  }
+  // False when `seconds` passed first.
+  bool wait(double seconds) {
+    std::unique_lock lock(mutex_);
+    if (done_) return true;
+    ++waiters_;
+    if (seconds >= 1e9) cv_.wait(lock, [&] { return done_; });
+    else cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return done_; });
+    --waiters_;
+    return done_;
+  }
+  // After a wait that returned true.
+  Reading take() {
+    if (error_) std::rethrow_exception(error_);
+    return std::move(reading_);
+  }
+
+ private:
+  void finish() override {
+    try {
+      reading_ = reply_of(*this);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    bool wake;
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+      wake = waiters_ > 0;
+    }
+    if (wake) cv_.notify_all();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mutex_; reading_ and error_ are set before it
+  int waiters_ = 0;    // guarded by mutex_
+  Reading reading_;
+  std::exception_ptr error_;
+};
+
+template <class T>
+bool Future<T>::ready() const {
+  return state_ && state_->ready();
 }
 
-std::future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
-  auto pending = make_request<PromisedPending<Reading>>(*impl_, *this, full_key, protocol::MessageType::GET, 0,
-                                                        get_payload(refresh), std::nullopt);
-  auto future = pending->promise.get_future();
-  impl_->engine->send(std::move(pending));
-  return future;
+template <class T>
+void Future<T>::wait() const {
+  if (!state_) throw std::future_error(std::future_errc::no_state);
+  state_->wait(1e9);
+}
+
+template <class T>
+std::future_status Future<T>::wait_seconds(double seconds) const {
+  if (!state_) throw std::future_error(std::future_errc::no_state);
+  return state_->wait(std::max(seconds, 0.0)) ? std::future_status::ready : std::future_status::timeout;
+}
+
+template <class T>
+T Future<T>::get() {
+  if (!state_) throw std::future_error(std::future_errc::no_state);
+  auto state = std::move(state_);
+  state->wait(1e9);
+  if constexpr (std::is_void_v<T>) state->take();
+  else return state->take();
+}
+
+template class Future<Reading>;
+template class Future<void>;
+
+Future<void> Client::set_async(const std::string& full_key, Reading value) {
+  auto state = make_request<detail::FutureState>(*impl_, *this, full_key, protocol::MessageType::SET, 0,
+                                                 set_payload(value), value.bulk);
+  impl_->engine->send(state);
+  return Future<void>(std::move(state));
+}
+
+Future<Reading> Client::get_async(const std::string& full_key, bool refresh) {
+  auto state = make_request<detail::FutureState>(*impl_, *this, full_key, protocol::MessageType::GET, 0,
+                                                 get_payload(refresh), std::nullopt);
+  impl_->engine->send(state);
+  return Future<Reading>(std::move(state));
 }
 
 void Client::get_then(const std::string& full_key, GetDone done, bool refresh) {

@@ -2,6 +2,8 @@
 // hand-built payloads spell strings and doubles exactly as mktl::json::dump does.
 #pragma once
 
+#include <mktl/json.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,5 +28,14 @@ void append_double(std::string& out, double value);
 // there are not one (overlong, surrogate, above U+10FFFF, truncated).
 std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end) noexcept;
 bool valid_utf8(std::string_view text) noexcept;
+
+// Reads a JSON object member by member, in order, handing each value over
+// instead of building the object (a repeated key is handed over each time).
+// Throws ValueError, as parse() does, on malformed input or a non-object.
+struct MemberVisitor {
+  virtual ~MemberVisitor() = default;
+  virtual void member(std::string_view key, Json&& value) = 0;
+};
+void parse_members(std::string_view text, MemberVisitor& visitor);
 
 }  // namespace mktl::json::detail

@@ -30,6 +30,42 @@ class Parser {
     return value;
   }
 
+  // A top-level object, member by member, without building it.
+  void run_members(detail::MemberVisitor& visitor) {
+    skip_ws();
+    if (p_ == end_ || *p_ != '{') fail("'{' to start an object");
+    ++p_;
+    skip_ws();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+    } else {
+      std::string key;
+      for (;;) {
+        if (p_ == end_ || *p_ != '"') fail("'\"' to start an object key");
+        key.clear();
+        parse_string(key);
+        skip_ws();
+        if (p_ == end_ || *p_ != ':') fail("':' after an object key");
+        ++p_;
+        skip_ws();
+        visitor.member(key, parse_value(1));
+        skip_ws();
+        if (p_ < end_ && *p_ == ',') {
+          ++p_;
+          skip_ws();
+          continue;
+        }
+        if (p_ < end_ && *p_ == '}') {
+          ++p_;
+          break;
+        }
+        fail("',' or '}' in an object");
+      }
+    }
+    skip_ws();
+    if (p_ != end_) fail("end of input after the value");
+  }
+
  private:
   [[noreturn]] void fail(std::string_view expected) const {
     std::string text = "invalid JSON at byte " + std::to_string(p_ - begin_) + ": expected ";
@@ -320,5 +356,7 @@ class Parser {
 }  // namespace
 
 Json parse(std::string_view text) { return Parser(text).run(); }
+
+void detail::parse_members(std::string_view text, MemberVisitor& visitor) { Parser(text).run_members(visitor); }
 
 }  // namespace mktl::json

@@ -260,29 +260,70 @@ std::optional<Target> split_target(std::string_view target) {
 
 void append_double(std::string& out, double value) { json::detail::append_double(out, value); }
 
+namespace {
+
+// The bulk frame's array: `shape` and `dtype` (members of the payload) applied
+// to the frame's bytes.
+Bulk bulk_array(const Json* shape_member, const Json* dtype_member, const Bulk& frame) {
+  std::vector<std::int64_t> shape;
+  if (shape_member && shape_member->is_array()) {
+    for (auto& d : *shape_member) {
+      if (!d.is_number_integer()) throw ValueError("bulk shape must be a list of integers");
+      shape.push_back(d.get<std::int64_t>());
+    }
+  } else {
+    shape.push_back(static_cast<std::int64_t>(frame.size()));
+  }
+  std::string dtype =
+      dtype_member && dtype_member->is_string() ? dtype_member->get<std::string>() : std::string("uint8");
+  return Bulk(std::move(shape), std::move(dtype), frame.owner(), frame.bytes().data(), frame.size());
+}
+
+const Json* member(const Json& object, const char* key) {
+  auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
 Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time) {
   Reading r;
   r.time = default_time;
   if (!payload.is_object()) return r;
   if (auto t = payload.find("time"); t != payload.end() && t->is_number()) r.time = t->get<double>();
-  if (bulk) {
-    std::vector<std::int64_t> shape;
-    auto s = payload.find("shape");
-    if (s != payload.end() && s->is_array()) {
-      for (auto& d : *s) {
-        if (!d.is_number_integer()) throw ValueError("bulk shape must be a list of integers");
-        shape.push_back(d.get<std::int64_t>());
-      }
-    } else {
-      shape.push_back(static_cast<std::int64_t>(bulk->size()));
-    }
-    auto d = payload.find("dtype");
-    std::string dtype = d != payload.end() && d->is_string() ? d->get<std::string>() : std::string("uint8");
-    r.bulk = Bulk(std::move(shape), std::move(dtype), bulk->owner(), bulk->bytes().data(), bulk->size());
-  } else if (auto v = payload.find("value"); v != payload.end()) {
-    r.value = *v;
-  }
+  if (bulk) r.bulk = bulk_array(member(payload, "shape"), member(payload, "dtype"), *bulk);
+  else if (auto v = payload.find("value"); v != payload.end()) r.value = *v;
   return r;
+}
+
+Reading read_reading(std::string_view payload, std::optional<Bulk> bulk, double default_time, Json* error) {
+  auto first = payload.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || payload[first] != '{') {
+    // Empty, or not an object: parse_payload's answer (null, or its error).
+    Reading r = reading_from_payload(parse_payload(payload), std::move(bulk), default_time);
+    if (error) *error = nullptr;
+    return r;
+  }
+  struct Visitor final : json::detail::MemberVisitor {
+    Reading r;
+    Json shape, dtype, error;
+    void member(std::string_view key, Json&& value) override {
+      if (key == "value") r.value = std::move(value);
+      else if (key == "time") time = std::move(value);
+      else if (key == "error") error = std::move(value);
+      else if (key == "shape") shape = std::move(value);
+      else if (key == "dtype") dtype = std::move(value);
+    }
+    Json time;
+  } v;
+  json::detail::parse_members(payload, v);
+  v.r.time = v.time.is_number() ? v.time.get<double>() : default_time;
+  if (bulk) {
+    v.r.value = nullptr;
+    v.r.bulk = bulk_array(v.shape.is_null() ? nullptr : &v.shape, v.dtype.is_null() ? nullptr : &v.dtype, *bulk);
+  }
+  if (error) *error = std::move(v.error);
+  return std::move(v.r);
 }
 
 }  // namespace mktl::protocol

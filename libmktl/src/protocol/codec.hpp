@@ -123,6 +123,12 @@ std::string_view set_ok_payload() noexcept;
 // missing time is `default_time`; a bulk frame without a shape is a flat array.
 Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, double default_time);
 
+// The same Reading read straight from the payload text: the value is parsed
+// once and moved in, the object around it never built. With `error` given, it
+// receives the payload's `error` member (null when there is none). Throws
+// ValueError as parse_payload() does.
+Reading read_reading(std::string_view payload, std::optional<Bulk> bulk, double default_time, Json* error = nullptr);
+
 // Splits "store.key" at the first '.'; nullopt when there is no '.'.
 struct Target {
   std::string store;
