@@ -69,6 +69,7 @@ struct Engine::Dealer {
 struct Engine::Sub {
   zmq::socket_t socket;
   std::unordered_map<std::string, int> topics;
+  std::vector<zmq::message_t> frames;  // reused for every received message
 };
 
 namespace {
@@ -106,9 +107,11 @@ Engine::~Engine() {
 // thread takes the queue on its next turn without a system call on either
 // side. Both sides store, then load (all sequentially consistent): either the
 // caller sees polling_ and writes the eventfd, or the I/O thread sees queued_
-// and does not block.
+// and does not block. Of the callers that queue while it polls, only the first
+// writes: the I/O thread clears signalled_ when poll returns, before it takes
+// the queue, so later callers' requests leave with the first one's.
 void Engine::queued() {
-  if (polling_.load()) wakeup_.notify();
+  if (polling_.load() && !signalled_.exchange(true)) wakeup_.notify();
 }
 
 void Engine::post(Control control) {
@@ -282,16 +285,16 @@ void Engine::finish_received() {
 }
 
 void Engine::on_sub(Sub& s) {
+  auto& frames = s.frames;
+  std::array<std::string_view, 8> parts;
   for (int burst = 0; burst < 4096; ++burst) {
-    std::vector<zmq::message_t> frames;
     try {
-      if (!transport::recv_multipart(s.socket, frames, 8)) return;
+      if (!transport::recv_multipart(s.socket, frames, parts.size())) return;
     } catch (const zmq::error_t&) {
       return;
     }
-    auto parts = transport::views(frames);
     std::string error;
-    auto b = protocol::decode_broadcast(parts, &error);
+    auto b = protocol::decode_broadcast(views_of(frames, parts), &error);
     if (!b) {
       logger("mktl.client")->debug("dropped a malformed broadcast: {}", error);
       continue;
@@ -371,11 +374,13 @@ void Engine::run(std::stop_token stop) {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
     } catch (const zmq::error_t& e) {
       polling_.store(false);
+      signalled_.store(false);
       if (e.num() == EINTR) continue;
       logger("mktl.client")->error("poll failed: {}", e.what());
       return;
     }
     polling_.store(false);
+    signalled_.store(false);
     if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
     take_queue(sends, controls);
     for (std::size_t i = 1; i < items.size(); ++i) {

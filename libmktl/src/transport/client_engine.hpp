@@ -134,6 +134,7 @@ class Engine {
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll
+  std::atomic<bool> signalled_{false};  // the eventfd was written since poll began
   std::vector<std::shared_ptr<Pending>> finished_;  // answered, finish() not yet run
   std::jthread thread_;
 };

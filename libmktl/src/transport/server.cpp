@@ -7,8 +7,11 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -103,6 +106,7 @@ struct Server::Impl {
   std::jthread thread;
   std::shared_ptr<spdlog::logger> log = logger("mktl.transport");
   std::uint64_t malformed = 0;
+  std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
@@ -205,13 +209,14 @@ void Server::Impl::send_out(Outgoing& out) {
 }
 
 bool Server::Impl::drain_queue() {
-  std::vector<Outgoing> batch;
   {
     std::lock_guard lock(shared->mutex);
     batch.swap(shared->queue);
   }
   for (auto& out : batch) send_out(out);
-  return !batch.empty();
+  bool any = !batch.empty();
+  batch.clear();  // both vectors keep their capacity: no allocation per burst
+  return any;
 }
 
 void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
@@ -221,9 +226,10 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
     return;
   }
   const std::string identity(view(frames[0]));
-  std::vector<std::string_view> parts;
-  parts.reserve(frames.size() - 1);
-  for (std::size_t i = 1; i < frames.size(); ++i) parts.push_back(view(frames[i]));
+  std::array<std::string_view, 16> views;
+  std::size_t n = std::min(frames.size() - 1, views.size());
+  for (std::size_t i = 0; i < n; ++i) views[i] = view(frames[i + 1]);
+  std::span<const std::string_view> parts(views.data(), n);
   auto decoded = protocol::decode(parts);
   if (decoded.error) {
     ++malformed;

@@ -82,17 +82,21 @@ Bulk adopt_bulk(zmq::message_t&& message) {
 }
 
 bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, std::size_t cap) {
-  frames.clear();
-  zmq::message_t part;
-  if (!socket.recv(part, zmq::recv_flags::dontwait)) return false;
-  bool more = part.more();
-  frames.push_back(std::move(part));
+  // Frames land in the messages the vector already holds (a receive releases
+  // what a message held before), which spares creating, moving and closing a
+  // message per frame: a busy socket receives into the same few every time.
+  if (frames.empty()) frames.emplace_back();
+  if (!socket.recv(frames[0], zmq::recv_flags::dontwait)) return false;
+  std::size_t n = 1;
+  bool more = frames[0].more();
+  zmq::message_t dropped;
   while (more) {
-    zmq::message_t next;
-    (void)socket.recv(next, zmq::recv_flags::none);
-    more = next.more();
-    if (frames.size() < cap) frames.push_back(std::move(next));
+    if (n < cap && n == frames.size()) frames.emplace_back();
+    zmq::message_t& into = n < cap ? frames[n++] : dropped;
+    (void)socket.recv(into, zmq::recv_flags::none);
+    more = into.more();
   }
+  frames.resize(n);
   return true;
 }
 

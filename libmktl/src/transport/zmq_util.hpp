@@ -35,7 +35,8 @@ inline std::string_view view(const zmq::message_t& m) {
 }
 
 // Receives one whole multipart message if one is waiting (false if none),
-// into `frames` (cleared first). Keeps at most `cap` frames and reads and drops
+// into `frames`, whose messages it reuses (after false, what they hold is
+// unspecified). Keeps at most `cap` frames and reads and drops
 // the rest, so a hostile peer cannot make us hold an unbounded list; a message
 // that long fails decoding anyway. Throws zmq::error_t.
 bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, std::size_t cap = 16);
