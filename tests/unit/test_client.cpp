@@ -309,6 +309,35 @@ TEST_CASE("client: 200 pipelined set_async all complete", "[client]") {
   CHECK(c.get("demo.temp").value == 199);
 }
 
+TEST_CASE("client: threads that each wait on one request at a time are never left unsent", "[client]") {
+  // Every request here finds the I/O thread idle in poll, or about to be, so
+  // each one depends on the wake-up handshake between caller and I/O thread
+  // (and on several callers sharing one wake-up). A lost wake-up shows as a
+  // request that never completes.
+  Fixture f;
+  auto& c = *f.client;
+  constexpr int kThreads = 4, kEach = 300;
+  std::atomic<int> completed{0}, stuck{0};
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&] {
+        for (int i = 0; i < kEach; ++i) {
+          auto fu = c.get_async("demo.temp");
+          if (fu.wait_for(10s) != std::future_status::ready) {
+            ++stuck;
+            return;
+          }
+          fu.get();
+          ++completed;
+        }
+      });
+    for (auto& th : threads) th.join();
+  }
+  CHECK(stuck == 0);
+  CHECK(completed == kThreads * kEach);
+}
+
 TEST_CASE("SETs to one item apply in the order each thread sent them", "[client]") {
   Fixture f;
   auto& c = *f.client;
