@@ -584,33 +584,49 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
 
 namespace {
 
-// The Reading a completed Pending holds; throws its failure or remote error.
-Reading reply_of(detail::Pending& pending) {
-  pending.throw_failure();
-  return reply_reading(pending.payload, std::move(pending.bulk));
-}
+// A request whose REP is read into a Reading as it arrives, on the I/O thread
+// (no copy of the payload is kept for later).
+class ReadPending : public detail::Pending {
+ public:
+  using Pending::Pending;
+
+ protected:
+  void receive(std::string_view rep_payload, std::optional<Bulk> rep_bulk) override {
+    try {
+      reading_ = reply_reading(rep_payload, std::move(rep_bulk));
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+  // Once finished: the local failure or the daemon's error, null on success.
+  std::exception_ptr error() {
+    if (failure && !error_) {
+      try {
+        throw_failure();
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    }
+    return error_;
+  }
+  Reading reading_;
+  std::exception_ptr error_;
+};
 
 // A request whose completion calls a handler, on the client's I/O thread.
 template <class Done>
-class HandledPending final : public detail::Pending {
+class HandledPending final : public ReadPending {
  public:
   HandledPending(std::string endpoint, protocol::MessageType type, std::string target, std::uint64_t flags,
                  std::string payload, std::optional<Bulk> bulk, Done done)
-      : Pending(std::move(endpoint), type, std::move(target), flags, std::move(payload), std::move(bulk)),
+      : ReadPending(std::move(endpoint), type, std::move(target), flags, std::move(payload), std::move(bulk)),
         done_(std::move(done)) {}
 
  private:
   void finish() override {
-    Reading reading;
-    std::exception_ptr error;
     try {
-      reading = reply_of(*this);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    try {
-      if constexpr (std::is_same_v<Done, GetDone>) done_(std::move(reading), error);
-      else done_(error);
+      if constexpr (std::is_same_v<Done, GetDone>) done_(std::move(reading_), error());
+      else done_(error());
     } catch (const std::exception& e) {
       logger("mktl.client")->warn("{}: a completion handler threw: {}", target, e.what());
     } catch (...) {
@@ -646,9 +662,9 @@ std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::str
 // The shared state of a Future: the request itself (one allocation per
 // request). finish() runs on the I/O thread; it wakes the caller only if one
 // is waiting, so a completion nobody waits for yet costs no system call.
-class detail::FutureState final : public detail::Pending {
+class detail::FutureState final : public ReadPending {
  public:
-  using Pending::Pending;
+  using ReadPending::ReadPending;
 
   bool ready() {
     std::lock_guard lock(mutex_);
@@ -672,11 +688,7 @@ class detail::FutureState final : public detail::Pending {
 
  private:
   void finish() override {
-    try {
-      reading_ = reply_of(*this);
-    } catch (...) {
-      error_ = std::current_exception();
-    }
+    (void)error();  // a local failure becomes the exception get() throws
     bool wake;
     {
       std::lock_guard lock(mutex_);
@@ -688,10 +700,8 @@ class detail::FutureState final : public detail::Pending {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  bool done_ = false;  // guarded by mutex_; reading_ and error_ are set before it
+  bool done_ = false;  // guarded by mutex_; reading_ and error_ are final before it turns true
   int waiters_ = 0;    // guarded by mutex_
-  Reading reading_;
-  std::exception_ptr error_;
 };
 
 template <class T>

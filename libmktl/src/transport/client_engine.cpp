@@ -266,8 +266,9 @@ void Engine::on_dealer(Dealer& d) {
     // A REP before its ACK counts as both.
     auto pending = std::move(it->second.pending);
     d.waiting.erase(it);
-    pending->payload.assign(response->payload);
-    if (response->has_bulk) pending->bulk = transport::adopt_bulk(std::move(frames.back()));
+    std::optional<Bulk> bulk;
+    if (response->has_bulk) bulk = transport::adopt_bulk(std::move(frames.back()));
+    pending->receive(response->payload, std::move(bulk));
     finished_.push_back(std::move(pending));
     if (finished_.size() >= 64) finish_received();
   }

@@ -51,7 +51,8 @@ class Pending {
   std::uint32_t id = 0;  // set by Engine::send
 
   // The outcome, in place before finish() runs: the REP's payload and bulk
-  // frame, or a local failure (type, text) such as a missing ACK.
+  // frame (as receive() keeps them), or a local failure (type, text) such as
+  // a missing ACK.
   std::string payload;
   std::optional<Bulk> bulk;
   std::optional<std::pair<std::string, std::string>> failure;
@@ -61,7 +62,14 @@ class Pending {
 
  protected:
   friend class Engine;
-  // Runs once, on the I/O thread. It may run before Engine::send returns.
+  // Takes the REP, on the I/O thread, while its frames are at hand (the view
+  // is valid during the call only). By default keeps a copy in `payload`.
+  virtual void receive(std::string_view rep_payload, std::optional<Bulk> rep_bulk) {
+    payload.assign(rep_payload);
+    bulk = std::move(rep_bulk);
+  }
+  // Runs once, on the I/O thread, after receive() or a failure. It may run
+  // before Engine::send returns.
   virtual void finish() = 0;
 };
 
