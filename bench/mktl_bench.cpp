@@ -598,30 +598,46 @@ void run_reference(const Options& o, Results& R) {
 
 // ---- report --------------------------------------------------------------------
 
+// Columns `text` takes on a terminal: UTF-8 characters, not bytes.
+std::size_t columns(const std::string& text) {
+  std::size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// `text` padded to `width` columns, with at least two spaces after it.
+std::string pad(const std::string& text, std::size_t width) {
+  std::size_t n = columns(text);
+  return text + std::string(n + 2 > width ? 2 : width - n, ' ');
+}
+
 void report(const Results& results, const std::vector<Target>& targets, const Options& options) {
   std::ostringstream md;
-  std::cout << "\n" << std::left << std::setw(52) << "benchmark" << std::setw(14) << "median" << "min - max\n";
+  std::size_t name_width = 0, target_width = 0;
+  for (auto& name : results.order()) name_width = std::max(name_width, columns(results.at(name).what) + 2);
+  for (auto& t : targets) target_width = std::max(target_width, columns(t.what) + 2);
+  std::cout << "\n" << pad("benchmark", name_width) << pad("median", 14) << "min - max\n";
   md << "| benchmark | median | min – max | runs |\n|---|---:|---:|---:|\n";
   for (auto& name : results.order()) {
     auto& s = results.at(name);
     if (s.values.empty()) {
-      std::cout << std::setw(52) << s.what << "skipped: " << s.note << "\n";
+      std::cout << pad(s.what, name_width) << "skipped: " << s.note << "\n";
       md << "| " << s.what << " | skipped | " << s.note << " | 0 |\n";
       continue;
     }
     std::string med = show(bench::median(s.values), s.unit);
     std::string range = show(bench::min_of(s.values), s.unit) + " - " + show(bench::max_of(s.values), s.unit);
-    std::cout << std::setw(52) << s.what << std::setw(14) << med << range << "\n";
+    std::cout << pad(s.what, name_width) << pad(med, 14) << range << "\n";
     md << "| " << s.what << " | " << med << " | " << show(bench::min_of(s.values), s.unit) << " – "
        << show(bench::max_of(s.values), s.unit) << " | " << s.values.size() << " |\n";
   }
-  std::cout << "\n" << std::setw(58) << "target" << std::setw(40) << "measured" << std::setw(12) << "goal" << "\n";
+  std::cout << "\n" << pad("target", target_width) << pad("measured", 28) << pad("goal", 12) << "\n";
   md << "\n| target | measured (median, min – max) | goal | result |\n|---|---:|---:|---|\n";
   int missed = 0;
   for (auto& t : targets) {
     std::string verdict = t.info ? "info" : t.skipped ? "SKIP" : t.pass ? "PASS" : "MISS";
     if (!t.info && !t.skipped && !t.pass) ++missed;
-    std::cout << std::setw(58) << t.what << std::setw(40) << t.shown << std::setw(12) << t.goal << verdict << "\n";
+    std::cout << pad(t.what, target_width) << pad(t.shown, 28) << pad(t.goal, 12) << verdict << "\n";
     md << "| " << t.what << " | " << t.shown << " | " << t.goal << " | " << verdict << " |\n";
   }
   std::cout << "\n" << missed << " target(s) missed\n";
