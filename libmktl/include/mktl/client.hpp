@@ -113,8 +113,10 @@ class Client {
   // the remote type and text; no ACK within ack_timeout raises TimeoutError.
   Reading get(const std::string& full_key, bool refresh = false, std::optional<double> timeout = {});
   void set(const std::string& full_key, Reading value, std::optional<double> timeout = {});
+  // Many requests in flight on the client's one socket per daemon: each
+  // returns at once with a Future (mktl/future.hpp) that get() waits on. A key
+  // the catalog does not have throws here, before anything is sent.
   Future<void> set_async(const std::string& full_key, Reading value);
-  // Many requests in flight on the client's one socket per daemon.
   Future<Reading> get_async(const std::string& full_key, bool refresh = false);
   // Asynchronous requests with a completion handler instead of a future: the
   // cheapest way to keep many requests in flight. Threading promise: `done`
