@@ -78,14 +78,6 @@ void fail(Pending& p, std::string type, std::string text) {
   p.failure.emplace(std::move(type), std::move(text));
 }
 
-// The frames' bytes, for the codec, without allocating.
-std::span<const std::string_view> views_of(const std::vector<zmq::message_t>& frames,
-                                           std::array<std::string_view, 8>& out) {
-  std::size_t n = std::min(frames.size(), out.size());
-  for (std::size_t i = 0; i < n; ++i) out[i] = transport::view(frames[i]);
-  return {out.data(), n};
-}
-
 }  // namespace
 
 Engine::Engine(double ack_timeout, BroadcastHandler& handler)
@@ -249,7 +241,7 @@ void Engine::on_dealer(Dealer& d) {
       logger("mktl.client")->warn("receive from {} failed: {}", d.endpoint, e.what());
       return;
     }
-    auto response = protocol::decode_response(views_of(frames, parts), &error);
+    auto response = protocol::decode_response(transport::views(frames, parts), &error);
     if (!response) {
       logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint, error);
       continue;
@@ -295,7 +287,7 @@ void Engine::on_sub(Sub& s) {
       return;
     }
     std::string error;
-    auto b = protocol::decode_broadcast(views_of(frames, parts), &error);
+    auto b = protocol::decode_broadcast(transport::views(frames, parts), &error);
     if (!b) {
       logger("mktl.client")->debug("dropped a malformed broadcast: {}", error);
       continue;
@@ -470,7 +462,7 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
     // Drain what is there: answers to our request, or late ones to an earlier
     // request of this thread that timed out (ignored).
     while (transport::recv_multipart(s->socket, parts)) {
-      auto response = protocol::decode_response(views_of(parts, views));
+      auto response = protocol::decode_response(transport::views(parts, views));
       if (!response || response->id != id) continue;
       if (response->type == protocol::MessageType::ACK) {
         acked = true;

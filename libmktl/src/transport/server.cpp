@@ -7,11 +7,9 @@
 
 #include <zmq.hpp>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <mutex>
-#include <span>
 #include <thread>
 #include <vector>
 
@@ -227,9 +225,7 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
   }
   const std::string identity(view(frames[0]));
   std::array<std::string_view, 16> views;
-  std::size_t n = std::min(frames.size() - 1, views.size());
-  for (std::size_t i = 0; i < n; ++i) views[i] = view(frames[i + 1]);
-  std::span<const std::string_view> parts(views.data(), n);
+  auto parts = transport::views(frames, views, 1);
   auto decoded = protocol::decode(parts);
   if (decoded.error) {
     ++malformed;

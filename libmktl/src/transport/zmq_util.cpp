@@ -100,13 +100,6 @@ bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, 
   return true;
 }
 
-std::vector<std::string_view> views(const std::vector<zmq::message_t>& frames) {
-  std::vector<std::string_view> out;
-  out.reserve(frames.size());
-  for (auto& f : frames) out.push_back(view(f));
-  return out;
-}
-
 Wakeup::Wakeup() {
   fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd_ < 0) throw RuntimeError(std::string("eventfd: ") + std::strerror(errno));

@@ -5,7 +5,10 @@
 
 #include <zmq.hpp>
 
+#include <array>
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,8 +44,15 @@ inline std::string_view view(const zmq::message_t& m) {
 // that long fails decoding anyway. Throws zmq::error_t.
 bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, std::size_t cap = 16);
 
-// The frames' bytes, for the codec.
-std::vector<std::string_view> views(const std::vector<zmq::message_t>& frames);
+// The bytes of frames[first..], for the codec, in `out` (no allocation): at
+// most out.size() of them.
+template <std::size_t N>
+std::span<const std::string_view> views(const std::vector<zmq::message_t>& frames, std::array<std::string_view, N>& out,
+                                        std::size_t first = 0) {
+  std::size_t n = 0;
+  for (std::size_t i = first; i < frames.size() && n < N; ++i) out[n++] = view(frames[i]);
+  return {out.data(), n};
+}
 
 // An eventfd that wakes a poll loop; write() is safe from any thread.
 class Wakeup {
