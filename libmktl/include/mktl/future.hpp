@@ -11,8 +11,10 @@
 // no system call (std::promise always makes one), which is what keeps many
 // requests in flight cheap.
 //
-// Threading promise: one thread at a time may use a Future; several Futures
-// may be waited on from different threads at once.
+// Threading promise: ready(), wait(), wait_for() and wait_until() may be
+// called from several threads at once on the same Future, and all of them
+// wake when the request completes; get() changes the Future, so no other call
+// on it may run at the same time.
 #pragma once
 
 #include <mktl/reading.hpp>
