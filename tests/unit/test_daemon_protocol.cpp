@@ -271,6 +271,13 @@ TEST_CASE("malformed requests get an error REP with their id, or are dropped", "
     f.dealer->send({"a", i, "SET", "demo.image", "", "{}", "bulk", "extra"});
     expect_error_rep(i);
   }
+  SECTION("40 frames: those past the receive cap are read and dropped") {
+    auto i = f.id();
+    Frames frames = {"a", i, "SET", "demo.image", "", "{}"};
+    frames.resize(40, "x");
+    f.dealer->send(frames);
+    expect_error_rep(i);
+  }
   SECTION("unknown type FOO") {
     auto i = f.id();
     f.dealer->send({"a", i, "FOO", "demo.temp", "", ""});

@@ -34,34 +34,7 @@ class Parser {
   void run_members(detail::MemberVisitor& visitor) {
     skip_ws();
     if (p_ == end_ || *p_ != '{') fail("'{' to start an object");
-    ++p_;
-    skip_ws();
-    if (p_ < end_ && *p_ == '}') {
-      ++p_;
-    } else {
-      std::string key;
-      for (;;) {
-        if (p_ == end_ || *p_ != '"') fail("'\"' to start an object key");
-        key.clear();
-        parse_string(key);
-        skip_ws();
-        if (p_ == end_ || *p_ != ':') fail("':' after an object key");
-        ++p_;
-        skip_ws();
-        visitor.member(key, parse_value(1));
-        skip_ws();
-        if (p_ < end_ && *p_ == ',') {
-          ++p_;
-          skip_ws();
-          continue;
-        }
-        if (p_ < end_ && *p_ == '}') {
-          ++p_;
-          break;
-        }
-        fail("',' or '}' in an object");
-      }
-    }
+    parse_members(1, [&](const std::string& key, Json&& value) { visitor.member(key, std::move(value)); });
     skip_ws();
     if (p_ != end_) fail("end of input after the value");
   }
@@ -129,15 +102,16 @@ class Parser {
     fail("a value");
   }
 
-  Json parse_object(int depth) {
+  // The object at p_ ('{'), each member handed to on_member(key, value) in
+  // order; values nest at `depth`.
+  template <class OnMember>
+  void parse_members(int depth, OnMember&& on_member) {
     if (depth > kMaxDepth) fail("nesting no deeper than 512");
     ++p_;  // '{'
-    Json result(Json::value_t::object);
-    auto& object = result.get_ref<Json::object_t&>();
     skip_ws();
     if (p_ < end_ && *p_ == '}') {
       ++p_;
-      return result;
+      return;
     }
     std::string key;
     for (;;) {
@@ -148,8 +122,7 @@ class Parser {
       if (p_ == end_ || *p_ != ':') fail("':' after an object key");
       ++p_;
       skip_ws();
-      // A repeated key keeps its last value, as Python's json does.
-      object.insert_or_assign(key, parse_value(depth));
+      on_member(key, parse_value(depth));
       skip_ws();
       if (p_ < end_ && *p_ == ',') {
         ++p_;
@@ -158,10 +131,18 @@ class Parser {
       }
       if (p_ < end_ && *p_ == '}') {
         ++p_;
-        return result;
+        return;
       }
       fail("',' or '}' in an object");
     }
+  }
+
+  Json parse_object(int depth) {
+    Json result(Json::value_t::object);
+    auto& object = result.get_ref<Json::object_t&>();
+    // A repeated key keeps its last value, as Python's json does.
+    parse_members(depth, [&](const std::string& key, Json&& value) { object.insert_or_assign(key, std::move(value)); });
+    return result;
   }
 
   Json parse_array(int depth) {

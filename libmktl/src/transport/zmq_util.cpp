@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace mktl::transport {
@@ -89,10 +90,10 @@ bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, 
   if (!socket.recv(frames[0], zmq::recv_flags::dontwait)) return false;
   std::size_t n = 1;
   bool more = frames[0].more();
-  zmq::message_t dropped;
+  std::optional<zmq::message_t> dropped;  // frames past the cap, made only if there are any
   while (more) {
     if (n < cap && n == frames.size()) frames.emplace_back();
-    zmq::message_t& into = n < cap ? frames[n++] : dropped;
+    zmq::message_t& into = n < cap ? frames[n++] : (dropped ? *dropped : dropped.emplace());
     (void)socket.recv(into, zmq::recv_flags::none);
     more = into.more();
   }
