@@ -55,6 +55,16 @@ struct DaemonOptions {
   // Directory of the persistence database; empty = $MKTL_HOME/daemon/persist/<store>.
   std::string persist_dir;
 
+  // Tables and services, mkio-shaped ({"tables": ..., "services": ...}, see
+  // docs/collections.md): each transaction service becomes settable record
+  // items, each subpub/stream/query service a collection item. Null = none.
+  Json collections;
+  // The file `collections` came from, named in configuration errors.
+  std::string collections_source;
+  // Apply schema changes that can lose data (markd --migrate); without it a
+  // daemon whose tables need such a change refuses to start (ConfigError).
+  bool migrate = false;
+
   // A self-contained daemon for tests and embedding: loopback only, free
   // ports, no discovery, everything on disk under `home`.
   static DaemonOptions isolated(std::string home) {
