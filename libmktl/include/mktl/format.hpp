@@ -14,7 +14,9 @@
 
 namespace mktl {
 
-enum class ItemType { typeless, boolean, enumerated, mask, numeric, numeric_array, string, bulk };
+// record: a transaction item of a collections daemon (its value is a JSON
+// object of fields); collection: a table or stream served as one item.
+enum class ItemType { typeless, boolean, enumerated, mask, numeric, numeric_array, string, bulk, record, collection };
 
 // The type named by description["type"] (absent or "" = typeless). Throws
 // ValueError for an unknown type name.

@@ -56,7 +56,7 @@ std::string shown(const Json& value) {
   return text;
 }
 
-constexpr const char* kTypeNames = "boolean, enumerated, mask, numeric, numeric array, string, bulk";
+constexpr const char* kTypeNames = "boolean, enumerated, mask, numeric, numeric array, string, bulk, record, collection";
 
 class Normaliser {
  public:
@@ -99,7 +99,8 @@ class Normaliser {
     if (auto it = out.find("type"); it != out.end()) {
       const std::string name = it->is_string() ? lower(it->get_ref<const std::string&>()) : std::string();
       if (!it->is_string() || (name != "" && name != "boolean" && name != "enumerated" && name != "mask" &&
-                               name != "numeric" && name != "numeric array" && name != "string" && name != "bulk"))
+                               name != "numeric" && name != "numeric array" && name != "string" && name != "bulk" &&
+                               name != "record" && name != "collection"))
         fail(pointer + "/type", std::string("expected one of ") + kTypeNames, *it);
       *it = name;
       type = item_type(out);

@@ -438,6 +438,10 @@ std::string format_any(const Json& description, ItemType type, const Json& value
       }
       return out + "]";
     }
+    case ItemType::record:
+    case ItemType::collection:
+      if (value.is_null()) return "";
+      return json::dump(value);
     case ItemType::typeless:
     case ItemType::string:
     case ItemType::bulk: break;
@@ -463,6 +467,8 @@ ItemType item_type(const Json& description) {
   if (name == "numeric array") return ItemType::numeric_array;
   if (name == "string") return ItemType::string;
   if (name == "bulk") return ItemType::bulk;
+  if (name == "record") return ItemType::record;
+  if (name == "collection") return ItemType::collection;
   throw ValueError("unknown item type: " + python::repr(type.get_ref<const std::string&>()));
 }
 
@@ -476,6 +482,8 @@ const char* item_type_name(ItemType type) noexcept {
     case ItemType::numeric_array: return "numeric array";
     case ItemType::string: return "string";
     case ItemType::bulk: return "bulk";
+    case ItemType::record: return "record";
+    case ItemType::collection: return "collection";
   }
   return "typeless";
 }
@@ -490,8 +498,13 @@ Json validate_type(const Json& description, const Json& value) {
     case ItemType::numeric_array: return validate_numeric_array(description, value);
     // The reference does not check strings either: a string item takes any
     // JSON value. Bulk values are checked where the bulk frame is decoded.
+    case ItemType::record:
+      if (!value.is_object())
+        throw TypeError(std::string("a record item's value is a JSON object of fields, not '") + python::type_name(value) + "'");
+      break;
     case ItemType::string:
     case ItemType::bulk:
+    case ItemType::collection:
     case ItemType::typeless: break;
   }
   return value;
@@ -569,6 +582,16 @@ Json parse_formatted(const Json& description, std::string_view text) {
         for (auto& element : parsed)
           if (element.is_number()) element = Json(*units::convert(element.get<double>(), pair->formatted, pair->wire));
       return validate_numeric_array(description, parsed);
+    }
+    case ItemType::record:
+    case ItemType::collection: {
+      Json parsed;
+      try {
+        parsed = json::parse(trimmed);
+      } catch (const Error&) {
+        throw ValueError("expected a JSON object of fields: " + python::repr(trimmed));
+      }
+      return type == ItemType::record ? validate_type(description, parsed) : parsed;
     }
     case ItemType::string:
     case ItemType::bulk:

@@ -1,6 +1,6 @@
 #include "persist/store.hpp"
 
-#include <sqlite3.h>
+#include "persist/sqlite.hpp"
 
 #include <atomic>
 #include <cstdlib>
@@ -25,14 +25,12 @@ spdlog::logger& persist_log() {
   return *logger;
 }
 
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using Db = std::unique_ptr<sqlite3, DbClose>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
+using sql::Db;
+using sql::errmsg;
+using sql::exec;
+using sql::prepare;
+using sql::query_text;
+using sql::Stmt;
 
 // Told to whoever finds the file unusable; the store never starts empty on its
 // own, since that would silently forget every persisted value.
@@ -40,34 +38,6 @@ std::string way_out(const std::string& path) {
   return "; move it aside (with any " + path + "-wal and " + path +
          "-shm) to start without persisted values";
 }
-
-std::string errmsg(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
-
-Stmt prepare(sqlite3* db, const char* sql) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-    sqlite3_finalize(stmt);
-    return nullptr;
-  }
-  return Stmt(stmt);
-}
-
-// Runs a statement that returns at most one row and gives its first column as
-// text ("" if no row). Returns false on error.
-bool query_text(sqlite3* db, const char* sql, std::string& out) {
-  Stmt stmt = prepare(db, sql);
-  if (!stmt) return false;
-  int rc = sqlite3_step(stmt.get());
-  out.clear();
-  if (rc == SQLITE_ROW) {
-    if (auto text = sqlite3_column_text(stmt.get(), 0)) out = reinterpret_cast<const char*>(text);
-    rc = sqlite3_step(stmt.get());
-    while (rc == SQLITE_ROW) rc = sqlite3_step(stmt.get());
-  }
-  return rc == SQLITE_DONE;
-}
-
-bool exec(sqlite3* db, const char* sql) { return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK; }
 
 // Values queued together and committed in one transaction. Every save() caller
 // whose value went into it waits on `done`.

@@ -135,6 +135,14 @@ void Runtime::stop() {
   if (server_) server_->stop_receiving();
   if (scheduler_) scheduler_->stop();
   if (pool_) pool_->shutdown();  // finishes requests in flight
+  for (auto it = drains_.rbegin(); it != drains_.rend(); ++it) {
+    try {
+      (*it)();
+    } catch (const std::exception& e) {
+      logger("mktl.runtime")->error("stopping: {}", e.what());
+    }
+  }
+  drains_.clear();
   if (persist_) {
     try {
       persist_->flush();
@@ -144,6 +152,12 @@ void Runtime::stop() {
   }
   if (server_) server_->stop();
 }
+
+void Runtime::set_direct_set(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler) {
+  item.core_->direct_set = std::move(handler);
+}
+
+void Runtime::add_drain(std::function<void()> drain) { drains_.push_back(std::move(drain)); }
 
 void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable) {
   std::shared_ptr<const std::string> encoded;
@@ -219,6 +233,8 @@ void Runtime::dispatch(transport::Incoming&& request, transport::Reply reply) {
   }
   if (request.type == protocol::MessageType::GET)
     handle_get(it->second, std::move(request), std::move(reply));
+  else if (it->second->direct_set)
+    it->second->direct_set(std::move(request), std::move(reply));
   else
     handle_set(it->second, std::move(request), std::move(reply));
 }

@@ -10,6 +10,7 @@
 #include <mktl/item.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,9 @@ struct ItemCore {
 
   std::atomic<bool> poll_queued{false};
   std::shared_ptr<Strand> strand;
+  // Takes SETs on the I/O thread instead of a hook on the strand (record
+  // items queue them to their writer); must not block.
+  std::function<void(transport::Incoming&&, transport::Reply)> direct_set;
 };
 
 class Runtime {
@@ -59,6 +63,12 @@ class Runtime {
   void post_poll(const std::shared_ptr<ItemCore>& core);
 
   transport::Server* server() { return server_.get(); }
+
+  // Routes the SETs of `item` to `handler` on the I/O thread (before start).
+  void set_direct_set(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler);
+  // Runs at stop(), once no hook runs any more and before the server stops,
+  // so that work queued elsewhere is answered (in reverse order of adding).
+  void add_drain(std::function<void()> drain);
   double start_time() const { return start_time_; }
 
  private:
@@ -75,6 +85,7 @@ class Runtime {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<transport::Server> server_;
   std::unique_ptr<persist::Store> persist_;
+  std::vector<std::function<void()>> drains_;
   std::atomic<bool> running_{false};
   double start_time_ = 0;
   // Answers to `_hash` and `store._catalog`, encoded once: the block does not

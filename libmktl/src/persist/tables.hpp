@@ -1,0 +1,118 @@
+// The collections' database: the configured SQLite tables, the schema
+// migration that brings a file to the configuration, and the one writer
+// thread that runs transactions (record item SETs) in batches.
+//
+// Durability promise: a transaction's `done` callback reports success only
+// after the COMMIT that holds it returned, in WAL mode with
+// synchronous=FULL, so an answered transaction survives kill -9 (and power
+// loss, as far as the disk honours fsync).
+//
+// Batching: requests that arrive while the writer is busy share the next
+// COMMIT, each in its own SAVEPOINT, so one failing transaction never
+// disturbs the others. While requests arrive concurrently (the previous batch
+// held more than one), the writer also waits up to `batch_wait_ms` after the
+// first request for more, up to `batch_max` per COMMIT; a lone client is
+// never delayed by that window.
+//
+// Threading: submit(), lookup(), last() and stats() may be called from any
+// thread at once. `done` callbacks run on the writer thread, in commit order:
+// they must not block.
+#pragma once
+
+#include "collections/config.hpp"
+
+#include <mktl/json.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mktl::persist {
+
+// One row changed by a committed transaction (for the collections' change bus).
+struct Change {
+  std::string table;
+  collections::OpType op;
+  Json row;  // after the change; for a delete, the row as it was
+};
+
+struct Committed {
+  std::string ref;
+  std::int64_t seq = 0;  // position in the transaction log (+1 per committed transaction)
+  double time = 0;
+  Json rows;  // per op: its RETURNING row, an array when it changed several, null for none
+  bool duplicate = false;  // the ref had committed before: this is that result, nothing ran again
+  std::vector<Change> changes;
+
+  // {"ref", "seq", "time", "rows"} (+ "duplicate"): the REP value and the broadcast.
+  Json to_json() const;
+};
+
+struct TablesOptions {
+  std::string path;        // the database file (its directory is created)
+  std::string source;      // the configuration file, named in errors
+  double batch_wait_ms = 2.0;
+  int batch_max = 500;
+  bool migrate = false;    // apply changes that can lose data
+};
+
+// What a migration plan found: applied, or refused.
+struct SchemaChange {
+  std::string table;
+  std::string what;        // "new table", "column price: type REAL -> INTEGER", ...
+  bool lossy = false;      // can lose data: needs --migrate or auto_migrate
+  std::int64_t rows = 0;   // rows affected, for lossy changes
+  std::string text() const;
+};
+
+class Tables {
+ public:
+  // Opens (creating) the file, compares its tables with the configuration
+  // and migrates: safe changes are applied and logged; changes that can lose
+  // data only with options.migrate, else ConfigError listing each with its
+  // impact and the way forward. The migration is one transaction.
+  // RuntimeError for a file that cannot be used.
+  static std::unique_ptr<Tables> open(const collections::Config& config, TablesOptions options);
+  // Commits what is queued, then stops the writer.
+  ~Tables();
+  Tables(const Tables&) = delete;
+  Tables& operator=(const Tables&) = delete;
+
+  // The changes the last open() applied (for logs and tests).
+  const std::vector<SchemaChange>& applied() const;
+
+  using Done = std::function<void(std::exception_ptr error, const Committed* result)>;
+
+  // Checks `data` against the op set (unknown, missing or mistyped fields
+  // throw ValueError/TypeError/KeyError here, before anything is queued),
+  // then queues the transaction; `done` runs after its COMMIT with the
+  // result, or with the error that rolled it back. An empty `ref` gets a new
+  // one; a ref that already committed returns that result (duplicate).
+  // `set` must outlive the Tables.
+  void submit(const collections::OpSet& set, Json data, std::string ref, Done done);
+
+  // A committed transaction by ref (null when unknown or no longer kept).
+  std::optional<Committed> lookup(const std::string& ref);
+  // The last committed transaction of a record item, if any is kept.
+  std::optional<Committed> last(const std::string& item);
+
+  struct Stats {
+    std::uint64_t commits = 0;
+    std::uint64_t transactions = 0;  // committed
+    std::uint64_t failed = 0;        // rolled back
+  };
+  Stats stats() const;
+  const std::string& path() const;
+
+  class Impl;
+
+ private:
+  explicit Tables(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mktl::persist
