@@ -5,6 +5,8 @@
 // catalog cache, or from --connect), then exactly the requests asked for.
 #include <mktl/mktl.hpp>
 
+#include "records.hpp"
+
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -42,7 +44,10 @@ The mKTL command-line client. Options may come before or after the command.
 
 commands:
   get STORE.KEY ...          print the current value of items
-  set STORE.KEY=VALUE ...    set items (in parallel unless --serial)
+  set STORE.KEY=VALUE ...    set items (in parallel unless --serial);
+                             STORE.KEY VALUE (two arguments) works too
+  set STORE.KEY --file FILE  one transaction per row of FILE (record items:
+                             CSV with a header row, or JSON), each reported
   watch STORE.KEY ...        print the current value, then every broadcast,
                              until interrupted (SIGINT or SIGTERM)
   list STORE ...             list the keys of stores, with type and access
@@ -70,6 +75,11 @@ options:
       --no-timestamp     no time prefix on watch lines (default: HH:MM:SS.mmm)
       --refresh          get: ask the daemon to read the hardware rather
                          than answer from its cache
+      --ref REF          get of a record item: whether the transaction REF
+                         committed, and its result; set of a record item:
+                         send REF with it (a ref that committed before is
+                         answered with that result, not run again)
+  -f, --file FILE        set of a record item: the transactions in FILE
       --json             one JSON object per line on stdout (machine output)
   -o, --output FILE      get of one bulk item: write its raw bytes (native
                          byte order, C order; shape and dtype are printed)
@@ -108,6 +118,9 @@ examples:
   mk get heater.temp heater.setpoint
   mk get -s heater temp setpoint --unformatted
   mk set heater.setpoint=45 heater.mode=On
+  mk set book.orders_new '{"symbol": "AAPL", "qty": 100}'
+  mk set book.orders_new --file orders.csv
+  mk get book.orders_new --ref '20261201 10:47:20.123456789000'
   mk watch heater.temp
   mk list heater
   mk get --connect tcp://127.0.0.1:10079 heater.temp
@@ -143,6 +156,8 @@ struct Options {
   bool json = false;
   bool refresh = false;
   std::string output;
+  std::string file;
+  std::string ref;
   std::optional<double> timeout;
   std::vector<std::string> connect;
   int verbosity = 0;
@@ -167,7 +182,7 @@ std::string bare_key(const std::string& full_key) { return full_key.substr(full_
 std::optional<Options> parse_command_line(int argc, char** argv) {
   enum {
     kSerial = 256, kNoWait, kFormatted, kUnformatted, kTerse, kTimestamp, kNoTimestamp, kJson, kRefresh,
-    kConnect
+    kConnect, kRef
   };
   static const option long_options[] = {
       {"store", required_argument, nullptr, 's'},      {"serial", no_argument, nullptr, kSerial},
@@ -177,6 +192,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"json", no_argument, nullptr, kJson},           {"refresh", no_argument, nullptr, kRefresh},
       {"output", required_argument, nullptr, 'o'},     {"timeout", required_argument, nullptr, 'w'},
       {"connect", required_argument, nullptr, kConnect}, {"verbose", no_argument, nullptr, 'v'},
+      {"file", required_argument, nullptr, 'f'},       {"ref", required_argument, nullptr, kRef},
       {"debug", no_argument, nullptr, 'd'},            {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
 
@@ -184,7 +200,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
   bool timestamp = false, no_timestamp = false;
   opterr = 0;  // we word the message ourselves, then exit 2
   int c;
-  while ((c = getopt_long(argc, argv, ":s:o:w:vdh", long_options, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, ":s:o:w:f:vdh", long_options, nullptr)) != -1) {
     switch (c) {
       case 's': opts.store = lower(optarg); break;
       case kSerial: opts.serial = true; break;
@@ -198,6 +214,8 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kRefresh: opts.refresh = true; break;
       case kConnect: opts.connect.emplace_back(optarg); break;
       case 'o': opts.output = optarg; break;
+      case 'f': opts.file = optarg; break;
+      case kRef: opts.ref = optarg; break;
       case 'w': {
         std::string_view text(optarg);
         double seconds = 0;
@@ -235,6 +253,25 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
   if (opts.terse) opts.timestamp = false;
   if (!opts.output.empty() && (opts.command != "get" || opts.requests.size() != 1))
     throw UsageError("--output goes with a get of exactly one key");
+  if (!opts.file.empty() && (opts.command != "set" || opts.requests.size() != 1))
+    throw UsageError("--file goes with a set of exactly one record item");
+  if (!opts.ref.empty() && ((opts.command != "get" && opts.command != "set") || opts.requests.size() > 2))
+    throw UsageError("--ref goes with a get or set of one record item");
+  // set STORE.KEY VALUE: two arguments make one request.
+  if (opts.command == "set" && opts.file.empty()) {
+    std::vector<std::string> joined;
+    for (std::size_t i = 0; i < opts.requests.size(); ++i) {
+      const std::string& r = opts.requests[i];
+      bool bare_key = r.find('=') == std::string::npos || r.find('=') > r.find_first_of("{[\"' ");
+      if (bare_key && i + 1 < opts.requests.size()) {
+        joined.push_back(r + "=" + opts.requests[i + 1]);
+        ++i;
+      } else {
+        joined.push_back(r);
+      }
+    }
+    opts.requests = std::move(joined);
+  }
 
   // -s STORE: prefix every request (list: STORE is itself a request).
   if (opts.command == "list") {
@@ -245,7 +282,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
     if (opts.requests.empty()) throw UsageError("no requests given");
     for (auto& request : opts.requests) {
       if (!opts.store.empty()) request = opts.store + "." + request;
-      if (opts.command == "set") {
+      if (opts.command == "set" && !opts.file.empty()) {
+        request = normalise_key(request);
+      } else if (opts.command == "set") {
         auto eq = request.find('=');
         if (eq == std::string::npos) throw UsageError("'" + request + "' is not KEY=VALUE");
         request = normalise_key(request.substr(0, eq)) + request.substr(eq);
@@ -684,6 +723,12 @@ void command_get(Context& ctx) {
     auto description = describe_key(ctx, key);
     if (!description) continue;
     try {
+      if (!ctx.opts.ref.empty()) {
+        mktl::Json value = ctx.client.call("GET", key, {{"ref", ctx.opts.ref}}, ctx.opts.timeout).value("value", mktl::Json());
+        ctx.out.line(ctx.opts.json ? mktl::json::dump({{"key", key}, {"value", value}})
+                                   : key + ": " + mk::committed_line(value));
+        continue;
+      }
       mktl::Reading r = ctx.client.get(key, ctx.opts.refresh, ctx.opts.timeout);
       if (!ctx.opts.output.empty()) write_output(ctx.opts.output, r);
       ctx.out.line(ctx.opts.json ? ctx.presenter.json_line(key, *description, r)
@@ -702,7 +747,47 @@ void print_set(Context& ctx, const std::string& key, const mktl::Json& descripti
     ctx.out.line(ctx.presenter.set_line(key, description, value));
 }
 
+// One transaction on a record item; prints its result (ROW > 0: the row of a file).
+void transact(Context& ctx, const std::string& key, const mktl::Json& data, std::size_t row) {
+  std::string what = row ? key + " row " + std::to_string(row) : key;
+  try {
+    mktl::Json payload = {{"value", data}};
+    if (!ctx.opts.ref.empty()) payload["ref"] = ctx.opts.ref;
+    mktl::Json value = ctx.client.call("SET", key, payload, ctx.opts.timeout).value("value", mktl::Json());
+    if (ctx.opts.json) {
+      mktl::Json line = {{"key", key}, {"value", value}};
+      if (row) line["row"] = row;
+      ctx.out.line(mktl::json::dump(line));
+    } else {
+      ctx.out.line(what + ": " + mk::committed_line(value));
+    }
+  } catch (const std::exception& e) {
+    ctx.out.error(what, failure_of(e));
+  }
+}
+
+// set STORE.KEY --file FILE: every row is tried and reported, in order.
+void command_set_file(Context& ctx) {
+  const std::string& key = ctx.opts.requests.front();
+  auto description = describe_key(ctx, key);
+  if (!description) return;
+  if (type_of(*description) != mktl::ItemType::record) {
+    ctx.out.error(key, {"TypeError", "--file takes a record item (a transaction service); this item is " +
+                                         std::string(mktl::item_type_name(type_of(*description)))});
+    return;
+  }
+  std::vector<mktl::Json> rows;
+  try {
+    rows = mk::read_rows(ctx.opts.file, *description);
+  } catch (const std::exception& e) {
+    ctx.out.error(key, failure_of(e));
+    return;
+  }
+  for (std::size_t i = 0; i < rows.size(); ++i) transact(ctx, key, rows[i], i + 1);
+}
+
 void command_set(Context& ctx) {
+  if (!ctx.opts.file.empty()) return command_set_file(ctx);
   struct Pending {
     std::string key;
     mktl::Json description;
@@ -721,6 +806,10 @@ void command_set(Context& ctx) {
     }
     try {
       mktl::Json value = set_value(ctx.opts, *description, text);
+      if (type_of(*description) == mktl::ItemType::record && !ctx.opts.no_wait) {
+        transact(ctx, key, value, 0);  // answered with its ref and rows
+        continue;
+      }
       if (ctx.opts.no_wait) {
         ctx.client.set_nowait(key, mktl::Reading(value));
       } else if (ctx.opts.serial) {

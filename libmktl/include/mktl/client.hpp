@@ -132,6 +132,14 @@ class Client {
   Json request(const std::string& rep_endpoint, const std::string& type, const std::string& target,
                const Json& payload = Json::object(), std::optional<double> timeout = {});
 
+  // One request to an item with a payload of the caller's making, returning
+  // the daemon's REP payload (throws the daemon's error): for requests that
+  // carry more than a value, such as a transaction on a record item
+  // (call("SET", "book.orders_new", {{"value", {...}}, {"ref", "r1"}}) gives
+  // {"value": {"ref", "seq", "time", "rows"}, ...}) or a GET by ref.
+  Json call(const std::string& type, const std::string& full_key, const Json& payload = Json::object(),
+            std::optional<double> timeout = {});
+
   // Subscribe to broadcasts of one item; the callback gets every new value.
   Subscription subscribe(const std::string& full_key, Callback callback);
 

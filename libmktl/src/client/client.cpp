@@ -582,6 +582,20 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
   });
 }
 
+Json Client::call(const std::string& type, const std::string& full_key, const Json& payload,
+                  std::optional<double> timeout) {
+  protocol::MessageType t;
+  if (type == "GET") t = protocol::MessageType::GET;
+  else if (type == "SET") t = protocol::MessageType::SET;
+  else throw ValueError("request type must be GET or SET, not '" + type + "'");
+  if (!payload.is_object()) throw TypeError("a request payload is a JSON object");
+  std::string target = lower_target(full_key);
+  std::string text = json::dump(payload);
+  return impl_->with_stale_retry(target, *this, [&](const Where& where) {
+    return impl_->request_text(where.rep, t, target, text, timeout);
+  });
+}
+
 namespace {
 
 // A request whose REP is read into a Reading as it arrives, on the I/O thread
