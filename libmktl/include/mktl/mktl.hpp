@@ -5,6 +5,7 @@
 #include <mktl/client.hpp>
 #include <mktl/daemon.hpp>
 #include <mktl/error.hpp>
+#include <mktl/expr.hpp>
 #include <mktl/format.hpp>
 #include <mktl/future.hpp>
 #include <mktl/item.hpp>
