@@ -68,7 +68,8 @@ options:
       --registry-port N   UDP port this registry answers discovery on
                           (default $MKTL_REGISTRY_PORT, else 10103)
       --discovery-wait S  seconds to collect daemon answers at start-up
-                          (default 1)
+                          (default 1); announcements and requests are
+                          served meanwhile
   -v, --verbose           more log output (repeat for debug)
   -d, --debug             debug log output
   -h, --help              show this help and exit
@@ -175,8 +176,8 @@ std::string endpoint(const std::string& host, int port) {
   return "tcp://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-// Requests to daemons (liveness checks, start-up discovery). Client is
-// thread-safe; only the worker uses it anyway.
+// Requests to daemons (liveness checks, start-up discovery), from the worker
+// and the start-up discovery thread: Client is thread-safe.
 class DaemonProbe {
  public:
   DaemonProbe() : client_(make_options()) {}
@@ -213,9 +214,8 @@ class DaemonProbe {
   mktl::Client client_;
 };
 
-// One thread that runs everything that may block (liveness probes, start-up
-// discovery), so that the server's I/O thread never waits. Announcements are
-// processed in arrival order.
+// The thread that takes announcements, in arrival order: processing one may
+// probe a daemon's liveness, which the server's I/O thread must never wait for.
 class Worker {
  public:
   struct Task {
@@ -223,7 +223,6 @@ class Worker {
     mktl::transport::Reply reply;
   };
   using Handler = std::function<void(Task&)>;
-  using Job = std::function<void()>;
 
   explicit Worker(Handler handler) : handler_(std::move(handler)), thread_([this](std::stop_token stop) { run(stop); }) {}
   ~Worker() {
@@ -236,35 +235,18 @@ class Worker {
     tasks_.push_back(std::move(task));
     changed_.notify_all();
   }
-  void push(Job job) {
-    std::lock_guard lock(mutex_);
-    jobs_.push_back(std::move(job));
-    changed_.notify_all();
-  }
 
  private:
   void run(std::stop_token stop) {
     std::unique_lock lock(mutex_);
     while (!stop.stop_requested()) {
-      changed_.wait(lock, stop, [&] { return !tasks_.empty() || !jobs_.empty(); });
-      while (!tasks_.empty() || !jobs_.empty()) {
-        if (!tasks_.empty()) {
-          Task task = std::move(tasks_.front());
-          tasks_.pop_front();
-          lock.unlock();
-          handler_(task);
-          lock.lock();
-        } else {
-          Job job = std::move(jobs_.front());
-          jobs_.pop_front();
-          lock.unlock();
-          try {
-            job();
-          } catch (const std::exception& e) {
-            spdlog::error("mkregistryd: {}", e.what());
-          }
-          lock.lock();
-        }
+      changed_.wait(lock, stop, [&] { return !tasks_.empty(); });
+      while (!tasks_.empty()) {
+        Task task = std::move(tasks_.front());
+        tasks_.pop_front();
+        lock.unlock();
+        handler_(task);
+        lock.lock();
         if (stop.stop_requested()) return;
       }
     }
@@ -274,8 +256,7 @@ class Worker {
   std::mutex mutex_;
   std::condition_variable_any changed_;
   std::deque<Task> tasks_;
-  std::deque<Job> jobs_;
-  std::jthread thread_;   // last: starts after the queues exist
+  std::jthread thread_;   // last: starts after the queue exists
 };
 
 // SET _catalog: {"value": block, "override": bool} (the reference puts the
@@ -297,15 +278,17 @@ void handle_announcement(mktl::discovery::RegistryState& state, Worker::Task& ta
 }
 
 // Start-up discovery: every daemon answering on the daemon port is asked for
-// its stores (_hash) and then each store's blocks (STORE._catalog).
+// its stores (_hash) and then each store's blocks (STORE._catalog). It runs on
+// a thread of its own, beside the announcements, and ends early on `stop`.
 void discover_daemons(mktl::discovery::RegistryState& state, DaemonProbe& probe,
-                      const mktl::discovery::Config& config, double wait) {
+                      const mktl::discovery::Config& config, double wait, std::stop_token stop) {
   // The configured hosts are registries, not daemons: broadcast only.
   auto broadcast_only = config;
   broadcast_only.hosts.clear();
-  auto daemons = mktl::discovery::call(broadcast_only, config.daemon_port, wait);
+  auto daemons = mktl::discovery::call(broadcast_only, config.daemon_port, wait, false, stop);
   int learned = 0;
   for (const auto& daemon : daemons) {
+    if (stop.stop_requested()) return;
     const std::string where = daemon.address + ":" + std::to_string(daemon.rep_port);
     Json hashes;
     try {
@@ -319,6 +302,7 @@ void discover_daemons(mktl::discovery::RegistryState& state, DaemonProbe& probe,
       continue;
     }
     for (const auto& [store, uuids] : hashes.items()) {
+      if (stop.stop_requested()) return;
       Json blocks;
       try {
         blocks = probe.request(daemon.address, daemon.rep_port, store + "._catalog", 2.0);
@@ -405,7 +389,15 @@ int run(const Options& opts) {
   spdlog::info("mkregistryd: serving on {} as {}; discovery on UDP {}, daemons on UDP {} via {}",
                server.rep_endpoint(), hostname, responder.port(), config.daemon_port, config.broadcast);
 
-  worker.push(Worker::Job([&] { discover_daemons(*state, probe, config, opts.discovery_wait); }));
+  // Beside the announcements, not before them: a daemon starting now is
+  // taken (and its clients answered) at once, not after the discovery wait.
+  std::jthread startup_discovery([&](std::stop_token stop) {
+    try {
+      discover_daemons(*state, probe, config, opts.discovery_wait, stop);
+    } catch (const std::exception& e) {
+      spdlog::error("mkregistryd: start-up discovery: {}", e.what());
+    }
+  });
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -414,6 +406,7 @@ int run(const Options& opts) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("mkregistryd: signal {}, stopping", signal_number);
+  startup_discovery.request_stop();
   responder.stop();
   server.stop();
   return kExitOk;

@@ -22,8 +22,12 @@ start registry '^mkregistryd: ready rep=[0-9]+ udp=[0-9]+$' "$MKTL_BIN/mkregistr
 registry_rep=$(rep_port "$line")
 pass "registry: $line"
 
+# markd keeps its own MKTL_HOME: it writes its block into the client cache
+# there, which would spare mk the registry (and hide the stale cache below).
+mkdir -p "$work/daemon-home"
+markd=(env MKTL_HOME="$work/daemon-home" "$MKTL_BIN/markd")
 markd_args=(--bind 127.0.0.1 --hostname 127.0.0.1 --broadcast 127.255.255.255 -c "$work/test.json" test test1)
-start markd '^markd: test test1 ready rep=[0-9]+ pub=[0-9]+$' "$MKTL_BIN/markd" "${markd_args[@]}"
+start markd '^markd: test test1 ready rep=[0-9]+ pub=[0-9]+$' "${markd[@]}" "${markd_args[@]}"
 pass "markd with discovery: $line"
 
 run g1 "$MKTL_BIN/mk" -w 10 get test.setpoint
@@ -43,7 +47,7 @@ expect_out "discover by broadcast" "1 store discovered: test"
 # Restart markd (new ephemeral ports): the cached address is stale.
 stop "$pid"
 [[ $rc == 0 ]] && pass "markd stops on SIGTERM" || fail "markd stop: exit $rc"
-start markd2 '^markd: test test1 ready rep=[0-9]+ pub=[0-9]+$' "$MKTL_BIN/markd" "${markd_args[@]}"
+start markd2 '^markd: test test1 ready rep=[0-9]+ pub=[0-9]+$' "${markd[@]}" "${markd_args[@]}"
 pass "markd restarted: $line"
 run g3 "$MKTL_BIN/mk" -w 10 get test.setpoint
 expect_out "get after the daemon moved" "setpoint: 20.0 degC"
@@ -53,7 +57,7 @@ expect_out "get after the daemon moved" "setpoint: 20.0 degC"
 cat >"$work/test2.json" <<'EOF'
 {"humidity": {"type": "numeric", "format": "%.0f", "units": "%", "initial": 40}}
 EOF
-start markd3 '^markd: test test2 ready rep=[0-9]+ pub=[0-9]+$' "$MKTL_BIN/markd" --bind 127.0.0.1 \
+start markd3 '^markd: test test2 ready rep=[0-9]+ pub=[0-9]+$' "${markd[@]}" --bind 127.0.0.1 \
   --hostname 127.0.0.1 --broadcast 127.255.255.255 -c "$work/test2.json" test test2
 pass "a second daemon of store test: $line"
 run g4 "$MKTL_BIN/mk" -w 10 get test.humidity
@@ -66,7 +70,7 @@ expect_in "the second daemon answered" "$out" "humidity: 40 %"
 cat >"$work/clash.json" <<'EOF'
 {"setpoint": {"type": "numeric"}}
 EOF
-run clash "$MKTL_BIN/markd" --bind 127.0.0.1 --hostname 127.0.0.1 --broadcast 127.255.255.255 \
+run clash "${markd[@]}" --bind 127.0.0.1 --hostname 127.0.0.1 --broadcast 127.255.255.255 \
   -c "$work/clash.json" test test3
 expect_rc "a daemon redefining a live daemon's key does not start" 1
 expect_in "the rejection names the key" "$err" "setpoint"

@@ -2,6 +2,7 @@
 #include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"
+#include "discovery/cache.hpp"
 #include "discovery/udp.hpp"
 #include "protocol/codec.hpp"
 
@@ -15,14 +16,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 
 namespace mktl {
-
-namespace fs = std::filesystem;
 
 ClientOptions ClientOptions::from_env() {
   ClientOptions o;
@@ -221,15 +218,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   void cache_block(const std::string& store, const Json& block) {
     if (!options.use_cache) return;
     try {
-      fs::path dir = fs::path(home) / "client" / "cache" / store;
-      fs::create_directories(dir);
-      std::string uuid = block.at("uuid").get<std::string>();
-      fs::path tmp = dir / (uuid + ".json.tmp");
-      {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << json::dump(block);
-      }
-      fs::rename(tmp, dir / (uuid + ".json"));
+      discovery::write_cached_block(home, store, block);
     } catch (const std::exception& e) {
       logger("mktl.client")->debug("cannot cache the catalog of {}: {}", store, e.what());
     }
@@ -258,24 +247,11 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     return stores.count(store) > 0;
   }
 
-  // Loads cached blocks of a store without any network traffic.
+  // Loads cached blocks of a store without any network traffic (those of
+  // other clients and of daemons on this host too: the layout is shared).
   bool load_cache(const std::string& store) {
     if (!options.use_cache) return false;
-    fs::path dir = fs::path(home) / "client" / "cache" / store;
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) return false;
-    Json blocks = Json::object();
-    for (auto& entry : fs::directory_iterator(dir, ec)) {
-      if (entry.path().extension() != ".json") continue;
-      try {
-        std::ifstream in(entry.path());
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        Json block = json::parse(text);
-        if (block.is_object() && block.contains("uuid")) blocks[block["uuid"].get<std::string>()] = block;
-      } catch (const std::exception& e) {
-        logger("mktl.client")->debug("ignoring cache file {}: {}", entry.path().string(), e.what());
-      }
-    }
+    Json blocks = discovery::read_cached_blocks(home, store);
     if (blocks.empty()) return false;
     learn(store, blocks, {}, false, false);
     return true;
@@ -329,6 +305,38 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     return false;
   }
 
+  // Asks the daemons that answer UDP discovery on the daemon port which
+  // stores they serve (GET _hash) and learns every block of `store` they hold
+  // (GET STORE._catalog); true when one served it. Broadcast only: the hosts
+  // in $MKTL_HOME/client/registries are registries. Each daemon is reached at
+  // the address its answer came from, which works on this segment whatever
+  // host name its block advertises.
+  bool ask_daemons(const std::string& store) {
+    auto config = discovery_config();
+    config.hosts.clear();
+    bool found = false;
+    for (auto& daemon : discovery::call(config, config.daemon_port, options.discovery_timeout)) {
+      std::string endpoint = "tcp://" + daemon.address + ":" + std::to_string(daemon.rep_port);
+      try {
+        Json hashes = request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json());
+        if (!hashes.is_object() || !hashes.contains(store)) continue;
+        Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0)
+                          .value("value", Json());
+        if (blocks.is_object() && !blocks.empty()) {
+          learn(store, blocks, daemon.address, true);
+          found = true;
+        }
+      } catch (const Error& e) {
+        logger("mktl.client")->debug("daemon {} did not tell its blocks of {}: {}", endpoint, store, e.what());
+      }
+    }
+    return found;
+  }
+
+  // The network, for blocks of a store: the registries first (they know the
+  // daemons beyond this segment), else the daemons that answer discovery.
+  bool ask_network(const std::string& store) { return ask_registries(store) || ask_daemons(store); }
+
   // What `pick` takes from where a key lives (a copy, made under the lock).
   template <class Pick>
   auto locate(const std::string& full_key, Client& client, Pick pick) {
@@ -346,8 +354,8 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
         }
       }
       // The key may belong to another daemon of the store, one the cache has
-      // never seen: the registries know every block.
-      if (attempt == 1 && !ask_registries(store) && !knows(store)) break;
+      // never seen: the registries (or the daemons themselves) know every block.
+      if (attempt == 1 && !ask_network(store) && !knows(store)) break;
       if (attempt == 0) {
         bool known = knows(store);
         if (!load_cache(store)) {
@@ -486,6 +494,9 @@ void Client::find_store(const std::string& store_name) {
   }
   // 2. Registries: listed in $MKTL_HOME/client/registries, or found by broadcast.
   if (impl_->ask_registries(store)) return;
+  // 3. No registry knows it (or none runs): the daemons that answer discovery.
+  if (impl_->ask_daemons(store)) return;
+  // Some cached blocks revalidated, and nobody knows of others.
   if (impl_->knows(store)) return;
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
 }
@@ -532,7 +543,7 @@ Json Client::description(const std::string& full_key) {
   auto it = all.find(key);
   if (it != all.end()) return *it;
   // Perhaps a block of another daemon of this store that the cache has not seen.
-  if (impl_->ask_registries(store)) {
+  if (impl_->ask_network(store)) {
     all = items(store);
     it = all.find(key);
     if (it != all.end()) return *it;

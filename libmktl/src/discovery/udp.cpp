@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -306,8 +308,21 @@ void Responder::Impl::handle(const char* data, std::size_t size, const sockaddr_
 
 // ---- call --------------------------------------------------------------------
 
-std::vector<Found> call(const Config& config, int port, double timeout_s, bool first_only) {
+std::vector<Found> call(const Config& config, int port, double timeout_s, bool first_only, std::stop_token stop) {
+  if (stop.stop_requested()) return {};
   Fd sock = udp_socket();
+  // A stop request wakes the wait below through an eventfd.
+  Fd wake;
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (stop.stop_possible()) {
+    wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (wake.get() < 0) throw RuntimeError(errno_text("discovery: eventfd"));
+    on_stop.emplace(stop, [fd = wake.get()] {
+      std::uint64_t one = 1;
+      // A full counter already means "wake up"; the result does not matter.
+      [[maybe_unused]] auto ignored = ::write(fd, &one, sizeof one);
+    });
+  }
   set_option(sock.get(), SO_BROADCAST, "SO_BROADCAST");
 
   auto send_to = [&](const std::string& host) {
@@ -337,10 +352,10 @@ std::vector<Found> call(const Config& config, int port, double timeout_s, bool f
       if (left <= 0) break;
       wait_ms = static_cast<int>(left);
     }
-    pollfd fd{sock.get(), POLLIN, 0};
-    int ready = ::poll(&fd, 1, wait_ms);
+    pollfd fds[2] = {{sock.get(), POLLIN, 0}, {wake.get(), POLLIN, 0}};
+    int ready = ::poll(fds, wake.get() >= 0 ? 2 : 1, wait_ms);
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) break;
+    if (ready <= 0 || fds[1].revents != 0) break;
     sockaddr_in sender{};
     socklen_t length = sizeof sender;
     ssize_t size = ::recvfrom(sock.get(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_TRUNC,

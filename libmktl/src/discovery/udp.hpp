@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,8 +78,10 @@ struct Found {
 // Sends the call to config.broadcast:port and to every config.hosts entry at
 // `port`, and collects distinct answers until `timeout_s` has passed. With
 // first_only it returns as soon as an answer arrives (plus any that arrived
-// with it). Malformed answers are ignored. Throws mktl::RuntimeError only when
+// with it). A stop requested on `stop` ends the wait at once, with the answers
+// so far. Malformed answers are ignored. Throws mktl::RuntimeError only when
 // no socket can be made; unresolvable hosts are logged and skipped.
-std::vector<Found> call(const Config& config, int port, double timeout_s, bool first_only = false);
+std::vector<Found> call(const Config& config, int port, double timeout_s, bool first_only = false,
+                        std::stop_token stop = {});
 
 }  // namespace mktl::discovery

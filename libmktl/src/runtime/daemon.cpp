@@ -4,6 +4,7 @@
 #include "config/logger.hpp"
 #include "discovery/announce.hpp"
 #include "discovery/avahi.hpp"
+#include "discovery/cache.hpp"
 #include "discovery/udp.hpp"
 
 #include <mktl/catalog.hpp>
@@ -137,6 +138,14 @@ void Daemon::start() {
   I.runtime->start(I.item_map);
   detail::publish_catalog_item(*this);
   setup_final();
+  // The block is final (its ports are known): into the client catalog cache,
+  // as the reference's daemon does, so that clients on this host (ours and
+  // the reference's) find the store from disk. Not fatal: discovery still works.
+  try {
+    discovery::write_cached_block(I.options.home, I.store, catalog_block());
+  } catch (const std::exception& e) {
+    I.log->warn("{}.{}: the catalog is not in the client cache: {}", I.store, I.alias, e.what());
+  }
   if (I.options.discovery) {
     try {
       start_discovery();
