@@ -8,8 +8,10 @@ packages=(
   help2man  # the man pages, made from each program's --help at build time
   cppzmq-dev libzmq3-dev nlohmann-json3-dev libsqlite3-dev libavahi-client-dev libspdlog-dev catch2
   # Test-only: a real avahi-daemon and dbus for the DNS-SD tests, python3-zmq for
-  # CLI tests that speak protocol 'a' by hand, iproute2 for network namespaces.
-  avahi-daemon dbus python3 python3-zmq iproute2 procps
+  # CLI tests that speak protocol 'a' by hand, iproute2 for network namespaces;
+  # python3-numpy for the Python reference in the interop tests (which then need
+  # only its checkout, MKTL_REFERENCE).
+  avahi-daemon dbus python3 python3-zmq python3-numpy iproute2 procps
   man-db  # test_install.sh renders the installed man pages with man -l
 )
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Interop of the real binaries with the Python mKTL reference (see
 # docs/interop.md): the reference client (tests/interop/ref_client.py) against
-# markd, and mk against the reference daemon (sbin/mkd). Skipped (exit 0 with a
-# note) unless MKTL_REFERENCE names a checkout of KeckObservatory/mKTL.
+# markd, and mk against the reference daemon (sbin/mkd). Skipped (exit 77, see
+# lib.sh) unless MKTL_REFERENCE names a checkout of KeckObservatory/mKTL.
 # The reference's discovery is redirected to $MKTL_BROADCAST (127.255.255.255)
 # by tests/interop/local_broadcast.py, which both driver scripts import.
 set -euo pipefail
@@ -10,8 +10,7 @@ source "$(dirname "$0")/lib.sh"
 : "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
 : "${MKTL_SOURCE:?set MKTL_SOURCE to the source tree}"
 if [ -z "${MKTL_REFERENCE:-}" ]; then
-  echo "MKTL_REFERENCE is not set: interop test skipped"
-  exit 0
+  skip "MKTL_REFERENCE is not set: no reference checkout to test against"
 fi
 PY=/usr/bin/python3
 if ! $PY -c 'import zmq, numpy' 2>/dev/null; then

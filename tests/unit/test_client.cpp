@@ -232,7 +232,7 @@ TEST_CASE("client subscription receives each new value", "[client]") {
   CHECK(small == expected);
 }
 
-TEST_CASE("destroying a subscription stops its callbacks; two subscriptions to one key", "[client]") {
+TEST_CASE("destroying one of two subscriptions to a key stops its callbacks, the other keeps going", "[client]") {
   Fixture f;
   auto& c = *f.client;
   std::atomic<bool> destroyed{false};
@@ -404,7 +404,7 @@ TEST_CASE("client: an ACK without a REP times out after the request timeout", "[
   CHECK_THROWS_AS(c.set("demo.x", Json(1), 0.3), mktl::TimeoutError);
 }
 
-TEST_CASE("client: a REP before its ACK counts as both; the late ACK is ignored", "[client]") {
+TEST_CASE("client: a REP before its ACK counts as both, and the late ACK is ignored", "[client]") {
   test::TempDir home;
   FakeDaemon fake(FakeDaemon::Mode::rep_before_ack);
   mktl::Client c(fast_options(home));

@@ -407,7 +407,7 @@ TEST_CASE("bulk values: SET and GET with shape, dtype and the bulk frame", "[pro
   f.still_answers();
 }
 
-TEST_CASE("broadcasts use the trailing-dot topic; bulk broadcasts have 4 frames", "[protocol]") {
+TEST_CASE("broadcasts use the trailing-dot topic, and bulk broadcasts have 4 frames", "[protocol]") {
   Fixture f;
   test::RawSub sub(f.daemon.pub_endpoint(), "demo.temp.");
   // Get past the slow-joiner window: set until a broadcast arrives.

@@ -8,6 +8,8 @@
 #include "protocol/codec.hpp"
 #include "transport/server.hpp"
 
+#include "skip.hpp"
+
 #include <mktl/error.hpp>
 
 #include <catch2/catch.hpp>
@@ -372,10 +374,7 @@ void ensure_avahi() {
 }  // namespace
 
 TEST_CASE("Avahi publishes a daemon and browsing finds it", "[avahi]") {
-  if (auto why = avahi_unavailable(); !why.empty()) {
-    WARN("skipped: " << why);
-    return;
-  }
+  if (auto why = avahi_unavailable(); !why.empty()) MKTL_SKIP(why);
   ensure_avahi();
   std::random_device random;
   const std::string uuid = "test-" + std::to_string(::getpid()) + "-" + std::to_string(random());

@@ -1,6 +1,6 @@
 // Wire compatibility with the Python mKTL reference (KeckObservatory/mKTL), both
 // directions. Runs only when MKTL_REFERENCE names a checkout of the reference;
-// otherwise every case here passes with a warning that it was skipped. Needs
+// otherwise every case here is skipped (ctest reports it "Skipped"). Needs
 // /usr/bin/python3 with zmq and numpy (Debian: python3-zmq, python3-numpy).
 //
 // 1. The reference *client* (tests/interop/ref_client.py) against our daemon
@@ -9,6 +9,7 @@
 // 2. Our client against a reference daemon (its sbin/mkd with
 //    tests/interop/ref_daemon.py): get, set, errors, subscribe, bulk.
 // See docs/interop.md.
+#include "skip.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -247,10 +248,7 @@ void check_error(F&& f, const std::string& type, const std::string& text) {
 
 TEST_CASE("interop: the Python reference client sees our daemon as it sees a reference daemon", "[interop]") {
   auto reference = reference_checkout();
-  if (!reference) {
-    WARN("MKTL_REFERENCE is not set: interop test skipped");
-    return;
-  }
+  if (!reference) MKTL_SKIP("MKTL_REFERENCE is not set: no reference checkout to test against");
   test::TempDir dir;
   require_python(dir);
 
@@ -327,10 +325,7 @@ TEST_CASE("interop: the Python reference client sees our daemon as it sees a ref
 
 TEST_CASE("interop: our client gets, sets and subscribes to a reference daemon", "[interop]") {
   auto reference = reference_checkout();
-  if (!reference) {
-    WARN("MKTL_REFERENCE is not set: interop test skipped");
-    return;
-  }
+  if (!reference) MKTL_SKIP("MKTL_REFERENCE is not set: no reference checkout to test against");
   test::TempDir dir;
   require_python(dir);
   ReferenceDaemon refd(*reference, dir);

@@ -189,7 +189,7 @@ TEST_CASE("req_refresh serves a GET with refresh", "[items]") {
   CHECK(f.daemon.refreshed->count == 2);
 }
 
-TEST_CASE("validate rejects and converts; req_set errors reach the client", "[items]") {
+TEST_CASE("validate rejects and converts, and req_set errors reach the client", "[items]") {
   Fixture f;
   auto& c = *f.client;
   auto e = remote_error([&] { c.set("demo.checked", Json(150)); });

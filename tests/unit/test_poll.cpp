@@ -55,7 +55,7 @@ const char* kItems = R"({"fast": {"type": "numeric"}, "slow": {"type": "numeric"
 
 }  // namespace
 
-TEST_CASE("a 1 ms poll runs often; stopping it takes effect at once", "[poll]") {
+TEST_CASE("a 1 ms poll runs often, and stopping it takes effect at once", "[poll]") {
   test::TempDir home;
   PollDaemon d("poll", "poll1", Json::parse(kItems), test::isolated(home));
   d.start();

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <cctype>
 #include <condition_variable>
 #include <filesystem>
@@ -93,16 +95,27 @@ Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions o
   } else {
     std::error_code ec;
     fs::create_directories(stamp.parent_path(), ec);
+    errno = 0;
     std::ofstream out(stamp, std::ios::trunc);
     out.precision(17);
     out << digits << ' ' << I.block_time << '\n';
+    out.close();
+    if (!out) {
+      std::string why = ec ? ec.message() : errno != 0 ? std::strerror(errno) : "write failed";
+      I.log->warn("{}.{}: cannot record the catalog's time in {}: {} (its time will change at every start)", I.store,
+                  I.alias, stamp.string(), why);
+    }
   }
 }
 
 Daemon::~Daemon() {
+  // Nothing may leave a destructor: say what went wrong instead.
   try {
     stop();
+  } catch (const std::exception& e) {
+    impl_->log->error("{}.{}: stopping the daemon failed: {}", impl_->store, impl_->alias, e.what());
   } catch (...) {
+    impl_->log->error("{}.{}: stopping the daemon failed: unknown exception", impl_->store, impl_->alias);
   }
   // Items go before the runtime's remains, which they may still point into.
   impl_->item_map.clear();

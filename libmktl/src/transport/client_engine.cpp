@@ -68,6 +68,7 @@ struct Engine::Dealer {
 
 struct Engine::Sub {
   zmq::socket_t socket;
+  std::string endpoint;
   std::unordered_map<std::string, int> topics;
   std::vector<zmq::message_t> frames;  // reused for every received message
 };
@@ -202,6 +203,7 @@ void Engine::execute(Control& c) {
       auto& s = subs_[c.endpoint];
       if (!s) {
         s = std::make_unique<Sub>();
+        s->endpoint = c.endpoint;
         s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
         s->socket.set(zmq::sockopt::linger, 0);
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
@@ -283,7 +285,8 @@ void Engine::on_sub(Sub& s) {
   for (int burst = 0; burst < 4096; ++burst) {
     try {
       if (!transport::recv_multipart(s.socket, frames, parts.size())) return;
-    } catch (const zmq::error_t&) {
+    } catch (const zmq::error_t& e) {
+      logger("mktl.client")->warn("receive of broadcasts from {} failed: {}", s.endpoint, e.what());
       return;
     }
     std::string error;
