@@ -4,6 +4,7 @@
 // MKTL_REGISTER_DAEMON in a shared library (--module LIB.so --subclass NAME).
 // Scripts wait for the single "ready" line on stdout; everything else (logs,
 // errors) goes to stderr.
+#include <mktl/config_file.hpp>
 #include <mktl/mktl.hpp>
 
 #include <spdlog/spdlog.h>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -51,7 +53,20 @@ options:
   -c, --catalog FILE     items of this daemon ({key: description} JSON); it
                          also replaces the stored copy in
                          $MKTL_HOME/daemon/store/STORE/ALIAS.json, which is
-                         what is used when --catalog is not given
+                         what is used when --catalog is not given. A TOML
+                         file, or a JSON object with `tables` or `services`
+                         beside an optional `items`, also declares tables
+                         and services as --mkio does
+      --mkio FILE        tables and services in mkio's shape (TOML when FILE
+                         ends in .toml, else JSON; an mkio file unchanged):
+                         each transaction op set becomes a settable record
+                         item, each subpub, stream and query service a
+                         collection item; mkio keys with no meaning here
+                         (host, port, static, reqrep services) are logged
+                         and ignored
+      --migrate          apply schema changes that can lose data (a changed
+                         column type or key, a dropped column or table);
+                         without it markd refuses to start and lists them
   -m, --module LIB.so    shared library holding the daemon subclass
   -s, --subclass NAME    daemon subclass registered in --module with
                          MKTL_REGISTER_DAEMON(NAME)
@@ -59,9 +74,9 @@ options:
                          (mktl::DaemonOptions::appconfig)
   -o, --override         replace a conflicting catalog block at registries
                          (allowed only when its daemon no longer answers)
-      --check            load and check catalog, module, subclass and
-                         appconfig, construct the daemon, and exit without
-                         serving
+      --check            load and check catalog, tables and services,
+                         module, subclass and appconfig, construct the
+                         daemon, and exit without serving
       --rep-port N       request (ROUTER) port; 0 = any free port (default)
       --pub-port N       broadcast (PUB) port; 0 = any free port (default)
       --bind ADDR        address to bind both sockets to (default *)
@@ -88,12 +103,14 @@ Exit status:
   1   runtime failure (for example a port already in use, a registry
       rejecting the catalog)
   2   usage error (unknown option, missing STORE or ALIAS)
-  78  bad catalog or configuration (EX_CONFIG): unreadable or invalid JSON,
-      a bad item description, module or subclass not found; the message
-      names the file and the field
+  78  bad catalog or configuration (EX_CONFIG): unreadable or invalid JSON
+      or TOML, a bad item description, table or service, module or
+      subclass not found; the message names the file and the field (with
+      the line for TOML)
 
 example:
   markd --catalog heater.json heater heater1
+  markd --mkio orders.toml book book1
   markd -m libheaterd.so -s HeaterDaemon -a heater.conf heater heater1
 )";
 
@@ -108,6 +125,8 @@ struct Options {
   std::string module;
   std::string subclass;
   std::string appconfig;
+  std::string mkio;
+  bool migrate = false;
   bool override_registry = false;
   bool check = false;
   bool discovery = true;
@@ -137,7 +156,7 @@ std::string lower(std::string s) {
 
 // Returns nullopt after printing --help.
 std::optional<Options> parse_command_line(int argc, char** argv) {
-  enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers };
+  enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers, kMkio, kMigrate };
   static const option long_options[] = {
       {"catalog", required_argument, nullptr, 'c'},  {"module", required_argument, nullptr, 'm'},
       {"subclass", required_argument, nullptr, 's'}, {"appconfig", required_argument, nullptr, 'a'},
@@ -147,6 +166,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"broadcast", required_argument, nullptr, kBroadcast},
       {"no-discovery", no_argument, nullptr, kNoDiscovery},
       {"workers", required_argument, nullptr, kWorkers},
+      {"mkio", required_argument, nullptr, kMkio},   {"migrate", no_argument, nullptr, kMigrate},
       {"verbose", no_argument, nullptr, 'v'},        {"debug", no_argument, nullptr, 'd'},
       {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
 
@@ -173,6 +193,8 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kBroadcast: opts.broadcast = optarg; break;
       case kNoDiscovery: opts.discovery = false; break;
       case kWorkers: opts.workers = parse_int("workers", optarg, 1, 1024); break;
+      case kMkio: opts.mkio = optarg; break;
+      case kMigrate: opts.migrate = true; break;
       case ':':
         throw UsageError(std::string("option ") + argv[optind - 1] + " needs an argument");
       default:
@@ -234,9 +256,25 @@ mktl::DaemonFactory load_factory(const Options& opts, ModuleHandle& module) {
   return registration->factory;
 }
 
+// A catalog that also declares tables and services (TOML, or a JSON daemon
+// configuration) is stored as a JSON daemon configuration, with its db_path
+// made absolute so that the stored copy keeps using the same database.
+mktl::Json stored_daemon_config(const std::string& catalog, const mktl::Json& items, mktl::Json collections) {
+  namespace fs = std::filesystem;
+  if (collections.contains("db_path") && collections["db_path"].is_string()) {
+    const fs::path db = collections["db_path"].get<std::string>();
+    if (db.is_relative() && db != ":memory:")
+      collections["db_path"] = fs::absolute(fs::path(catalog).parent_path() / db).lexically_normal().string();
+  }
+  if (!collections.contains("tables") && !collections.contains("services")) collections["tables"] = mktl::Json::object();
+  collections["items"] = items;
+  return collections;
+}
+
 // Keeps the catalog given with --catalog as this daemon's stored one, so that
 // a later start without --catalog serves the same items (as the reference).
-void store_catalog_copy(const Options& opts) {
+// `daemon_config` (not null) is written instead of copying the file.
+void store_catalog_copy(const Options& opts, const mktl::Json& daemon_config) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path target = default_catalog_path(opts);
@@ -244,7 +282,14 @@ void store_catalog_copy(const Options& opts) {
   fs::create_directories(target.parent_path(), ec);
   fs::path temporary = target;
   temporary += ".tmp";
-  fs::copy_file(opts.catalog, temporary, fs::copy_options::overwrite_existing, ec);
+  if (daemon_config.is_null()) {
+    fs::copy_file(opts.catalog, temporary, fs::copy_options::overwrite_existing, ec);
+  } else {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << daemon_config.dump(2, ' ', false, mktl::Json::error_handler_t::replace) << "\n";
+    out.close();
+    if (!out) ec = std::make_error_code(std::errc::io_error);
+  }
   if (!ec) fs::rename(temporary, target, ec);
   if (ec) spdlog::warn("markd: could not store the catalog as {}: {}", target.string(), ec.message());
 }
@@ -253,9 +298,15 @@ int run(const Options& opts) {
   if (!opts.broadcast.empty()) setenv("MKTL_BROADCAST", opts.broadcast.c_str(), 1);
 
   std::string catalog_path = opts.catalog.empty() ? default_catalog_path(opts) : opts.catalog;
-  if (opts.catalog.empty() && !std::filesystem::exists(catalog_path))
-    throw mktl::ConfigError(catalog_path, "", "no stored catalog for this daemon; give one with --catalog FILE");
-  mktl::Json items = mktl::load_json_file(catalog_path);
+  mktl::DaemonConfig config;  // no catalog and --mkio: a daemon of tables and services only
+  if (!opts.catalog.empty() || std::filesystem::exists(catalog_path))
+    config = mktl::load_daemon_config(catalog_path);
+  else if (opts.mkio.empty())
+    throw mktl::ConfigError(catalog_path, "", "no stored catalog for this daemon; give one with --catalog FILE (or --mkio FILE)");
+  mktl::Json stored;
+  if (!config.collections.is_null() && !opts.catalog.empty())
+    stored = stored_daemon_config(catalog_path, config.items, config.collections);
+  mktl::Json items = std::move(config.items);
 
   mktl::DaemonOptions options;
   options.rep_endpoint = endpoint(opts.bind, opts.rep_port);
@@ -265,6 +316,17 @@ int run(const Options& opts) {
   options.override_registry = opts.override_registry;
   options.discovery = opts.discovery;
   if (!opts.appconfig.empty()) options.appconfig = mktl::load_json_file(opts.appconfig);
+  if (!opts.mkio.empty()) {
+    if (!config.collections.is_null())
+      throw mktl::ConfigError(opts.mkio, "--mkio", "the catalog " + catalog_path +
+                                                       " already declares tables and services; keep them in one of the two files");
+    options.collections = mktl::load_config_file(opts.mkio);
+    options.collections_source = opts.mkio;
+  } else if (!config.collections.is_null()) {
+    options.collections = std::move(config.collections);
+    options.collections_source = catalog_path;
+  }
+  options.migrate = opts.migrate;
 
   // Declared before the daemon so that it is closed after the daemon is gone.
   ModuleHandle module;
@@ -284,7 +346,7 @@ int run(const Options& opts) {
   }
 
   daemon->start();
-  if (!opts.catalog.empty()) store_catalog_copy(opts);
+  if (!opts.catalog.empty()) store_catalog_copy(opts, stored);
   std::cout << "markd: " << daemon->store() << " " << daemon->alias() << " ready rep=" << daemon->rep_port()
             << " pub=" << daemon->pub_port() << std::endl;  // endl flushes: scripts wait for this line
   spdlog::info("markd: {} {} serving on {} and {}", daemon->store(), daemon->alias(), daemon->rep_endpoint(),

@@ -82,7 +82,7 @@ TEST_CASE("normalise_items lower-cases keys and fills enumerators", "[catalog]")
 
 TEST_CASE("normalise_items names the file, the field and what was expected", "[catalog]") {
   CHECK(config_error(R"({"setpoint": {"type": "numerc"}})") ==
-        "heater.json: /setpoint/type: expected one of boolean, enumerated, mask, numeric, numeric array, string, bulk; "
+        "heater.json: /setpoint/type: expected one of boolean, enumerated, mask, numeric, numeric array, string, bulk, record, collection; "
         "got \"numerc\"");
   CHECK(config_error(R"([1])") == "heater.json: expected a JSON object of items {key: description}; got [1]");
   CHECK(config_error(R"({"_x": {}})") ==

@@ -1,4 +1,5 @@
 #include "runtime/builtins.hpp"
+#include "collections/host.hpp"
 #include "runtime/runtime.hpp"
 
 #include "config/logger.hpp"
@@ -56,6 +57,7 @@ struct Daemon::Impl {
   double block_time = 0;
   std::unordered_map<std::string, std::unique_ptr<Item>> item_map;
   std::unique_ptr<detail::Runtime> runtime;
+  std::unique_ptr<collections::Host> collections;  // tables and services, when configured
   std::unique_ptr<discovery::Responder> responder;
   std::unique_ptr<discovery::AvahiPublisher> avahi;
   mutable std::mutex mutex;
@@ -75,6 +77,22 @@ Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions o
   I.source = std::move(source);
   I.options = std::move(options);
   if (I.options.home.empty()) I.options.home = mktl_home();
+  if (!I.options.collections.is_null()) {
+    I.collections = std::make_unique<collections::Host>(I.options.collections, I.options.collections_source);
+    if (items.is_null()) items = Json::object();
+    if (items.is_object()) {
+      const Json added = I.collections->descriptions();  // held: items() of a temporary would dangle
+      for (auto& [key, description] : added.items()) {
+        for (auto& [existing, unused] : items.items())
+          if (lower(existing) == key)
+            throw ConfigError(I.options.collections_source, "/services",
+                              "the service item '" + key + "' has the name of an item of the catalog " +
+                                  (I.source.empty() ? std::string() : I.source + " ") +
+                                  "; rename the service or the item");
+        items[key] = description;
+      }
+    }
+  }
   I.items = normalise_items(items, I.source);
   I.hostname = I.options.hostname.empty() ? this_hostname() : I.options.hostname;
   I.uuid = daemon_uuid(I.options.home, I.store, I.alias);
@@ -136,6 +154,7 @@ void Daemon::start() {
   }
   detail::add_builtin_items(*this);
   setup();
+  if (I.collections) I.collections->start(*this);
   for (auto& [key, desc] : I.items.items())
     if (!I.item_map.count(key)) I.item_map[key] = std::make_unique<Item>(*this, key);
 

@@ -126,7 +126,12 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
       period = core.poll_period;
     }
     if (encoded) server_->publish(core.topic, encoded, bulk);
-    if (period > 0) set_poll(core, period);
+    if (period > 0) {
+      set_poll(core, period);
+      // The first poll now, not one period after start: a GET right after
+      // start should see the hardware's value, not null.
+      post_poll(item->core_);
+    }
   }
 }
 

@@ -1,0 +1,163 @@
+#include "collections/host.hpp"
+
+#include "config/logger.hpp"
+#include "persist/tables.hpp"
+#include "protocol/codec.hpp"
+#include "runtime/runtime.hpp"
+
+#include <mktl/catalog.hpp>
+#include <mktl/error.hpp>
+
+#include <filesystem>
+
+namespace mktl::collections {
+
+namespace {
+
+// A transaction op set as an item. A SET is a transaction: it is checked on
+// the I/O thread, queued to the writer, and answered after its COMMIT with
+// {ref, seq, time, rows}, which is also broadcast. A GET answers the last
+// committed transaction, or with {"ref": R} in the request, whether R
+// committed and its result.
+class RecordItem : public Item {
+ public:
+  RecordItem(Daemon& daemon, std::string key, persist::Tables& tables, const OpSet& set)
+      : Item(daemon, std::move(key)), tables_(tables), set_(set) {
+    set_publish_on_set(false);
+    if (auto last = tables_.last(set_.item)) publish(last->to_json(), last->time);
+  }
+
+  Reading req_get(const Request& request) override {
+    if (request.payload.is_object() && request.payload.value("stats", false) == true) {
+      // The writer's counters: what batching achieves (transactions per commit).
+      auto s = tables_.stats();
+      return Reading(Json{{"commits", s.commits}, {"transactions", s.transactions}, {"failed", s.failed}});
+    }
+    if (request.payload.is_object()) {
+      auto ref = request.payload.find("ref");
+      if (ref != request.payload.end()) {
+        if (!ref->is_string()) throw TypeError("ref must be a string");
+        Json value = Json::object();
+        value["ref"] = *ref;
+        if (auto found = tables_.lookup(ref->get<std::string>())) {
+          // A ref of another record item of the store's database is not ours to tell.
+          value = found->to_json();
+          value["status"] = "committed";
+        } else {
+          value["status"] = "unknown";
+          value["text"] = "no committed transaction has this ref (or it is older than the transactions kept)";
+        }
+        return Reading(value);
+      }
+    }
+    return current();
+  }
+
+  // The I/O thread's SET path: never blocks.
+  void take_set(transport::Incoming&& request, transport::Reply reply_in) {
+    // Shared with the writer's completion; answered here when the SET fails before it is queued.
+    auto shared = std::make_shared<transport::Reply>(std::move(reply_in));
+    try {
+      if (request.bulk) throw TypeError(key() + " is a record item: a SET takes a JSON object, not bulk data");
+      Json payload = protocol::parse_payload(request.payload);
+      if (!payload.is_object() || !payload.contains("value"))
+        throw ValueError("SET request for " + full_key() + " carries no value");
+      Json value = std::move(payload["value"]);
+      // A Python client setting a formatted value sends JSON text.
+      if (value.is_string()) {
+        try {
+          value = json::parse(value.get<std::string>());
+        } catch (const Error&) {
+          throw TypeError(key() + " is a record item: its value is a JSON object of fields, got a string that is not one");
+        }
+      }
+      std::string ref;
+      if (auto r = payload.find("ref"); r != payload.end() && !r->is_null()) {
+        if (!r->is_string() || r->get_ref<const std::string&>().empty())
+          throw TypeError("ref must be a non-empty string");
+        ref = r->get<std::string>();
+      }
+      tables_.submit(set_, std::move(value), std::move(ref), [this, shared](std::exception_ptr error, const persist::Committed* done) {
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const Error& e) {
+            shared->error(e.type(), e.what());
+          } catch (const std::exception& e) {
+            shared->error("RuntimeError", e.what());
+          }
+          return;
+        }
+        Json value = done->to_json();
+        std::string payload = "{\"value\":" + json::dump(value) + ",\"time\":" + json::dump(Json(done->time)) +
+                              ",\"ref\":" + json::dump(Json(done->ref)) + ",\"seq\":" + std::to_string(done->seq) + "}";
+        shared->send(std::move(payload));
+        if (!done->duplicate) publish(std::move(value), done->time, true);
+      });
+    } catch (const Error& e) {
+      shared->error(e.type(), e.what());
+    } catch (const Json::exception& e) {
+      shared->error("TypeError", e.what());
+    } catch (const std::exception& e) {
+      shared->error("RuntimeError", e.what());
+    }
+  }
+
+ private:
+  persist::Tables& tables_;
+  const OpSet& set_;
+};
+
+}  // namespace
+
+Host::Host(const Json& document, std::string source) : config_(parse(document, source)) {}
+
+Host::~Host() { stop(); }
+
+Json Host::descriptions() const {
+  Json out = Json::object();
+  for (auto& service : config_.transactions)
+    for (auto& set : service.op_sets) out[set.item] = describe(config_, service, set);
+  return out;
+}
+
+void Host::start(Daemon& daemon) {
+  auto log = logger("mktl.collections");
+  for (auto& ignored : config_.ignored) log->info("{}: {} is not used by mktl", config_.source, ignored);
+  if (!config_.collections.empty())
+    log->warn("{}: {} subpub/stream/query service(s) configured; collection items are not served by this version",
+              config_.source, config_.collections.size());
+  persist::TablesOptions options;
+  options.source = config_.source;
+  options.batch_wait_ms = config_.batch_max_wait_ms;
+  options.batch_max = config_.batch_max_size;
+  options.migrate = daemon.options().migrate;
+  namespace fs = std::filesystem;
+  if (config_.db_path.empty()) {
+    options.path = (fs::path(daemon.options().home) / "daemon" / "collections" / daemon.store() /
+                    (daemon.alias() + ".sqlite3"))
+                       .string();
+  } else {
+    fs::path p(config_.db_path);
+    if (p.is_relative() && !config_.source.empty()) p = fs::path(config_.source).parent_path() / p;
+    options.path = p.string();
+  }
+  tables_ = persist::Tables::open(config_, options);
+  for (auto& change : tables_->applied()) log->info("{}: applied {}", options.path, change.text());
+
+  for (auto& service : config_.transactions)
+    for (auto& set : service.op_sets) {
+      auto& item = daemon.add_item<RecordItem>(set.item, *tables_, set);
+      daemon.runtime().set_direct_set(item, [&item](transport::Incoming&& request, transport::Reply reply) {
+        item.take_set(std::move(request), std::move(reply));
+      });
+    }
+  daemon.runtime().add_drain([this] {
+    // Transactions already queued commit and are answered before the server stops.
+    tables_.reset();
+  });
+}
+
+void Host::stop() { tables_.reset(); }
+
+}  // namespace mktl::collections

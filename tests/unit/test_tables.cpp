@@ -1,0 +1,336 @@
+// Transactions as record items: ops, binds, defaults, batching with rollback
+// isolation, refs that survive a restart, and schema migration, through a
+// real daemon, real sockets and a real SQLite file.
+#include "support.hpp"
+
+
+#include <catch2/catch.hpp>
+
+#include <sqlite3.h>
+
+#include <set>
+
+namespace {
+
+using mktl::Json;
+
+Json orders_config() {
+  return Json::parse(R"({
+    "tables": {
+      "orders": {"columns": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "symbol": "TEXT NOT NULL",
+                             "qty": "INTEGER NOT NULL", "price": "REAL DEFAULT 0", "status": "TEXT DEFAULT 'new'"}},
+      "fills": {"columns": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "order_id": "INTEGER NOT NULL",
+                            "qty": "INTEGER", "event": "TEXT"}},
+      "notes": {"columns": {"id": "INTEGER PRIMARY KEY", "text": "TEXT NOT NULL"}}
+    },
+    "services": {
+      "orders": {"protocol": "transaction", "ops": {
+        "new": [{"table": "orders", "op_type": "insert", "fields": ["symbol", "qty", "price"]},
+                {"table": "fills", "op_type": "insert", "defaults": {"event": "new", "qty": 0},
+                 "bind": {"order_id": "$0.id"}}],
+        "fill": [{"table": "orders", "op_type": "update", "key": ["id"], "fields": ["status"],
+                  "defaults": {"status": "filled"}},
+                 {"table": "fills", "op_type": "insert", "fields": ["qty"], "defaults": {"event": "fill"},
+                  "bind": {"order_id": "$0.id"}}],
+        "cancel": [{"table": "orders", "op_type": "delete", "key": ["id"]}],
+        "put": [{"table": "orders", "op_type": "upsert", "key": ["id"], "fields": ["id", "symbol", "qty"]}]
+      }},
+      "note": {"protocol": "transaction", "table": "notes", "op_type": "insert", "fields": ["text"]}
+    }
+  })");
+}
+
+struct Fixture {
+  test::TempDir home;
+  Json config = orders_config();
+  std::unique_ptr<mktl::Daemon> daemon;
+  std::unique_ptr<test::RawDealer> dealer;
+  int next_id = 0;
+
+  void start(bool migrate = false) {
+    auto options = test::isolated(home);
+    options.collections = config;
+    options.collections_source = "orders.json";
+    options.migrate = migrate;
+    daemon = std::make_unique<mktl::Daemon>("book", "book1", Json::object(), options);
+    daemon->start();
+    dealer = std::make_unique<test::RawDealer>(daemon->rep_endpoint());
+  }
+  void restart(bool migrate = false) {
+    dealer.reset();
+    daemon.reset();
+    start(migrate);
+  }
+
+  // The REP payload of one request.
+  Json request(const std::string& type, const std::string& key, const Json& payload) {
+    auto id = std::to_string(++next_id);
+    auto rep = dealer->roundtrip(id, type, "book." + key, payload.is_null() ? "" : payload.dump());
+    REQUIRE(rep);
+    return Json::parse(rep->at(5));
+  }
+  Json set(const std::string& key, const Json& value, const std::string& ref = {}) {
+    Json payload = {{"value", value}};
+    if (!ref.empty()) payload["ref"] = ref;
+    return request("SET", key, payload);
+  }
+  Json get(const std::string& key, const Json& payload = nullptr) { return request("GET", key, payload); }
+
+  // Direct read of the database file, as another program would see it.
+  Json query(const std::string& sql) {
+    auto path = home.str() + "/daemon/collections/book/book1.sqlite3";
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK);
+    Json rows = Json::array();
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      Json row = Json::array();
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        switch (sqlite3_column_type(stmt, i)) {
+          case SQLITE_INTEGER: row.push_back(sqlite3_column_int64(stmt, i)); break;
+          case SQLITE_FLOAT: row.push_back(sqlite3_column_double(stmt, i)); break;
+          case SQLITE_NULL: row.push_back(nullptr); break;
+          default: row.push_back(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, i))));
+        }
+      }
+      rows.push_back(row);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rows;
+  }
+};
+
+std::string error_type(const Json& rep) { return rep.contains("error") ? rep["error"].value("type", "") : ""; }
+std::string error_text(const Json& rep) { return rep.contains("error") ? rep["error"].value("text", "") : ""; }
+
+}  // namespace
+
+TEST_CASE("record items: each op set is a settable item describing its fields", "[tables]") {
+  Fixture f;
+  f.start();
+  for (auto key : {"orders_new", "orders_fill", "orders_cancel", "orders_put", "note"}) {
+    const Json& d = f.daemon->items().at(key);
+    CHECK(d.at("type") == "record");
+    CHECK(d.value("settable", true));
+  }
+  const Json& fields = f.daemon->items().at("orders_new").at("fields");
+  CHECK(fields.at("symbol").at("required") == true);
+  CHECK(fields.at("price").at("required") == false);
+}
+
+TEST_CASE("a transaction inserts, binds a later op to the RETURNING row, and answers after commit", "[tables]") {
+  Fixture f;
+  f.start();
+  Json rep = f.set("orders_new", {{"symbol", "AAPL"}, {"qty", 100}, {"price", 187.5}});
+  REQUIRE(error_type(rep).empty());
+  Json value = rep.at("value");
+  CHECK(rep.at("ref") == value.at("ref"));
+  CHECK(value.at("seq").get<std::int64_t>() >= 1);
+  Json order = value.at("rows").at(0);
+  CHECK(order.at("symbol") == "AAPL");
+  CHECK(order.at("status") == "new");  // the column's DEFAULT, returned
+  Json fill = value.at("rows").at(1);
+  CHECK(fill.at("order_id") == order.at("id"));  // the bind
+  CHECK(fill.at("event") == "new");             // op defaults
+  // Committed: another connection sees both rows.
+  CHECK(f.query("SELECT symbol, qty FROM orders") == Json::parse(R"([["AAPL", 100]])"));
+  CHECK(f.query("SELECT order_id, event FROM fills") == Json::array({Json::array({order.at("id"), "new"})}));
+  // GET without ref: the last committed transaction.
+  CHECK(f.get("orders_new").at("value").at("ref") == value.at("ref"));
+}
+
+TEST_CASE("update, delete and upsert; a change that matches no row says so and changes nothing", "[tables]") {
+  Fixture f;
+  f.start();
+  Json id = f.set("orders_new", {{"symbol", "MSFT"}, {"qty", 5}}).at("value").at("rows").at(0).at("id");
+
+  Json filled = f.set("orders_fill", {{"id", id}, {"qty", 5}});
+  REQUIRE(error_type(filled).empty());
+  CHECK(filled.at("value").at("rows").at(0).at("status") == "filled");
+  CHECK(filled.at("value").at("rows").at(1).at("event") == "fill");
+
+  Json ghost = f.set("orders_fill", {{"id", 999}, {"qty", 1}});
+  CHECK(error_type(ghost) == "ValueError");
+  CHECK_THAT(error_text(ghost), Catch::Contains("matched no row") && Catch::Contains("999"));
+  // The fill op after it did not run either: all or nothing.
+  CHECK(f.query("SELECT COUNT(*) FROM fills WHERE order_id = 999") == Json::parse("[[0]]"));
+
+  Json up = f.set("orders_put", {{"id", id}, {"symbol", "MSFT"}, {"qty", 7}});
+  REQUIRE(error_type(up).empty());
+  CHECK(up.at("value").at("rows").at(0).at("qty") == 7);
+  Json fresh = f.set("orders_put", {{"id", 50}, {"symbol", "IBM"}, {"qty", 1}});
+  CHECK(fresh.at("value").at("rows").at(0).at("id") == 50);
+
+  Json gone = f.set("orders_cancel", {{"id", id}});
+  REQUIRE(error_type(gone).empty());
+  CHECK(gone.at("value").at("rows").at(0).at("symbol") == "MSFT");  // the row as it was
+  CHECK(f.query("SELECT id FROM orders ORDER BY id") == Json::parse("[[50]]"));
+  CHECK(error_type(f.set("orders_cancel", {{"id", id}})) == "ValueError");
+}
+
+TEST_CASE("bad transactions get a clear error naming the cause", "[tables]") {
+  Fixture f;
+  f.start();
+  Json missing = f.set("orders_new", {{"symbol", "AAPL"}});
+  CHECK(error_type(missing) == "ValueError");
+  CHECK_THAT(error_text(missing), Catch::Contains("missing field 'qty'"));
+
+  Json typo = f.set("orders_new", {{"symbol", "AAPL"}, {"qtty", 1}});
+  CHECK(error_type(typo) == "ValueError");
+  CHECK_THAT(error_text(typo), Catch::Contains("unknown field 'qtty'") && Catch::Contains("did you mean 'qty'"));
+
+  Json type = f.set("orders_new", {{"symbol", "AAPL"}, {"qty", "many"}});
+  CHECK(error_type(type) == "TypeError");
+  CHECK_THAT(error_text(type), Catch::Contains("qty") && Catch::Contains("integer"));
+
+  CHECK(error_type(f.set("orders_new", Json::array({1, 2}))) == "TypeError");
+  CHECK(error_type(f.set("orders_new", "not json")) == "TypeError");
+  Json constraint = f.set("orders_new", {{"symbol", nullptr}, {"qty", 1}});
+  CHECK(error_type(constraint) == "ValueError");
+  CHECK_THAT(error_text(constraint), Catch::Contains("NOT NULL"));
+  // Numeric text is taken for numbers, as mKTL's numeric items take it.
+  CHECK(error_type(f.set("orders_new", {{"symbol", "X"}, {"qty", "12"}})).empty());
+  CHECK(f.query("SELECT COUNT(*) FROM orders") == Json::parse("[[1]]"));
+}
+
+TEST_CASE("transactions of one batch are isolated: a failing one rolls back alone", "[tables]") {
+  Fixture f;
+  f.start();
+  // Many in flight at once on one socket, every third one failing in the database.
+  constexpr int n = 90;
+  for (int i = 0; i < n; ++i) {
+    Json value = {{"symbol", i % 3 == 0 ? Json(nullptr) : Json("S" + std::to_string(i))}, {"qty", i}};
+    f.dealer->request("t" + std::to_string(i), "SET", "book.orders_new", Json({{"value", value}}).dump());
+  }
+  int ok = 0, failed = 0;
+  std::set<std::int64_t> seqs;
+  for (int replies = 0; replies < n;) {
+    auto m = f.dealer->recv();
+    REQUIRE(m);
+    if (m->at(2) != "REP") continue;
+    ++replies;
+    int i = std::stoi(m->at(1).substr(1));
+    Json rep = Json::parse(m->at(5));
+    if (i % 3 == 0) {
+      CHECK(error_type(rep) == "ValueError");
+      ++failed;
+    } else {
+      REQUIRE(error_type(rep).empty());
+      CHECK(rep.at("value").at("rows").at(0).at("qty") == i);
+      seqs.insert(rep.at("seq").get<std::int64_t>());
+      ++ok;
+    }
+  }
+  CHECK(failed == n / 3);
+  CHECK(ok == n - n / 3);
+  CHECK(seqs.size() == static_cast<std::size_t>(ok));  // every committed transaction has its own seq
+  CHECK(f.query("SELECT COUNT(*) FROM orders") == Json::array({Json::array({ok})}));
+  CHECK(f.query("SELECT COUNT(*) FROM fills") == Json::array({Json::array({ok})}));
+}
+
+TEST_CASE("each committed transaction is broadcast on the record item's topic", "[tables]") {
+  Fixture f;
+  f.start();
+  test::RawSub sub(f.daemon->pub_endpoint(), "book.note.");
+  std::string ref;
+  std::optional<test::RawSub::Frames> got;
+  REQUIRE(test::until_subscribed(
+      [&](int i) { ref = f.set("note", {{"text", "n" + std::to_string(i)}}).at("ref").get<std::string>(); },
+      [&] {
+        while (auto m = sub.recv(std::chrono::milliseconds(0)))
+          if (Json::parse(m->at(2)).at("value").at("ref") == ref) got = m;
+        return got.has_value();
+      }));
+  Json value = Json::parse(got->at(2)).at("value");
+  CHECK(value.at("rows").at(0).at("text").get<std::string>().rfind("n", 0) == 0);
+}
+
+TEST_CASE("GET with a ref tells whether it committed, also after a restart; a repeated ref runs once", "[tables]") {
+  Fixture f;
+  f.start();
+  Json rep = f.set("note", {{"text", "hello"}}, "client-ref-1");
+  REQUIRE(error_type(rep).empty());
+  CHECK(rep.at("ref") == "client-ref-1");
+  std::string generated = f.set("note", {{"text", "again"}}).at("ref").get<std::string>();
+
+  Json again = f.set("note", {{"text", "hello"}}, "client-ref-1");
+  CHECK(again.at("value").value("duplicate", false));
+  CHECK(again.at("seq") == rep.at("seq"));
+  CHECK(f.query("SELECT COUNT(*) FROM notes") == Json::parse("[[2]]"));
+
+  f.restart();
+  Json known = f.get("note", {{"ref", "client-ref-1"}}).at("value");
+  CHECK(known.at("status") == "committed");
+  CHECK(known.at("rows").at(0).at("text") == "hello");
+  CHECK(f.get("note", {{"ref", generated}}).at("value").at("status") == "committed");
+  CHECK(f.get("note", {{"ref", "never-sent"}}).at("value").at("status") == "unknown");
+  // The last transaction is the item's value after the restart too.
+  CHECK(f.get("note").at("value").at("ref") == generated);
+}
+
+TEST_CASE("schema migration: safe changes apply, lossy ones need --migrate, a failed one changes nothing", "[tables]") {
+  Fixture f;
+  f.start();
+  f.set("orders_new", {{"symbol", "AAPL"}, {"qty", 1}});
+  f.set("note", {{"text", "keep me"}});
+
+  SECTION("a new table and a new nullable column are applied at start") {
+    f.config["tables"]["extra"] = {{"columns", {{"id", "INTEGER PRIMARY KEY"}, {"v", "TEXT"}}}};
+    f.config["tables"]["orders"]["columns"]["venue"] = "TEXT DEFAULT 'NYSE'";
+    f.restart();
+    CHECK(f.query("SELECT symbol, venue FROM orders") == Json::parse(R"([["AAPL", "NYSE"]])"));
+    CHECK(f.query("SELECT COUNT(*) FROM extra") == Json::parse("[[0]]"));
+  }
+  SECTION("a dropped column is refused with its impact, then applied with migrate") {
+    f.config["tables"]["orders"]["columns"].erase("price");
+    f.config["services"]["orders"]["ops"]["new"][0]["fields"] = {"symbol", "qty"};
+    try {
+      f.restart();
+      FAIL("the daemon started");
+    } catch (const mktl::ConfigError& e) {
+      CHECK_THAT(std::string(e.what()), Catch::Contains("dropped column price") && Catch::Contains("1 row") &&
+                                           Catch::Contains("--migrate") && Catch::Contains("orders.json"));
+    }
+    CHECK(f.query("SELECT COUNT(*) FROM pragma_table_info('orders') WHERE name = 'price'") == Json::parse("[[1]]"));
+    f.restart(true);
+    CHECK(f.query("SELECT COUNT(*) FROM pragma_table_info('orders') WHERE name = 'price'") == Json::parse("[[0]]"));
+    CHECK(f.query("SELECT symbol FROM orders") == Json::parse(R"([["AAPL"]])"));
+    CHECK(error_type(f.set("orders_new", {{"symbol", "B"}, {"qty", 2}, {"price", 1}})) == "ValueError");
+  }
+  SECTION("a type change and a dropped table are listed; auto_migrate applies them") {
+    f.config["tables"]["notes"]["columns"]["text"] = "BLOB NOT NULL";
+    f.config["tables"].erase("fills");
+    f.config["services"]["orders"]["ops"]["new"].erase(1);
+    f.config["services"]["orders"]["ops"]["fill"].erase(1);
+    try {
+      f.restart();
+      FAIL("the daemon started");
+    } catch (const mktl::ConfigError& e) {
+      CHECK_THAT(std::string(e.what()), Catch::Contains("type TEXT -> BLOB") && Catch::Contains("dropped table"));
+    }
+    f.config["auto_migrate"] = true;
+    f.restart();
+    CHECK(f.query("SELECT type FROM pragma_table_info('notes') WHERE name = 'text'") == Json::parse(R"([["BLOB"]])"));
+    CHECK(f.query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'fills'") == Json::parse("[[0]]"));
+    CHECK(f.query("SELECT text FROM notes") == Json::parse(R"([["keep me"]])"));
+  }
+  SECTION("a primary key change is lossy") {
+    f.config["tables"]["notes"]["columns"]["id"] = "INTEGER";
+    f.config["tables"]["notes"]["primary_key"] = {"text"};
+    CHECK_THROWS_WITH(f.restart(), Catch::Contains("primary key"));
+    f.restart(true);
+    CHECK(f.query("SELECT text FROM notes") == Json::parse(R"([["keep me"]])"));
+  }
+  SECTION("a migration that fails leaves the file as it was") {
+    f.set("note", {{"text", "dup"}});
+    f.set("note", {{"text", "dup"}});
+    f.config["tables"]["notes"]["columns"]["text"] = "TEXT NOT NULL UNIQUE";
+    f.config["tables"]["notes"]["columns"].erase("id");
+    f.config["tables"]["notes"]["columns"]["n"] = "INTEGER PRIMARY KEY";
+    CHECK_THROWS_WITH(f.restart(true), Catch::Contains("rolled back"));
+    CHECK(f.query("SELECT COUNT(*) FROM notes") == Json::parse("[[3]]"));
+    CHECK(f.query("SELECT COUNT(*) FROM pragma_table_info('notes') WHERE name = 'id'") == Json::parse("[[1]]"));
+  }
+}
