@@ -56,6 +56,16 @@ expect_in "the message names the file, line and column" "$err" "$work/syntax.tom
 run syntax_catalog "$markd" "${common[@]}" --check --catalog "$work/syntax.toml" book book1
 expect_rc "--catalog FILE.toml of a TOML syntax error" 78
 expect_in "the --catalog message names the file" "$err" "$work/syntax.toml: line 2"
+# A semantic error, found by the daemon's constructor: still the file and the line.
+sed 's/topic = "order_id"/topic = "orderid"/' "$SRC/configs/orders.toml" >"$work/badtopic.toml"
+run semantic "$markd" "${common[@]}" --check --mkio "$work/badtopic.toml" book book1
+expect_rc "--check --mkio of a subpub keyed by a missing column" 78
+expect_in "the message names file, line, place and fix" "$err" \
+  "$work/badtopic.toml: line 56, /services/last_fill/topic: key 'orderid' is not a column of table 'fills'; did you mean 'order_id'?"
+sed 's/fields = \["text"\]/fields = ["txt"]/' "$work/daemon.toml" >"$work/badfield.toml"
+run semantic_catalog "$markd" "${common[@]}" --check --catalog "$work/badfield.toml" book book1
+expect_rc "--check --catalog of a TOML daemon configuration with a bad field" 78
+expect_in "the --catalog message names the line" "$err" "$work/badfield.toml: line 14, /services/note/fields/0: field 'txt' is not a column of table 'notes'; did you mean 'text'?"
 run missing "$markd" "${common[@]}" --check --mkio "$work/none.toml" book book1
 expect_rc "a missing --mkio file" 78
 expect_in "the missing file is named" "$err" "$work/none.toml: cannot read the file"
