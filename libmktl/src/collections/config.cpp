@@ -86,6 +86,7 @@ std::string type_of(const Json& value) {
 
 const std::vector<std::string> kTopLevelKeys = {
     "tables", "services", "db_path", "batch_max_size", "batch_max_wait_ms", "change_log_size", "auto_migrate",
+    "change_bus_size",
     // mkio's, with no meaning here (mktl serves mKTL, not HTTP; backups and
     // checkpoints are the daemon's business):
     "host", "port", "wal_checkpoint_interval_s", "backup_on_startup", "backup_dir", "static", "config",
@@ -157,6 +158,8 @@ class Parser {
         config_.batch_max_wait_ms = value.get<double>();
       } else if (key == "change_log_size") {
         default_change_log_ = positive_int(value, pointer, "how many changes a service keeps for catch-up");
+      } else if (key == "change_bus_size") {
+        config_.change_bus_size = positive_int(value, pointer, "how many changes may wait for the collections thread");
       } else if (key == "auto_migrate") {
         if (!value.is_boolean()) fail(pointer, "expected true or false, got " + shown(value));
         config_.auto_migrate = value.get<bool>();

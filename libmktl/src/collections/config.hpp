@@ -127,6 +127,9 @@ struct Config {
   double batch_max_wait_ms = 2.0;
   int batch_max_size = 500;
   bool auto_migrate = false;
+  // The collections' change bus: changes queued between the writer and the
+  // collections thread; past it every collection resets (see live.hpp).
+  int change_bus_size = 100000;
   std::vector<Table> tables;
   std::vector<Transaction> transactions;
   std::vector<Collection> collections;

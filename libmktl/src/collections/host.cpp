@@ -1,5 +1,6 @@
 #include "collections/host.hpp"
 
+#include "collections/live.hpp"
 #include "config/logger.hpp"
 #include "persist/tables.hpp"
 #include "protocol/codec.hpp"
@@ -118,15 +119,13 @@ Json Host::descriptions() const {
   Json out = Json::object();
   for (auto& service : config_.transactions)
     for (auto& set : service.op_sets) out[set.item] = describe(config_, service, set);
+  for (auto& collection : config_.collections) out[collection.name] = describe(config_, collection);
   return out;
 }
 
 void Host::start(Daemon& daemon) {
   auto log = logger("mktl.collections");
   for (auto& ignored : config_.ignored) log->info("{}: {} is not used by mktl", config_.source, ignored);
-  if (!config_.collections.empty())
-    log->warn("{}: {} subpub/stream/query service(s) configured; collection items are not served by this version",
-              config_.source, config_.collections.size());
   persist::TablesOptions options;
   options.source = config_.source;
   options.batch_wait_ms = config_.batch_max_wait_ms;
@@ -152,12 +151,45 @@ void Host::start(Daemon& daemon) {
         item.take_set(std::move(request), std::move(reply));
       });
     }
+
+  // Collection items: read-only; their GETs go to the collections thread,
+  // which also publishes their changes.
+  if (!config_.collections.empty()) {
+    auto& runtime = daemon.runtime();
+    live_ = std::make_unique<Live>(config_, *tables_, daemon.store(),
+                                   [&runtime](std::string topic, std::shared_ptr<const std::string> payload) {
+                                     runtime.publish_raw(std::move(topic), std::move(payload));
+                                   });
+    live_->start();
+    tables_->on_commit([live = live_.get()](const std::vector<const persist::Committed*>& committed) {
+      live->committed(committed);
+    });
+    for (auto& collection : config_.collections) {
+      auto& item = daemon.add_item<Item>(collection.name);
+      runtime.set_direct_get(item, [live = live_.get(), name = collection.name](transport::Incoming&& request,
+                                                                                 transport::Reply reply) {
+        Json payload;
+        try {
+          if (!request.payload.empty()) payload = protocol::parse_payload(request.payload);
+        } catch (const std::exception& e) {
+          reply.error("ValueError", e.what());
+          return;
+        }
+        live->get(name, std::move(payload), std::move(reply));
+      });
+    }
+  }
   daemon.runtime().add_drain([this] {
-    // Transactions already queued commit and are answered before the server stops.
-    tables_.reset();
+    // Transactions already queued commit and are answered before the server
+    // stops (the collections stop first: their thread reads the tables).
+    stop();
   });
 }
 
-void Host::stop() { tables_.reset(); }
+void Host::stop() {
+  if (live_) live_->stop();
+  tables_.reset();  // a commit now reaches a stopped engine, which ignores it
+  live_.reset();
+}
 
 }  // namespace mktl::collections

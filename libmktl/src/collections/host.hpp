@@ -1,6 +1,7 @@
 // A daemon's tables and services: parses the collections configuration,
-// opens (and migrates) the database, and serves each transaction op set as a
-// settable `record` item.
+// opens (and migrates) the database, serves each transaction op set as a
+// settable `record` item and each subpub, stream and query service as a
+// read-only `collection` item (live.hpp).
 //
 // Threading: constructed with the daemon; start() runs on the thread that
 // starts the daemon, before its runtime serves requests; SETs of record items
@@ -18,6 +19,8 @@
 namespace mktl::persist { class Tables; }
 
 namespace mktl::collections {
+
+class Live;
 
 class Host {
  public:
@@ -41,6 +44,7 @@ class Host {
  private:
   Config config_;
   std::unique_ptr<persist::Tables> tables_;
+  std::unique_ptr<Live> live_;  // the subpub, stream and query services, when configured
 };
 
 }  // namespace mktl::collections

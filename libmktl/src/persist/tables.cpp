@@ -340,6 +340,35 @@ class Tables::Impl {
     return read_one(last_of_.get(), item);
   }
 
+  void on_commit(Listener listener) {
+    std::lock_guard lock(mu_);
+    listener_ = std::move(listener);
+  }
+
+  std::vector<Json> select(const std::string& text, const std::vector<Json>& params) {
+    std::lock_guard lock(reader_mu_);
+    sqlite3* db = reader_.get();
+    auto it = selects_.find(text);
+    if (it == selects_.end()) {
+      Stmt stmt = sql::prepare(db, text.c_str());
+      if (!stmt) throw ValueError("cannot prepare \"" + text + "\": " + errmsg(db));
+      if (selects_.size() >= 256) selects_.clear();  // custom queries are few; never grow without bound
+      it = selects_.emplace(text, std::move(stmt)).first;
+    }
+    sqlite3_stmt* stmt = it->second.get();
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (bind_value(stmt, static_cast<int>(i + 1), params[i]) != SQLITE_OK)
+        throw ValueError("cannot bind parameter " + std::to_string(i + 1) + " of \"" + text + "\": " + errmsg(db));
+    std::vector<Json> rows;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) rows.push_back(row_of(stmt));
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE) throw RuntimeError("tables database " + options_.path + ": reading \"" + text + "\": " + errmsg(db));
+    return rows;
+  }
+
  private:
   [[noreturn]] void fail_open(const std::string& what) const {
     std::string message = "tables database " + options_.path + " is not usable: " + what;
@@ -477,11 +506,13 @@ class Tables::Impl {
   void run_writer() {
     std::vector<Job> batch;
     std::size_t previous = 0;
+    Listener listener;
     for (;;) {
       {
         std::unique_lock lock(mu_);
         work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stopping, and nothing is left
+        listener = listener_;
         take(batch);
         // Requests arriving concurrently: give others the window to join.
         if (previous > 1 && options_.batch_wait_ms > 0 && static_cast<int>(batch.size()) < options_.batch_max &&
@@ -497,6 +528,18 @@ class Tables::Impl {
       }
       previous = batch.size();
       execute(batch);
+      if (listener) {
+        std::vector<const Committed*> committed;
+        for (auto& job : batch)
+          if (!job.error && !job.result.duplicate) committed.push_back(&job.result);
+        if (!committed.empty()) {
+          try {
+            listener(committed);
+          } catch (const std::exception& e) {
+            log().error("the change listener failed: {}", e.what());
+          }
+        }
+      }
       for (auto& job : batch) {
         try {
           job.done(job.error, job.error ? nullptr : &job.result);
@@ -966,6 +1009,7 @@ class Tables::Impl {
   std::mutex reader_mu_;
   Stmt begin_, commit_, savepoint_, release_, rollback_to_, log_insert_, log_find_, prune_, by_ref_, last_of_;
   std::unordered_map<std::string, Stmt> statements_;  // op SQL, by text
+  std::unordered_map<std::string, Stmt> selects_;     // select(), by text, on reader_ under reader_mu_
   std::map<std::string, int> keep_;                   // record item -> log entries kept
   std::vector<SchemaChange> applied_;
   RefClock refs_;
@@ -975,6 +1019,7 @@ class Tables::Impl {
   std::condition_variable work_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  Listener listener_;  // under mu_
   std::atomic<std::uint64_t> commits_{0}, transactions_{0}, failed_{0};
   std::jthread writer_;
 };
@@ -993,6 +1038,10 @@ void Tables::submit(const OpSet& set, Json data, std::string ref, Done done) {
 }
 std::optional<Committed> Tables::lookup(const std::string& ref) { return impl_->lookup(ref); }
 std::optional<Committed> Tables::last(const std::string& item) { return impl_->last(item); }
+void Tables::on_commit(Listener listener) { impl_->on_commit(std::move(listener)); }
+std::vector<Json> Tables::select(const std::string& sql, const std::vector<Json>& params) {
+  return impl_->select(sql, params);
+}
 Tables::Stats Tables::stats() const { return impl_->stats(); }
 const std::string& Tables::path() const { return impl_->path(); }
 

@@ -14,7 +14,7 @@
 // first request for more, up to `batch_max` per COMMIT; a lone client is
 // never delayed by that window.
 //
-// Threading: submit(), lookup(), last() and stats() may be called from any
+// Threading: submit(), lookup(), last(), select() and stats() may be called from any
 // thread at once. `done` callbacks run on the writer thread, in commit order:
 // they must not block.
 #pragma once
@@ -99,6 +99,19 @@ class Tables {
   std::optional<Committed> lookup(const std::string& ref);
   // The last committed transaction of a record item, if any is kept.
   std::optional<Committed> last(const std::string& item);
+
+  // Called on the writer thread after each successful COMMIT, before the
+  // transactions' `done` callbacks, with the transactions it committed
+  // (duplicates left out) in commit order: the collections' change feed.
+  // Must not block. Set it before the first submit().
+  using Listener = std::function<void(const std::vector<const Committed*>& committed)>;
+  void on_commit(Listener listener);
+
+  // Runs one SELECT on a read connection with `params` bound to ?1, ?2, ...
+  // and returns its rows as objects {column: value}. It sees every COMMIT
+  // that returned before it started. ValueError for SQL that does not
+  // prepare, RuntimeError for a failed read. Any thread (reads are serialised).
+  std::vector<Json> select(const std::string& sql, const std::vector<Json>& params = {});
 
   struct Stats {
     std::uint64_t commits = 0;

@@ -164,6 +164,15 @@ void Runtime::set_direct_set(Item& item, std::function<void(transport::Incoming&
 
 void Runtime::add_drain(std::function<void()> drain) { drains_.push_back(std::move(drain)); }
 
+void Runtime::set_direct_get(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler) {
+  item.core_->direct_get = std::move(handler);
+}
+
+void Runtime::publish_raw(std::string topic, std::shared_ptr<const std::string> payload) {
+  // running_ is set after server_ exists and cleared before it stops.
+  if (running_ && server_) server_->publish(std::move(topic), std::move(payload));
+}
+
 void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable) {
   std::shared_ptr<const std::string> encoded;
   std::vector<std::weak_ptr<ItemCore>> watchers;
@@ -236,7 +245,9 @@ void Runtime::dispatch(transport::Incoming&& request, transport::Reply reply) {
     }));
     return;
   }
-  if (request.type == protocol::MessageType::GET)
+  if (request.type == protocol::MessageType::GET && it->second->direct_get && it->second->gettable)
+    it->second->direct_get(std::move(request), std::move(reply));
+  else if (request.type == protocol::MessageType::GET)
     handle_get(it->second, std::move(request), std::move(reply));
   else if (it->second->direct_set)
     it->second->direct_set(std::move(request), std::move(reply));

@@ -46,6 +46,8 @@ struct ItemCore {
   // Takes SETs on the I/O thread instead of a hook on the strand (record
   // items queue them to their writer); must not block.
   std::function<void(transport::Incoming&&, transport::Reply)> direct_set;
+  // Likewise for GETs (collection items answer them on their own thread).
+  std::function<void(transport::Incoming&&, transport::Reply)> direct_get;
 };
 
 class Runtime {
@@ -69,6 +71,13 @@ class Runtime {
   // Runs at stop(), once no hook runs any more and before the server stops,
   // so that work queued elsewhere is answered (in reverse order of adding).
   void add_drain(std::function<void()> drain);
+  // Routes the GETs of `item` to `handler` on the I/O thread (before start);
+  // it must not block.
+  void set_direct_get(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler);
+  // Broadcasts an already-encoded payload on any topic, from any thread
+  // (collections: payloads with more members than value and time, and the
+  // `row:` topics). Nothing is sent unless the runtime is running.
+  void publish_raw(std::string topic, std::shared_ptr<const std::string> payload);
   double start_time() const { return start_time_; }
 
  private:
