@@ -364,7 +364,10 @@ class Live::Impl {
     message["epoch"] = s.stream() ? "" : epoch_;
     auto payload = std::make_shared<const std::string>(json::dump(message));
     publisher_(s.topic, payload);
-    if (s.config.kind == Kind::keyed) publisher_(s.row_prefix + row_topic_id(message["rowid"]) + ".", payload);
+    // A reset names no row: it goes out on the collection's topic only.
+    auto rowid = message.find("rowid");
+    if (s.config.kind == Kind::keyed && rowid != message.end())
+      publisher_(s.row_prefix + row_topic_id(*rowid) + ".", payload);
   }
 
   // A change: numbered, logged, published.
