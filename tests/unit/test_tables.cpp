@@ -134,11 +134,16 @@ TEST_CASE("a transaction inserts, binds a later op to the RETURNING row, and ans
   Json fill = value.at("rows").at(1);
   CHECK(fill.at("order_id") == order.at("id"));  // the bind
   CHECK(fill.at("event") == "new");             // op defaults
+  // Client data overrides an op default.
+  Json manual = f.set("orders_new", {{"symbol", "X"}, {"qty", 1}, {"event", "manual"}});
+  REQUIRE(error_type(manual).empty());
+  CHECK(manual.at("value").at("rows").at(1).at("event") == "manual");
   // Committed: another connection sees both rows.
-  CHECK(f.query("SELECT symbol, qty FROM orders") == Json::parse(R"([["AAPL", 100]])"));
-  CHECK(f.query("SELECT order_id, event FROM fills") == Json::array({Json::array({order.at("id"), "new"})}));
+  CHECK(f.query("SELECT symbol, qty FROM orders WHERE id = 1") == Json::parse(R"([["AAPL", 100]])"));
+  CHECK(f.query("SELECT order_id, event FROM fills WHERE order_id = " + order.at("id").dump()) ==
+        Json::array({Json::array({order.at("id"), "new"})}));
   // GET without ref: the last committed transaction.
-  CHECK(f.get("orders_new").at("value").at("ref") == value.at("ref"));
+  CHECK(f.get("orders_new").at("value").at("ref") == manual.at("ref"));
 }
 
 TEST_CASE("update, delete and upsert; a change that matches no row says so and changes nothing", "[tables]") {
@@ -259,6 +264,11 @@ TEST_CASE("GET with a ref tells whether it committed, also after a restart; a re
   CHECK(again.at("value").value("duplicate", false));
   CHECK(again.at("seq") == rep.at("seq"));
   CHECK(f.query("SELECT COUNT(*) FROM notes") == Json::parse("[[2]]"));
+  // A ref belongs to its record item: the same ref elsewhere is another transaction.
+  Json other = f.set("orders_new", {{"symbol", "R"}, {"qty", 1}}, "client-ref-1");
+  REQUIRE(error_type(other).empty());
+  CHECK_FALSE(other.at("value").value("duplicate", false));
+  CHECK(other.at("value").at("rows").at(0).at("symbol") == "R");
 
   f.restart();
   Json known = f.get("note", {{"ref", "client-ref-1"}}).at("value");
@@ -266,6 +276,7 @@ TEST_CASE("GET with a ref tells whether it committed, also after a restart; a re
   CHECK(known.at("rows").at(0).at("text") == "hello");
   CHECK(f.get("note", {{"ref", generated}}).at("value").at("status") == "committed");
   CHECK(f.get("note", {{"ref", "never-sent"}}).at("value").at("status") == "unknown");
+  CHECK(f.get("orders_new", {{"ref", "client-ref-1"}}).at("value").at("rows").at(0).at("symbol") == "R");
   // The last transaction is the item's value after the restart too.
   CHECK(f.get("note").at("value").at("ref") == generated);
 }
@@ -315,6 +326,12 @@ TEST_CASE("schema migration: safe changes apply, lossy ones need --migrate, a fa
     CHECK(f.query("SELECT type FROM pragma_table_info('notes') WHERE name = 'text'") == Json::parse(R"([["BLOB"]])"));
     CHECK(f.query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'fills'") == Json::parse("[[0]]"));
     CHECK(f.query("SELECT text FROM notes") == Json::parse(R"([["keep me"]])"));
+  }
+  SECTION("a column whose default is not constant needs the table rebuilt") {
+    f.config["tables"]["notes"]["columns"]["created"] = "TEXT DEFAULT CURRENT_TIMESTAMP";
+    CHECK_THROWS_WITH(f.restart(), Catch::Contains("new column created"));
+    f.restart(true);
+    CHECK(f.query("SELECT text, created IS NOT NULL FROM notes") == Json::parse(R"([["keep me", 1]])"));
   }
   SECTION("a primary key change is lossy") {
     f.config["tables"]["notes"]["columns"]["id"] = "INTEGER";

@@ -121,7 +121,7 @@ struct Collection {
 
 struct Config {
   std::string source;  // file name, for messages
-  // "" = the daemon's default ($MKTL_HOME/daemon/collections/STORE.db); a
+  // "" = the daemon's default ($MKTL_HOME/daemon/collections/STORE/ALIAS.sqlite3); a
   // relative path in the file is made relative to the file's directory here.
   std::string db_path;
   double batch_max_wait_ms = 2.0;

@@ -40,8 +40,7 @@ class RecordItem : public Item {
         if (!ref->is_string()) throw TypeError("ref must be a string");
         Json value = Json::object();
         value["ref"] = *ref;
-        if (auto found = tables_.lookup(ref->get<std::string>())) {
-          // A ref of another record item of the store's database is not ours to tell.
+        if (auto found = tables_.lookup(ref->get<std::string>(), set_.item)) {
           value = found->to_json();
           value["status"] = "committed";
         } else {
@@ -92,8 +91,9 @@ class RecordItem : public Item {
         Json value = done->to_json();
         std::string payload = "{\"value\":" + json::dump(value) + ",\"time\":" + json::dump(Json(done->time)) +
                               ",\"ref\":" + json::dump(Json(done->ref)) + ",\"seq\":" + std::to_string(done->seq) + "}";
+        // Published first: a GET right after the REP sees this transaction.
+        if (!done->duplicate) publish(value, done->time, true);
         shared->send(std::move(payload));
-        if (!done->duplicate) publish(std::move(value), done->time, true);
       });
     } catch (const Error& e) {
       shared->error(e.type(), e.what());
@@ -137,12 +137,9 @@ void Host::start(Daemon& daemon) {
                     (daemon.alias() + ".sqlite3"))
                        .string();
   } else {
-    fs::path p(config_.db_path);
-    if (p.is_relative() && !config_.source.empty()) p = fs::path(config_.source).parent_path() / p;
-    options.path = p.string();
+    options.path = config_.db_path;  // parse() made a relative one relative to the file
   }
-  tables_ = persist::Tables::open(config_, options);
-  for (auto& change : tables_->applied()) log->info("{}: applied {}", options.path, change.text());
+  tables_ = persist::Tables::open(config_, options);  // logs each schema change it applies
 
   for (auto& service : config_.transactions)
     for (auto& set : service.op_sets) {

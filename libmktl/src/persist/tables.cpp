@@ -330,9 +330,9 @@ class Tables::Impl {
     if (queue_.size() == 1) work_.notify_one();
   }
 
-  std::optional<Committed> lookup(const std::string& ref) {
+  std::optional<Committed> lookup(const std::string& ref, const std::string& item) {
     std::lock_guard lock(reader_mu_);
-    return read_one(by_ref_.get(), ref);
+    return read_one(by_ref_.get(), ref, item);
   }
 
   std::optional<Committed> last(const std::string& item) {
@@ -400,20 +400,23 @@ class Tables::Impl {
     release_ = must_prepare(db, "RELEASE txn");
     rollback_to_ = must_prepare(db, "ROLLBACK TO txn");
     log_insert_ = must_prepare(db, "INSERT INTO _mktl_log(ref, item, time, result) VALUES (?1, ?2, ?3, ?4)");
-    log_find_ = must_prepare(db, "SELECT seq, time, result FROM _mktl_log WHERE ref = ?1");
+    log_find_ = must_prepare(db, "SELECT seq, time, result FROM _mktl_log WHERE item = ?2 AND ref = ?1");
     prune_ = must_prepare(db,
                           "DELETE FROM _mktl_log WHERE item = ?1 AND seq <= (SELECT seq FROM _mktl_log WHERE item = ?1 "
                           "ORDER BY seq DESC LIMIT 1 OFFSET ?2)");
-    by_ref_ = must_prepare(reader_.get(), "SELECT seq, time, result, ref FROM _mktl_log WHERE ref = ?1");
+    by_ref_ = must_prepare(reader_.get(), "SELECT seq, time, result, ref FROM _mktl_log WHERE ref = ?1 AND (?2 IS NULL OR item = ?2)");
     last_of_ = must_prepare(reader_.get(),
                             "SELECT seq, time, result, ref FROM _mktl_log WHERE item = ?1 ORDER BY seq DESC LIMIT 1");
     for (auto& service : config_.transactions)
       for (auto& set : service.op_sets) keep_[set.item] = service.change_log_size;
   }
 
-  std::optional<Committed> read_one(sqlite3_stmt* stmt, const std::string& key) {
+  // The log entry the statement finds for ?1 (and ?2, when `second` is not empty; else ?2 is NULL).
+  std::optional<Committed> read_one(sqlite3_stmt* stmt, const std::string& key, const std::string& second = {}) {
     sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
     sqlite3_bind_text64(stmt, 1, key.data(), key.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+    if (!second.empty()) sqlite3_bind_text64(stmt, 2, second.data(), second.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
     int rc = sqlite3_step(stmt);
     std::optional<Committed> out;
     if (rc == SQLITE_ROW) {
@@ -439,6 +442,7 @@ class Tables::Impl {
   static bool takes(const Op& op, const Table& table, const std::string& column) {
     if (!table.column(column)) return false;
     if (std::find(op.fields.begin(), op.fields.end(), column) != op.fields.end()) return true;
+    if (op.defaults.contains(column)) return true;  // client data overrides op defaults
     return op.type != OpType::insert && std::find(op.key.begin(), op.key.end(), column) != op.key.end();
   }
 
@@ -656,6 +660,7 @@ class Tables::Impl {
       sqlite3_stmt* find = log_find_.get();
       sqlite3_reset(find);
       sqlite3_bind_text64(find, 1, job.ref.data(), job.ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      sqlite3_bind_text64(find, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
       int rc = sqlite3_step(find);
       if (rc == SQLITE_ROW) {
         result.ref = job.ref;
@@ -881,7 +886,9 @@ class Tables::Impl {
       for (const Column& c : table.columns) {
         auto it = std::find_if(old.begin(), old.end(), [&](auto& o) { return o.name == c.name; });
         if (it == old.end()) {
-          bool constant_default = c.default_sql && c.default_sql->find('(') == std::string::npos;
+          // ALTER TABLE ADD COLUMN takes neither an expression nor CURRENT_TIME/DATE/TIMESTAMP as default.
+          bool constant_default = c.default_sql && c.default_sql->find('(') == std::string::npos &&
+                                  upper(*c.default_sql).find("CURRENT_") == std::string::npos;
           bool simple = !c.primary_key && !has_word(c.decl, "UNIQUE") && (!c.not_null || constant_default) &&
                         (!c.default_sql || constant_default);
           if (simple) {
@@ -928,8 +935,8 @@ class Tables::Impl {
   void migrate() {
     sqlite3* db = db_.get();
     if (!sql::exec(db,
-                   "CREATE TABLE IF NOT EXISTS _mktl_log (seq INTEGER PRIMARY KEY, ref TEXT NOT NULL UNIQUE, "
-                   "item TEXT NOT NULL, time REAL NOT NULL, result TEXT NOT NULL)") ||
+                   "CREATE TABLE IF NOT EXISTS _mktl_log (seq INTEGER PRIMARY KEY, ref TEXT NOT NULL, "
+                   "item TEXT NOT NULL, time REAL NOT NULL, result TEXT NOT NULL, UNIQUE (item, ref))") ||
         !sql::exec(db, "CREATE INDEX IF NOT EXISTS _mktl_log_item ON _mktl_log (item, seq)") ||
         !sql::exec(db,
                    "CREATE TABLE IF NOT EXISTS _mktl_schema (name TEXT PRIMARY KEY, columns TEXT NOT NULL, "
@@ -1036,7 +1043,9 @@ const std::vector<SchemaChange>& Tables::applied() const { return impl_->applied
 void Tables::submit(const OpSet& set, Json data, std::string ref, Done done) {
   impl_->submit(set, std::move(data), std::move(ref), std::move(done));
 }
-std::optional<Committed> Tables::lookup(const std::string& ref) { return impl_->lookup(ref); }
+std::optional<Committed> Tables::lookup(const std::string& ref, const std::string& item) {
+  return impl_->lookup(ref, item);
+}
 std::optional<Committed> Tables::last(const std::string& item) { return impl_->last(item); }
 void Tables::on_commit(Listener listener) { impl_->on_commit(std::move(listener)); }
 std::vector<Json> Tables::select(const std::string& sql, const std::vector<Json>& params) {

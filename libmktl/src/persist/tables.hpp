@@ -95,8 +95,9 @@ class Tables {
   // `set` must outlive the Tables.
   void submit(const collections::OpSet& set, Json data, std::string ref, Done done);
 
-  // A committed transaction by ref (null when unknown or no longer kept).
-  std::optional<Committed> lookup(const std::string& ref);
+  // A committed transaction by ref, of record item `item` (any item when
+  // empty); null when unknown or no longer kept.
+  std::optional<Committed> lookup(const std::string& ref, const std::string& item = {});
   // The last committed transaction of a record item, if any is kept.
   std::optional<Committed> last(const std::string& item);
 
