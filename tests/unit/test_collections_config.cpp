@@ -346,7 +346,7 @@ TEST_CASE("collections: column declarations", "[collections]") {
   CHECK_FALSE(sql_literal("(1 + 2)"));
 }
 
-TEST_CASE("collections: TOML converts to the JSON shape; syntax errors name file, line and column", "[collections]") {
+TEST_CASE("collections: TOML converts to the JSON shape, and syntax errors name file, line and column", "[collections]") {
   const Json j = col::toml_to_json(R"(
 i = 1
 f = 2.0

@@ -158,7 +158,7 @@ TEST_CASE("expr: matches() is true for TRUE only, false for FALSE and NULL", "[e
   CHECK_FALSE(e.matches(Json{{"n", 20}}));
 }
 
-TEST_CASE("expr: fields() lists the fields read, sorted and unique; text() the source", "[expr]") {
+TEST_CASE("expr: fields() lists the fields read, sorted and unique, and text() the source", "[expr]") {
   const std::string text = "b + a > c AND UPPER(s) == 'X' OR a IS NULL OR Name IN (name, 'q') OR TRUE";
   const Expression e = Expression::parse(text);
   CHECK(e.fields() == std::vector<std::string>{"Name", "a", "b", "c", "name", "s"});

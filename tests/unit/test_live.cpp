@@ -458,7 +458,7 @@ TEST_CASE("live: rows already in the tables are loaded at start", "[live]") {
   CHECK(f.get("log", {{"since", 0}}).at("value").size() == 4);
 }
 
-TEST_CASE("live: a full change bus never blocks the writer; every collection resets", "[live]") {
+TEST_CASE("live: a full change bus never blocks the writer, and every collection resets", "[live]") {
   Fixture f;
   f.config["change_bus_size"] = 1;
   f.start();
@@ -486,7 +486,7 @@ TEST_CASE("live: a full change bus never blocks the writer; every collection res
   CHECK(after.at("seq") == reset.at("seq").get<std::int64_t>() + 1);
 }
 
-TEST_CASE("live: keyed rows sharing a key; a row moved to another key or deleted leaves the key to the others", "[live]") {
+TEST_CASE("live: keyed rows sharing a key, where a row moved to another key or deleted leaves the key to the others", "[live]") {
   Fixture f;
   f.start();
   f.set("orders_new", new_order("IBM", 1));

@@ -18,6 +18,7 @@ class Counted : public mktl::Item {
  public:
   Counted(mktl::Daemon& d, std::string key, std::chrono::milliseconds work = 0ms) : Item(d, std::move(key)), work_(work) {}
   void req_poll() override {
+    ++polls;  // counted as it starts: a poll running when a test stops polling is already in the count
     int now = ++inside;
     int seen = max_inside;
     while (now > seen && !max_inside.compare_exchange_weak(seen, now)) {
@@ -26,7 +27,6 @@ class Counted : public mktl::Item {
       std::unique_lock lock(m_);
       cv_.wait_for(lock, work_, [] { return false; });  // busy hardware
     }
-    ++polls;
     --inside;
   }
   std::atomic<int> polls{0}, inside{0}, max_inside{0};

@@ -146,7 +146,7 @@ TEST_CASE("a transaction inserts, binds a later op to the RETURNING row, and ans
   CHECK(f.get("orders_new").at("value").at("ref") == manual.at("ref"));
 }
 
-TEST_CASE("update, delete and upsert; a change that matches no row says so and changes nothing", "[tables]") {
+TEST_CASE("update, delete and upsert, and a change that matches no row says so and changes nothing", "[tables]") {
   Fixture f;
   f.start();
   Json id = f.set("orders_new", {{"symbol", "MSFT"}, {"qty", 5}}).at("value").at("rows").at(0).at("id");
@@ -252,7 +252,7 @@ TEST_CASE("each committed transaction is broadcast on the record item's topic", 
   CHECK(value.at("rows").at(0).at("text").get<std::string>().rfind("n", 0) == 0);
 }
 
-TEST_CASE("GET with a ref tells whether it committed, also after a restart; a repeated ref runs once", "[tables]") {
+TEST_CASE("GET with a ref tells whether it committed, also after a restart, and a repeated ref runs once", "[tables]") {
   Fixture f;
   f.start();
   Json rep = f.set("note", {{"text", "hello"}}, "client-ref-1");
