@@ -157,7 +157,7 @@ if judge "$work/client.out" <<'EOF'; then pass "the reference client's transacti
                       'rows': [{'id': 8, 'price': 0, 'qty': 2, 'status': 'new', 'symbol': 'TEXT'}]},
     'set.ref': {'ref': 'iop-ref-1', 'first_duplicate': False, 'again_duplicate': True, 'again_same_seq': True,
                 'again_same_rows': True, 'status': 'committed'},
-    'error.unknown_field': {'exc': 'RuntimeError', 'text': "SET of book_new failed: ValueError: unknown field 'qtty' for book_new; did you mean 'qty'? (fields: price, qty, symbol)"},
+    'error.unknown_field': {'exc': 'RuntimeError', 'text': "SET of book_new failed: ValueError: unknown field 'qtty' for book_new; did you mean 'qty'? (fields: event, price, qty, symbol)"},
     'error.missing_required': {'exc': 'RuntimeError', 'text': "SET of book_new failed: ValueError: missing field 'qty' for book_new (orders.qty is NOT NULL without a default)"},
     'error.not_an_object': {'exc': 'RuntimeError', 'text': "SET of book_new failed: TypeError: a transaction's value is a JSON object of fields (book_new), got 5"},
     'error.no_row': {'exc': 'RuntimeError', 'text': "SET of book_fill failed: ValueError: book_fill: the update of orders matched no row (id = 999999)"},
