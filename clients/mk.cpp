@@ -5,6 +5,7 @@
 // catalog cache, or from --connect), then exactly the requests asked for.
 #include <mktl/mktl.hpp>
 
+#include "collections.hpp"
 #include "records.hpp"
 
 #include <getopt.h>
@@ -44,12 +45,20 @@ The mKTL command-line client. Options may come before or after the command.
 
 commands:
   get STORE.KEY ...          print the current value of items
+  get STORE.KEY --snapshot [--filter EXPR]
+                             a collection item's rows, one per line, then
+                             the seq they are consistent with
+  get STORE.KEY --since SEQ  a collection item's changes after SEQ (or after
+                             a transaction ref), each with its op and seq, or
+                             "reset" and the rows when no longer held
   set STORE.KEY=VALUE ...    set items (in parallel unless --serial);
                              STORE.KEY VALUE (two arguments) works too
   set STORE.KEY --file FILE  one transaction per row of FILE (record items:
                              CSV with a header row, or JSON), each reported
   watch STORE.KEY ...        print the current value, then every broadcast,
-                             until interrupted (SIGINT or SIGTERM)
+                             until interrupted (SIGINT or SIGTERM); for a
+                             collection item, its rows, then every change
+                             with its op and seq (missed changes are fetched)
   list STORE ...             list the keys of stores, with type and access
   describe STORE.KEY|STORE   print item descriptions (JSON)
   discover [tcp://HOST:PORT ...]
@@ -80,6 +89,13 @@ options:
                          send REF with it (a ref that committed before is
                          answered with that result, not run again)
   -f, --file FILE        set of a record item: the transactions in FILE
+      --snapshot         get of a collection item: all its rows
+      --since SEQ        get of a collection item: the changes after SEQ
+      --filter EXPR      collection items: only rows matching EXPR (see
+                         docs/expressions.md); get --snapshot: evaluated by
+                         the daemon, watch: by mk
+      --row ID           watch of a collection item: only the row ID
+                         (compared in mk, not filtered by the daemon)
       --json             one JSON object per line on stdout (machine output)
   -o, --output FILE      get of one bulk item: write its raw bytes (native
                          byte order, C order; shape and dtype are printed)
@@ -122,6 +138,9 @@ examples:
   mk set book.orders_new --file orders.csv
   mk get book.orders_new --ref '20261201 10:47:20.123456789000'
   mk watch heater.temp
+  mk get book.positions --snapshot --filter "qty > 0"
+  mk get book.fills --since 1200
+  mk watch book.positions --row AAPL
   mk list heater
   mk get --connect tcp://127.0.0.1:10079 heater.temp
 )";
@@ -158,6 +177,10 @@ struct Options {
   std::string output;
   std::string file;
   std::string ref;
+  bool snapshot = false;
+  std::optional<std::string> since;
+  std::string filter;
+  std::string row;
   std::optional<double> timeout;
   std::vector<std::string> connect;
   int verbosity = 0;
@@ -182,7 +205,7 @@ std::string bare_key(const std::string& full_key) { return full_key.substr(full_
 std::optional<Options> parse_command_line(int argc, char** argv) {
   enum {
     kSerial = 256, kNoWait, kFormatted, kUnformatted, kTerse, kTimestamp, kNoTimestamp, kJson, kRefresh,
-    kConnect, kRef
+    kConnect, kRef, kSnapshot, kSince, kFilter, kRow
   };
   static const option long_options[] = {
       {"store", required_argument, nullptr, 's'},      {"serial", no_argument, nullptr, kSerial},
@@ -193,6 +216,8 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"output", required_argument, nullptr, 'o'},     {"timeout", required_argument, nullptr, 'w'},
       {"connect", required_argument, nullptr, kConnect}, {"verbose", no_argument, nullptr, 'v'},
       {"file", required_argument, nullptr, 'f'},       {"ref", required_argument, nullptr, kRef},
+      {"snapshot", no_argument, nullptr, kSnapshot},   {"since", required_argument, nullptr, kSince},
+      {"filter", required_argument, nullptr, kFilter}, {"row", required_argument, nullptr, kRow},
       {"debug", no_argument, nullptr, 'd'},            {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
 
@@ -216,6 +241,10 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case 'o': opts.output = optarg; break;
       case 'f': opts.file = optarg; break;
       case kRef: opts.ref = optarg; break;
+      case kSnapshot: opts.snapshot = true; break;
+      case kSince: opts.since = optarg; break;
+      case kFilter: opts.filter = optarg; break;
+      case kRow: opts.row = optarg; break;
       case 'w': {
         std::string_view text(optarg);
         double seconds = 0;
@@ -257,6 +286,15 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
     throw UsageError("--file goes with a set of exactly one record item");
   if (!opts.ref.empty() && ((opts.command != "get" && opts.command != "set") || opts.requests.size() > 2))
     throw UsageError("--ref goes with a get or set of one record item");
+  if ((opts.snapshot || opts.since) && opts.command != "get")
+    throw UsageError("--snapshot and --since go with get (of a collection item)");
+  if (opts.snapshot && opts.since) throw UsageError("--snapshot and --since exclude each other");
+  if ((opts.snapshot || opts.since) && (!opts.ref.empty() || opts.refresh || !opts.output.empty()))
+    throw UsageError("--snapshot and --since do not go with --ref, --refresh or --output");
+  if (opts.since && opts.since->empty()) throw UsageError("--since needs a seq (or a transaction ref)");
+  if (!opts.filter.empty() && !(opts.command == "watch" || opts.snapshot))
+    throw UsageError("--filter goes with get --snapshot or watch (of a collection item)");
+  if (!opts.row.empty() && opts.command != "watch") throw UsageError("--row goes with watch (of a collection item)");
   // set STORE.KEY VALUE: two arguments make one request.
   if (opts.command == "set" && opts.file.empty()) {
     std::vector<std::string> joined;
@@ -556,6 +594,13 @@ class Output {
     std::lock_guard lock(mutex_);
     return failed_;
   }
+  // A remark on stderr that is not a failure.
+  void note(const std::string& text) {
+    std::lock_guard lock(mutex_);
+    std::string line = "mk: " + text + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  }
 
  private:
   bool json_;
@@ -686,6 +731,16 @@ struct Context {
   Presenter presenter;
 };
 
+// Where collections.cpp prints (the view's thread for watch).
+mk::CollectionOutput collection_output(Context& ctx) {
+  mk::CollectionOutput out;
+  out.json = ctx.opts.json;
+  if (ctx.opts.timestamp) out.stamp = [](double time) { return clock_time(time) + " "; };
+  out.line = [&output = ctx.out](const std::string& text) { output.line(text); };
+  out.note = [&output = ctx.out](const std::string& text) { output.note(text); };
+  return out;
+}
+
 // The description of `full_key`, after making its store known; nullopt after
 // reporting a failure.
 std::optional<mktl::Json> describe_key(Context& ctx, const std::string& full_key) {
@@ -723,6 +778,14 @@ void command_get(Context& ctx) {
     auto description = describe_key(ctx, key);
     if (!description) continue;
     try {
+      if (ctx.opts.snapshot || ctx.opts.since) {
+        if (!mk::is_collection(*description))
+          throw mktl::TypeError("--snapshot and --since take a collection item; this item is " +
+                                description->value("type", std::string("typeless")));
+        if (ctx.opts.snapshot) mk::print_snapshot(ctx.client, key, ctx.opts.filter, ctx.opts.timeout, collection_output(ctx));
+        else mk::print_since(ctx.client, key, *ctx.opts.since, ctx.opts.timeout, collection_output(ctx));
+        continue;
+      }
       if (!ctx.opts.ref.empty()) {
         mktl::Json value = ctx.client.call("GET", key, {{"ref", ctx.opts.ref}}, ctx.opts.timeout).value("value", mktl::Json());
         ctx.out.line(ctx.opts.json ? mktl::json::dump({{"key", key}, {"value", value}})
@@ -841,11 +904,19 @@ void command_set(Context& ctx) {
 
 int command_watch(Context& ctx, const sigset_t& stop_signals) {
   std::vector<mktl::Subscription> subscriptions;
+  std::vector<mktl::CollectionView> views;  // collection items: snapshot, then changes
   std::vector<std::pair<std::string, mktl::Json>> watched;
   for (const auto& key : ctx.opts.requests) {
     auto description = describe_key(ctx, key);
     if (!description) continue;
     try {
+      if (mk::is_collection(*description)) {
+        views.push_back(mk::watch(ctx.client, key, {ctx.opts.filter, ctx.opts.row}, collection_output(ctx)));
+        continue;
+      }
+      if (!ctx.opts.filter.empty() || !ctx.opts.row.empty())
+        throw mktl::TypeError("--filter and --row take a collection item; this item is " +
+                              description->value("type", std::string("typeless")));
       // The callback may run until the subscription is destroyed, which
       // happens before ctx goes away.
       auto print = [&ctx, key, description = *description](const std::string&, const mktl::Reading& r) {
@@ -858,7 +929,7 @@ int command_watch(Context& ctx, const sigset_t& stop_signals) {
       ctx.out.error(key, failure_of(e));
     }
   }
-  if (subscriptions.empty()) return kExitFailed;
+  if (subscriptions.empty() && views.empty()) return kExitFailed;
   // Prime: show the current values first (subscribed before, so nothing is
   // missed between the GET and the first broadcast).
   for (const auto& [key, description] : watched) {
@@ -873,6 +944,7 @@ int command_watch(Context& ctx, const sigset_t& stop_signals) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   subscriptions.clear();
+  views.clear();
   return ctx.out.failed() ? kExitFailed : kExitOk;
 }
 

@@ -43,12 +43,18 @@ struct ClientOptions {
   std::string broadcast_address;   // empty = $MKTL_BROADCAST or 255.255.255.255
   int registry_port = 0;           // 0 = $MKTL_REGISTRY_PORT or 10103
   double discovery_timeout = 0.5;  // seconds to wait for discovery answers
+  // Broadcasts waiting for subscription callbacks, at most; more are dropped
+  // and counted (dropped_broadcasts()).
+  std::size_t callback_queue = 100000;
   // Fill the fields left empty from the environment.
   static ClientOptions from_env();
 };
 
 class Client;
 class ItemHandle;
+namespace detail { struct CallbackEntry; }
+class CollectionView;        // mktl/collection.hpp
+struct CollectionCallbacks;  // mktl/collection.hpp
 
 // An active subscription; destroying it (or calling cancel()) unsubscribes.
 // Move-only.
@@ -69,6 +75,9 @@ class Subscription {
 };
 
 using Callback = std::function<void(const std::string& full_key, const Reading& reading)>;
+// A broadcast's whole payload (a JSON object: value, time and whatever else
+// the daemon sent beside them, such as a collection's seq and op).
+using PayloadCallback = std::function<void(const std::string& full_key, const Json& payload)>;
 
 // Completion handlers of get_then/set_then: `error` is null on success (and
 // the Reading holds the value), else the exception the request failed with
@@ -142,6 +151,15 @@ class Client {
 
   // Subscribe to broadcasts of one item; the callback gets every new value.
   Subscription subscribe(const std::string& full_key, Callback callback);
+  // As subscribe(), with the whole payload of each broadcast (same strand,
+  // same order, same threading promise).
+  Subscription subscribe_payload(const std::string& full_key, PayloadCallback callback);
+
+  // A live view of a collection item (mktl/collection.hpp): snapshot, then
+  // every change, gaps caught up. `filter` (an mktl::Expression) keeps the
+  // rows that match it. Throws as the view's constructor does.
+  CollectionView watch_collection(const std::string& full_key, CollectionCallbacks callbacks,
+                                  std::string filter = {});
 
   const ClientOptions& options() const noexcept;
 
@@ -151,6 +169,7 @@ class Client {
 
  private:
   friend class Subscription;
+  Subscription add_subscription(const std::string& full_key, std::shared_ptr<detail::CallbackEntry> entry);
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

@@ -3,6 +3,7 @@
 #include <mktl/bulk.hpp>
 #include <mktl/catalog.hpp>
 #include <mktl/client.hpp>
+#include <mktl/collection.hpp>
 #include <mktl/daemon.hpp>
 #include <mktl/error.hpp>
 #include <mktl/expr.hpp>

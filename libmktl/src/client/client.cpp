@@ -89,18 +89,19 @@ struct Subscription::Token {
   std::uint64_t id = 0;
 };
 
-struct CallbackEntry {
+struct detail::CallbackEntry {
   std::uint64_t id;
-  Callback callback;
+  Callback callback;               // one of these two
+  PayloadCallback payload_callback;
   std::mutex running;  // held while the callback runs, so cancel() can wait for it
   std::atomic<bool> active{true};
 };
 
 // The callback running on this thread, so that a callback may cancel its own
 // subscription without waiting for itself.
-thread_local const CallbackEntry* current_callback = nullptr;
+thread_local const detail::CallbackEntry* current_callback = nullptr;
 struct CurrentCallback {
-  explicit CurrentCallback(const CallbackEntry* e) { current_callback = e; }
+  explicit CurrentCallback(const detail::CallbackEntry* e) { current_callback = e; }
   ~CurrentCallback() { current_callback = nullptr; }
 };
 
@@ -116,7 +117,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::string home;
   std::mutex mutex;  // stores, subscriptions
   std::unordered_map<std::string, StoreInfo> stores;
-  std::unordered_map<std::string, std::vector<std::shared_ptr<CallbackEntry>>> callbacks;  // full key
+  std::unordered_map<std::string, std::vector<std::shared_ptr<detail::CallbackEntry>>> callbacks;  // full key
   std::unordered_map<std::string, std::string> sub_endpoint;                                // full key -> pub
   std::uint64_t next_sub = 1;
 
@@ -159,7 +160,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   }
 
   void deliver(Event& ev) {
-    std::vector<std::shared_ptr<CallbackEntry>> targets;
+    std::vector<std::shared_ptr<detail::CallbackEntry>> targets;
     {
       std::lock_guard lock(mutex);
       auto it = callbacks.find(ev.key);
@@ -167,8 +168,12 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       targets = it->second;
     }
     Reading r;
+    Json whole;  // parsed only when a payload callback wants it
+    bool any_reading = false, any_payload = false;
+    for (auto& entry : targets) (entry->payload_callback ? any_payload : any_reading) = true;
     try {
-      r = protocol::read_reading(ev.payload, std::move(ev.bulk), 0.0);
+      if (any_payload) whole = protocol::parse_payload(ev.payload);
+      if (any_reading) r = protocol::read_reading(ev.payload, std::move(ev.bulk), 0.0);
     } catch (const std::exception& e) {
       logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
       return;
@@ -178,7 +183,8 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       if (!entry->active) continue;
       try {
         CurrentCallback current(entry.get());
-        entry->callback(ev.key, r);
+        if (entry->payload_callback) entry->payload_callback(ev.key, whole);
+        else entry->callback(ev.key, r);
       } catch (const std::exception& e) {
         logger("mktl.client")->warn("{}: a subscription callback threw: {}", ev.key, e.what());
       }
@@ -394,7 +400,7 @@ void Subscription::cancel() {
   if (!token) return;
   auto impl = token->client.lock();
   if (!impl) return;
-  std::shared_ptr<CallbackEntry> entry;
+  std::shared_ptr<detail::CallbackEntry> entry;
   bool last = false;
   std::string pub;
   {
@@ -426,6 +432,7 @@ void Subscription::cancel() {
 Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
+  impl_->max_queued = std::max<std::size_t>(impl_->options.callback_queue, 1);
   impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
   impl_->direct = std::make_unique<detail::DirectRequests>(impl_->engine->context(), impl_->options.ack_timeout);
 }
@@ -800,10 +807,22 @@ Json Client::request(const std::string& rep_endpoint, const std::string& type, c
 }
 
 Subscription Client::subscribe(const std::string& full_key, Callback callback) {
+  if (!callback) throw ValueError("subscribe needs a callback");
+  auto entry = std::make_shared<detail::CallbackEntry>();
+  entry->callback = std::move(callback);
+  return add_subscription(full_key, std::move(entry));
+}
+
+Subscription Client::subscribe_payload(const std::string& full_key, PayloadCallback callback) {
+  if (!callback) throw ValueError("subscribe_payload needs a callback");
+  auto entry = std::make_shared<detail::CallbackEntry>();
+  entry->payload_callback = std::move(callback);
+  return add_subscription(full_key, std::move(entry));
+}
+
+Subscription Client::add_subscription(const std::string& full_key, std::shared_ptr<detail::CallbackEntry> entry) {
   std::string key = lower_target(full_key);
   auto where = impl_->locate(key, *this);
-  auto entry = std::make_shared<CallbackEntry>();
-  entry->callback = std::move(callback);
   bool first;
   {
     std::lock_guard lock(impl_->mutex);
