@@ -173,6 +173,22 @@ rep_port() {
   sed -n 's/.* rep=\([0-9]*\).*/\1/p' <<<"$1"
 }
 
+# need_reference: the interop tests need a checkout of the Python reference
+# (MKTL_REFERENCE; skipped without it) and Debian's python3-zmq and -numpy.
+# Sets PY.
+need_reference() {
+  : "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
+  : "${MKTL_SOURCE:?set MKTL_SOURCE to the source tree}"
+  if [ -z "${MKTL_REFERENCE:-}" ]; then
+    skip "MKTL_REFERENCE is not set: no reference checkout to test against"
+  fi
+  PY=/usr/bin/python3
+  if ! $PY -c 'import zmq, numpy' 2>/dev/null; then
+    echo "FAIL: $PY needs zmq and numpy (apt-get install python3-zmq python3-numpy)" >&2
+    exit 1
+  fi
+}
+
 # skip WHY: ends the test as skipped: exit status 77, which ctest reports as
 # "Skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt), not as a pass. Fails
 # instead if an earlier check failed.

@@ -7,16 +7,7 @@
 # by tests/interop/local_broadcast.py, which both driver scripts import.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-: "${MKTL_BIN:?set MKTL_BIN to the bin directory of the build}"
-: "${MKTL_SOURCE:?set MKTL_SOURCE to the source tree}"
-if [ -z "${MKTL_REFERENCE:-}" ]; then
-  skip "MKTL_REFERENCE is not set: no reference checkout to test against"
-fi
-PY=/usr/bin/python3
-if ! $PY -c 'import zmq, numpy' 2>/dev/null; then
-  echo "FAIL: $PY needs zmq and numpy (apt-get install python3-zmq python3-numpy)" >&2
-  exit 1
-fi
+need_reference
 cli_init test_interop
 need_source
 interop=$SRC/tests/interop
