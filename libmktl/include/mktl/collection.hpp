@@ -8,8 +8,8 @@
 //   mktl::CollectionView view = client.watch_collection("book.positions", cb, "qty > 0");
 //   auto rows = view.rows();   // a copy, any time, any thread
 //
-// How it stays exact (the daemon's side: GET snapshot/since and the
-// broadcasts' seq, op, rowid and epoch, see docs/mk.md): it subscribes to the item's broadcasts first, then takes the snapshot (every
+// How it stays exact (the daemon's side: docs/collections.md, "Collections
+// on the wire"): it subscribes to the item's broadcasts first, then takes the snapshot (every
 // page), drops the broadcasts the snapshot already holds (seq <= its seq, same
 // epoch) and applies the rest by rowid. Every change carries the collection's
 // seq: for keyed and table collections a seq other than last + 1 is a gap,
