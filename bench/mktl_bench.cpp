@@ -2,7 +2,7 @@
 // the same run, and prints medians, min-max, ratios and PASS/MISS per target.
 //
 //   mktl_bench [--reps N] [--duration S] [--quick] [--only GROUP,...]
-//              [--markdown FILE] [--mk PATH] [--markd PATH]
+//              [--markdown FILE] [--mk PATH] [--markd PATH] [--txn-idle]
 //
 // Layout: this process is the client; it forks/execs the servers it measures
 // (mktl_bench_raw_server: cppzmq alone; mktl_bench_daemon: mktl::Daemon) on
@@ -12,13 +12,19 @@
 //
 // Groups: rt (sequential round trips), inflight (64 in flight, fire and
 // forget), bcast (broadcasts), bulk (8 MiB), mk (`mk get` as a process),
-// startup (10,000-item daemon), reference (with $MKTL_REFERENCE: the Python
-// reference's daemon and client on the same workloads, see run_reference).
+// startup (10,000-item daemon), txn (committed transactions through `markd
+// --mkio` against a raw SQLite loop, see run_txn), reference (with
+// $MKTL_REFERENCE: the Python reference's daemon and client on the same
+// workloads, see run_reference).
 #include "bench_util.hpp"
 
 #include <mktl/mktl.hpp>
 
 #include <nlohmann/json.hpp>
+#include <pthread.h>
+#include <sched.h>
+#include <sqlite3.h>
+#include <time.h>
 #include <zmq.hpp>
 
 #include <algorithm>
@@ -35,6 +41,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -51,6 +58,7 @@ struct Options {
   int reps = 7;
   double duration = 0.4;  // seconds per timed run
   bool quick = false;     // a few iterations each: proves the benches work
+  bool txn_idle = false;  // txn: no WakeCpus
   std::set<std::string> only;
   std::string markdown;
   std::string mk;
@@ -59,7 +67,7 @@ struct Options {
   bool wants(const std::string& group) const { return only.empty() || only.count(group); }
 };
 
-enum class Unit { rate, bytes_rate, ms, mb, count };
+enum class Unit { rate, bytes_rate, ms, mb, count, number };
 
 struct Series {
   std::string name;
@@ -130,6 +138,7 @@ std::string show(double v, Unit unit) {
     case Unit::ms: return fixed(v, v < 10 ? 2 : 1) + " ms";
     case Unit::mb: return fixed(v, 1) + " MB";
     case Unit::count: return fixed(v, 0);
+    case Unit::number: return fixed(v, 1);
   }
   return fixed(v, 2);
 }
@@ -405,6 +414,304 @@ void write_fill_catalog(const std::string& path) {
                   {"units", "V"}, {"initial", k}};
   }
   std::ofstream(path) << items.dump();
+}
+
+// ---- transactions (group txn) ---------------------------------------------------
+//
+// Committed single-row transactions through the real `markd --mkio`: a record
+// item log_add whose op set inserts one row into the table log, with 1 and
+// with 64 transactions in flight. The baseline is a raw SQLite loop in this
+// process doing the same inserts (the same table, the same INSERT ...
+// RETURNING statement the daemon's writer prepares, the same values), with
+// the same durability (WAL, synchronous=FULL: one fsync per COMMIT), on a file
+// in the same directory, in batches of the size the daemon's writer made in
+// the slice just before (its stats, GET {"stats": true}: transactions per
+// commit).
+
+// The daemon's configuration, mkio-shaped; the database sits next to it.
+constexpr const char* kTxnConfig = R"({
+  "db_path": "txn.sqlite3",
+  "tables": {
+    "log": {"columns": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "t": "REAL NOT NULL", "v": "INTEGER NOT NULL"}}
+  },
+  "services": {
+    "log": {"type": "transaction", "description": "benchmark: one row per transaction",
+            "ops": {"add": [{"table": "log", "op_type": "insert", "fields": ["t", "v"]}]}}
+  }
+})";
+
+// The table as the daemon creates it (columns in name order), and the
+// statement its writer prepares for the op set.
+constexpr const char* kTxnTable =
+    "CREATE TABLE IF NOT EXISTS \"log\" (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT, \"t\" REAL NOT NULL, "
+    "\"v\" INTEGER NOT NULL)";
+constexpr const char* kTxnInsert = "INSERT INTO \"log\" (\"t\", \"v\") VALUES (?, ?) RETURNING *";
+
+// The values of the n-th transaction, the same on both sides.
+double txn_t(long n) { return 1.8e9 + static_cast<double>(n) * 1e-3; }
+
+// The raw SQLite loop (the baseline): sqlite3 alone, no mktl code.
+class RawSqlite {
+ public:
+  explicit RawSqlite(const std::string& path) {
+    int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) fail("open " + path);
+    if (query_text("PRAGMA journal_mode=WAL") != "wal") fail("WAL journal mode");
+    if (sqlite3_exec(db_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr) != SQLITE_OK) fail("synchronous=FULL");
+    if (sqlite3_exec(db_, kTxnTable, nullptr, nullptr, nullptr) != SQLITE_OK) fail("create table");
+    begin_ = prepare("BEGIN IMMEDIATE");
+    commit_ = prepare("COMMIT");
+    insert_ = prepare(kTxnInsert);
+  }
+  ~RawSqlite() {
+    for (auto* s : {begin_, commit_, insert_}) sqlite3_finalize(s);
+    sqlite3_close(db_);
+  }
+  RawSqlite(const RawSqlite&) = delete;
+  RawSqlite& operator=(const RawSqlite&) = delete;
+
+  // Inserts for `duration` seconds in COMMITs of `per_commit` rows on average
+  // (sizes alternate, e.g. 63 and 64, so that the mean is exact), numbering
+  // the values from `n`; returns the rows committed.
+  long run(double per_commit, double duration, long& n) {
+    per_commit = std::max(per_commit, 1.0);
+    long rows = 0, batches = 0;
+    auto start = Clock::now();
+    do {
+      long size = static_cast<long>(std::floor((batches + 1) * per_commit)) -
+                  static_cast<long>(std::floor(batches * per_commit));
+      ++batches;
+      step_done(begin_, "BEGIN");
+      for (long i = 0; i < size; ++i, ++n) {
+        sqlite3_bind_double(insert_, 1, txn_t(n));
+        sqlite3_bind_int64(insert_, 2, n);
+        int rc;
+        while ((rc = sqlite3_step(insert_)) == SQLITE_ROW) {  // the RETURNING row, read as the daemon reads it
+          (void)sqlite3_column_int64(insert_, 0);
+          (void)sqlite3_column_double(insert_, 1);
+          (void)sqlite3_column_int64(insert_, 2);
+        }
+        sqlite3_reset(insert_);
+        if (rc != SQLITE_DONE) fail("INSERT");
+      }
+      step_done(commit_, "COMMIT");
+      rows += size;
+    } while (seconds_since(start) < duration);
+    return rows;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) {
+    throw std::runtime_error("raw SQLite loop: " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "out of memory"));
+  }
+  sqlite3_stmt* prepare(const char* text) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, text, -1, &stmt, nullptr) != SQLITE_OK) fail(std::string("prepare ") + text);
+    return stmt;
+  }
+  std::string query_text(const char* text) {
+    sqlite3_stmt* stmt = prepare(text);
+    std::string out;
+    if (sqlite3_step(stmt) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    return out;
+  }
+  void step_done(sqlite3_stmt* stmt, const char* what) {
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE) fail(what);
+  }
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt *begin_ = nullptr, *commit_ = nullptr, *insert_ = nullptr;
+};
+
+// Wakes every CPU every 100 µs while it exists: one thread pinned to each
+// CPU, sleeping 100 µs at a time. On a VM whose idle vCPUs halt (this
+// benchmark's machines), an I/O completion that finds its vCPU halted waits
+// for the next timer tick, so an fsync by a lone thread takes 4 ms instead of
+// 0.2 ms, while a process with other threads at work (the daemon) rarely
+// waits: the comparison would measure the VM. Spinning threads (SCHED_IDLE)
+// would keep the CPUs awake too, but they slowed the daemon's thread
+// hand-offs and made the raw loop erratic; these ticks cost a few percent of
+// a CPU and leave at most 100 µs of the wait.
+class WakeCpus {
+ public:
+  WakeCpus() {
+    unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i)
+      threads_.emplace_back([i](std::stop_token stop) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(i, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort
+        timespec tick{0, 100'000};
+        while (!stop.stop_requested()) nanosleep(&tick, nullptr);
+      });
+  }
+
+ private:
+  std::vector<std::jthread> threads_;
+};
+
+struct TxnRun {
+  long completed = 0;  // REPs received within the window
+  double seconds = 0;
+  std::vector<double> latency_ms;  // of each of those, SET sent to REP received
+};
+
+// `depth` transactions in flight on `key` for `duration` seconds: set_then
+// handlers that each issue the next, as a client pipelining transactions
+// would; then the ones in flight drain. Values are numbered from `n`.
+TxnRun txn_pipeline(mktl::Client& client, const std::string& key, int depth, double duration, std::atomic<long>& n) {
+  TxnRun run;
+  std::mutex m;
+  std::condition_variable drained, stopped;
+  std::atomic<bool> stop{false};
+  int outstanding = 0;  // under m
+  std::exception_ptr error;
+  std::function<void()> issue = [&] {
+    {
+      std::lock_guard lock(m);
+      ++outstanding;
+    }
+    long i = n++;
+    auto sent = Clock::now();
+    client.set_then(key, mktl::Reading(mktl::Json{{"t", txn_t(i)}, {"v", i}}), [&, sent](std::exception_ptr e) {
+      {
+        std::lock_guard lock(m);
+        if (e) {
+          if (!error) error = e;
+          stop = true;
+          stopped.notify_all();
+        } else if (!stop.load()) {
+          ++run.completed;
+          run.latency_ms.push_back(seconds_since(sent) * 1e3);
+        }
+      }
+      if (!stop.load()) issue();
+      std::lock_guard lock(m);
+      if (--outstanding == 0) drained.notify_all();
+    });
+  };
+  auto start = Clock::now();
+  for (int i = 0; i < depth; ++i) issue();
+  std::unique_lock lock(m);
+  // A wait, not a polling loop: on a VM, a thread that keeps waking a CPU
+  // makes fsyncs return sooner (see WakeCpus), and the raw loop has no such help.
+  stopped.wait_until(lock, start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration)),
+                     [&] { return stop.load(); });
+  stop = true;  // no completion is counted after this
+  run.seconds = seconds_since(start);
+  if (!drained.wait_for(lock, std::chrono::seconds(30), [&] { return outstanding == 0; }))
+    throw std::runtime_error("transactions: the daemon did not answer every transaction within 30 s");
+  if (error) std::rethrow_exception(error);
+  return run;
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
+  k = std::min(k, v.size() - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+void run_txn(const Options& o, Results& R) {
+  const std::string what_raw1 = "raw SQLite loop, 1 insert per COMMIT (WAL, synchronous=FULL)";
+  const std::string what_txn1 = "mktl transactions, 1 in flight (`markd --mkio`, REP after COMMIT)";
+  const std::string what_raw64 = "raw SQLite loop, inserts per COMMIT as the daemon batched them";
+  const std::string what_txn64 = "mktl transactions, 64 in flight";
+  struct Depth {
+    Depth(int depth_in, std::string raw_in, std::string txn_in, std::string raw_what_in, std::string txn_what_in)
+        : depth(depth_in), raw(std::move(raw_in)), txn(std::move(txn_in)), raw_what(std::move(raw_what_in)),
+          txn_what(std::move(txn_what_in)) {}
+    int depth;
+    std::string raw, txn, raw_what, txn_what;
+    // Per rep, summed over its slices.
+    long raw_rows = 0, txn_done = 0;
+    double raw_seconds = 0, txn_seconds = 0, transactions = 0, commits = 0;
+    std::vector<double> latency_ms;
+  };
+  std::vector<Depth> depths;
+  depths.emplace_back(1, "raw_txn1", "mktl_txn1", what_raw1, what_txn1);
+  depths.emplace_back(64, "raw_txn64", "mktl_txn64", what_raw64, what_txn64);
+  std::vector<Series*> all;
+  for (auto& d : depths) {  // table order
+    all.push_back(&R.get(d.raw, d.raw_what, Unit::rate));
+    all.push_back(&R.get(d.txn, d.txn_what, Unit::rate));
+    all.push_back(&R.get(d.txn + "_batch", "… transactions per COMMIT (mean, daemon's stats)", Unit::number));
+    all.push_back(&R.get(d.txn + "_p50", "… latency seen by the client, median", Unit::ms));
+    all.push_back(&R.get(d.txn + "_p99", "… latency seen by the client, p99", Unit::ms));
+  }
+  if (!executable(o.markd)) {
+    for (auto* s : all) s->note = o.markd + " not built";
+    return;
+  }
+
+  const fs::path dir = fs::path(std::getenv("MKTL_HOME")) / "txn";
+  fs::create_directories(dir);
+  const std::string config = (dir / "log.json").string();
+  std::ofstream(config) << kTxnConfig;
+  auto daemon = bench::Child::spawn({o.markd, "--mkio", config, "--no-discovery", "--bind", "127.0.0.1", "--hostname",
+                                     "127.0.0.1", "txn", "txn1"});
+  auto ready = daemon.wait_for("markd: txn txn1 ready", 60);
+  if (!ready) throw std::runtime_error("markd --mkio did not print its ready line");
+  const std::string key = "txn.log_add";
+  mktl::ClientOptions copts = mktl::ClientOptions::from_env();
+  copts.ack_timeout = 5;
+  mktl::Client client(copts);
+  client.connect("tcp://127.0.0.1:" + std::to_string(ports_of(*ready).rep), "txn");
+  RawSqlite raw((dir / "raw.sqlite3").string());
+  std::optional<WakeCpus> wake;
+  if (!o.txn_idle) wake.emplace();
+
+  auto stats = [&] {
+    auto v = client.call("GET", key, mktl::Json{{"stats", true}}).at("value");
+    return std::pair<double, double>(v.at("transactions").get<double>(), v.at("commits").get<double>());
+  };
+  std::atomic<long> n_txn{0};
+  long n_raw = 0;
+  // Warm-up: statements prepared, pages cached, on both sides.
+  txn_pipeline(client, key, 1, o.quick ? 0.01 : 0.1, n_txn);
+  txn_pipeline(client, key, 64, o.quick ? 0.01 : 0.1, n_txn);
+  raw.run(1, o.quick ? 0.01 : 0.1, n_raw);
+  raw.run(64, o.quick ? 0.01 : 0.1, n_raw);
+
+  const int slices = o.quick ? 1 : 4;
+  const double slice = o.duration / slices;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    for (auto& d : depths) d.raw_rows = d.txn_done = 0, d.raw_seconds = d.txn_seconds = d.transactions = d.commits = 0,
+                           d.latency_ms.clear();
+    for (int s = 0; s < slices; ++s)
+      for (std::size_t k = 0; k < depths.size(); ++k) {
+        // The depths alternate which goes first; the raw loop follows the
+        // daemon's run, whose batch size it copies.
+        auto& d = depths[(k + static_cast<std::size_t>(s)) % depths.size()];
+        auto before = stats();
+        TxnRun run = txn_pipeline(client, key, d.depth, slice, n_txn);
+        auto after = stats();
+        double transactions = after.first - before.first, commits = after.second - before.second;
+        if (commits <= 0) throw std::runtime_error("transactions: the daemon's stats show no commit");
+        d.txn_done += run.completed;
+        d.txn_seconds += run.seconds;
+        d.latency_ms.insert(d.latency_ms.end(), run.latency_ms.begin(), run.latency_ms.end());
+        d.transactions += transactions;
+        d.commits += commits;
+        auto start = Clock::now();
+        d.raw_rows += raw.run(transactions / commits, slice, n_raw);
+        d.raw_seconds += seconds_since(start);
+      }
+    for (auto& d : depths) {
+      R.add(d.raw, d.raw_what, Unit::rate, d.raw_rows / d.raw_seconds);
+      R.add(d.txn, d.txn_what, Unit::rate, d.txn_done / d.txn_seconds);
+      R.add(d.txn + "_batch", "", Unit::number, d.transactions / d.commits);
+      R.add(d.txn + "_p50", "", Unit::ms, percentile(d.latency_ms, 0.5));
+      R.add(d.txn + "_p99", "", Unit::ms, percentile(d.latency_ms, 0.99));
+    }
+  }
+  daemon.terminate();
 }
 
 // ---- the Python reference (MKTL_REFERENCE) ------------------------------------
@@ -724,6 +1031,7 @@ std::vector<Target> evaluate(const Results& r) {
   ratio_target("SET sequential / raw round trip with JSON", "mktl_set", "raw_rt_json", 0.85);
   ratio_target("GET 64 in flight / raw 64 in flight", "mktl_get64", "raw_inflight", 0.6);
   ratio_target("broadcasts received / raw PUB->SUB", "mktl_bcast", "raw_pubsub", 0.5);
+  ratio_target("transactions, 64 in flight / raw SQLite loop, same batches", "mktl_txn64", "raw_txn64", 0.5);
   // A ratio shown for diagnosis, with no goal.
   auto info_ratio = [&](const std::string& what, const std::string& a, const std::string& b) {
     ratio_target(what, a, b, 0);
@@ -742,6 +1050,7 @@ std::vector<Target> evaluate(const Results& r) {
              "raw_inflight_ack");
   info_ratio("(info) mktl GET / raw client on the same mktl daemon, 64 in flight", "mktl_get64",
              "raw_to_daemon_inflight");
+  info_ratio("(info) transactions, 1 in flight / raw SQLite loop, 1 per COMMIT", "mktl_txn1", "raw_txn1");
   abs_target("bulk GET of 8 MiB", "mktl_bulk_get", 1e9, true, "≥ 1 GB/s");
   abs_target("bulk PUB of 8 MiB", "mktl_bulk_pub", 1e9, true, "≥ 1 GB/s");
   abs_target("`mk get` of one key, whole process", "mk_get", 10, false, "< 10 ms");
@@ -781,6 +1090,7 @@ Options parse(int argc, char** argv) {
     if (a == "--reps") o.reps = std::max(1, std::atoi(next().c_str()));
     else if (a == "--duration") o.duration = std::atof(next().c_str());
     else if (a == "--quick") o.quick = true;
+    else if (a == "--txn-idle") o.txn_idle = true;
     else if (a == "--markdown") o.markdown = next();
     else if (a == "--mk") o.mk = next();
     else if (a == "--markd") o.markd = next();
@@ -789,8 +1099,11 @@ Options parse(int argc, char** argv) {
       for (std::string g; std::getline(s, g, ',');) o.only.insert(g);
     } else if (a == "-h" || a == "--help") {
       std::cout << "usage: mktl_bench [--reps N] [--duration S] [--quick]\n"
-                   "                  [--only rt,inflight,bcast,bulk,mk,startup,reference]\n"
-                   "                  [--markdown FILE] [--mk PATH] [--markd PATH]\n"
+                   "                  [--only rt,inflight,bcast,bulk,mk,startup,txn,reference]\n"
+                   "                  [--markdown FILE] [--mk PATH] [--markd PATH] [--txn-idle]\n"
+                   "--txn-idle: no thread wakes the CPUs every 100 us during the transactions\n"
+                   "(group txn); on a VM, an fsync that finds its CPU idle then waits for a\n"
+                   "timer tick (see docs/performance.md).\n"
                    "With MKTL_REFERENCE naming a checkout of the Python reference, its daemon and\n"
                    "client run the same workloads too (group reference; --quick skips its\n"
                    "10,000-item start-up).\n";
@@ -1154,6 +1467,10 @@ void run_all(const Options& o, Results& R) {
   raw_server.terminate();
   daemon.terminate();
 
+  if (o.wants("txn")) {
+    log("transactions");
+    run_txn(o, R);
+  }
   if (o.wants("reference")) run_reference(o, R);
 }
 
