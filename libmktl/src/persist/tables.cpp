@@ -2,6 +2,7 @@
 
 #include "config/logger.hpp"
 #include "persist/sqlite.hpp"
+#include "collections/column.hpp"
 
 #include <mktl/error.hpp>
 #include <mktl/reading.hpp>
@@ -202,22 +203,6 @@ class RefClock {
   std::int64_t last_ = 0;
   int counter_ = 0;
 };
-
-// Levenshtein distance, for "did you mean".
-std::size_t distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
@@ -471,12 +456,7 @@ class Tables::Impl {
       if (used) continue;
       std::sort(known.begin(), known.end());
       known.erase(std::unique(known.begin(), known.end()), known.end());
-      std::string message = "unknown field '" + field + "' for " + set.item;
-      std::string best;
-      std::size_t best_d = 3;
-      for (auto& k : known)
-        if (auto d = distance(field, k); d < best_d) best_d = d, best = k;
-      if (!best.empty()) message += "; did you mean '" + best + "'?";
+      std::string message = "unknown field '" + field + "' for " + set.item + collections::detail::suggestion(field, known);
       message += " (fields: " + (known.empty() ? std::string("none") : joined(known)) + ")";
       throw ValueError(message);
     }
