@@ -752,6 +752,11 @@ std::optional<mktl::Json> describe_key(Context& ctx, const std::string& full_key
     const mktl::Json& items = ctx.stores.items(store_of(full_key));
     auto it = items.find(bare_key(full_key));
     if (it != items.end()) return *it;
+    // With --connect the addresses given are all there is (no discovery): a
+    // key their catalogs lack does not exist, and asking the network would
+    // only wait out a discovery call (0.5 s) to say so.
+    if (!ctx.opts.connect.empty())
+      throw mktl::KeyError::python("store '" + store_of(full_key) + "' has no key '" + bare_key(full_key) + "'");
     // Not in the catalog known so far: the client asks the registries, which
     // know every daemon of the store.
     return ctx.client.description(full_key);
