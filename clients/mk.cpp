@@ -38,7 +38,7 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
-    "usage: mk [options] get|set|watch|list|describe|discover [requests ...]\n";
+    "usage: mk [options] get|set|watch|list|describe|discover|keygen [requests ...]\n";
 
 constexpr const char* kHelp = R"(
 The mKTL command-line client. Options may come before or after the command.
@@ -64,6 +64,9 @@ commands:
   discover [tcp://HOST:PORT ...]
                              list the stores known to the given registries
                              or daemons
+  keygen NAME                write a new CURVE key pair: NAME.key (secret,
+                             mode 0600) and NAME.pub in $MKTL_HOME/keys (or
+                             at the path NAME), and print the public key
 
 options:
   -s, --store STORE      prefix STORE. to every key (get -s heater temp)
@@ -105,6 +108,15 @@ options:
                          reach the store(s) at this daemon or registry
                          address instead of using the catalog cache and
                          discovery (repeatable)
+      --key NAME         this client's CURVE key pair (NAME ->
+                         $MKTL_HOME/keys/NAME.key, or a secret key file),
+                         for daemons that require CURVE (docs/security.md);
+                         default $MKTL_KEY
+      --server-key KEY   pin the daemons' public key (Z85 text, a .pub file
+                         or a key name): used instead of the key their
+                         catalogs announce, and for --connect; default
+                         $MKTL_SERVER_KEY
+      --force            keygen: replace an existing key pair
   -v, --verbose          log output on stderr (repeat for debug)
   -d, --debug            debug log output on stderr
   -h, --help             show this help and exit
@@ -124,6 +136,8 @@ environment:
   MKTL_HOME              mKTL state directory (catalog cache; default ~/.mKTL)
   MKTL_BROADCAST         UDP broadcast address for discovery
   MKTL_LOG               log level: trace, debug, info, warn, error, off
+  MKTL_KEY               this client's key pair (as --key)
+  MKTL_SERVER_KEY        the pinned server key (as --server-key)
 
 Exit status:
   0   all requests succeeded
@@ -183,6 +197,9 @@ struct Options {
   std::string row;
   std::optional<double> timeout;
   std::vector<std::string> connect;
+  std::string key;         // --key
+  std::string server_key;  // --server-key
+  bool force = false;      // keygen --force
   int verbosity = 0;
 };
 
@@ -219,6 +236,8 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"snapshot", no_argument, nullptr, kSnapshot},   {"since", required_argument, nullptr, kSince},
       {"filter", required_argument, nullptr, kFilter}, {"row", required_argument, nullptr, kRow},
       {"debug", no_argument, nullptr, 'd'},            {"help", no_argument, nullptr, 'h'},
+      {"key", required_argument, nullptr, 'K'},       {"server-key", required_argument, nullptr, 'P'},
+      {"force", no_argument, nullptr, 'F'},
       {nullptr, 0, nullptr, 0}};
 
   Options opts;
@@ -238,6 +257,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kJson: opts.json = true; break;
       case kRefresh: opts.refresh = true; break;
       case kConnect: opts.connect.emplace_back(optarg); break;
+      case 'K': opts.key = optarg; break;
+      case 'P': opts.server_key = optarg; break;
+      case 'F': opts.force = true; break;
       case 'o': opts.output = optarg; break;
       case 'f': opts.file = optarg; break;
       case kRef: opts.ref = optarg; break;
@@ -267,9 +289,10 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
   if (positional.empty()) throw UsageError("no command given");
   opts.command = lower(positional.front());
   opts.requests.assign(positional.begin() + 1, positional.end());
-  static const std::set<std::string> commands{"get", "set", "watch", "list", "describe", "discover"};
+  static const std::set<std::string> commands{"get", "set", "watch", "list", "describe", "discover", "keygen"};
   if (!commands.count(opts.command)) throw UsageError("unknown command '" + positional.front() + "'");
 
+  if (opts.force && opts.command != "keygen") throw UsageError("--force goes with keygen");
   if (timestamp && no_timestamp) throw UsageError("--timestamp and --no-timestamp exclude each other");
   if (opts.serial && opts.no_wait) throw UsageError("--serial and --no-wait exclude each other");
   if (opts.command == "set" && opts.formatted_given && opts.unformatted_given)
@@ -316,6 +339,8 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
     if (!opts.store.empty()) opts.requests.insert(opts.requests.begin(), opts.store);
     for (auto& store : opts.requests) store = lower(store);
     if (opts.requests.empty()) throw UsageError("list needs a store");
+  } else if (opts.command == "keygen") {
+    if (opts.requests.size() != 1) throw UsageError("keygen takes one key NAME (or a path)");
   } else if (opts.command != "discover") {
     if (opts.requests.empty()) throw UsageError("no requests given");
     for (auto& request : opts.requests) {
@@ -1047,6 +1072,26 @@ void command_discover(Context& ctx) {
                " discovered: " + names);
 }
 
+// keygen NAME: a fresh CURVE key pair, written where NAME says.
+int command_keygen(const Options& opts) {
+  const mktl::KeyPair pair = mktl::KeyPair::generate();
+  const std::string secret = pair.save(opts.requests.front(), {}, opts.force);
+  std::string public_file = secret;
+  if (public_file.size() > 4 && public_file.compare(public_file.size() - 4, 4, ".key") == 0)
+    public_file.resize(public_file.size() - 4);
+  public_file += ".pub";
+  if (opts.json) {
+    std::cout << mktl::json::dump({{"secret_key_file", secret}, {"public_key_file", public_file},
+                                   {"public_key", pair.public_key}})
+              << std::endl;
+  } else {
+    std::cout << "secret key file: " << secret << " (mode 0600: keep it private)\n"
+              << "public key file: " << public_file << "\n"
+              << "public key: " << pair.public_key << std::endl;
+  }
+  return kExitOk;
+}
+
 int run(const Options& opts) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -1056,8 +1101,11 @@ int run(const Options& opts) {
   // so that only sigwait() in this thread receives them.
   if (opts.command == "watch") pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  if (opts.command == "keygen") return command_keygen(opts);
   mktl::ClientOptions client_options = mktl::ClientOptions::from_env();
   if (opts.timeout) client_options.timeout = *opts.timeout;
+  if (!opts.key.empty()) client_options.key = opts.key;
+  if (!opts.server_key.empty()) client_options.server_key = opts.server_key;
   mktl::Client client(client_options);
   Stores stores(client, opts.connect);
   Output out(opts.json);

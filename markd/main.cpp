@@ -71,7 +71,12 @@ options:
   -s, --subclass NAME    daemon subclass registered in --module with
                          MKTL_REGISTER_DAEMON(NAME)
   -a, --appconfig FILE   JSON configuration handed to the subclass
-                         (mktl::DaemonOptions::appconfig)
+                         (mktl::DaemonOptions::appconfig); its
+                         `security` member, if any, is read as --security
+      --security FILE    CurveZMQ and access rules (docs/security.md): a
+                         JSON file of the security section {curve,
+                         server_key, clients, acl} (or an object with a
+                         `security` member); off by default
   -o, --override         replace a conflicting catalog block at registries
                          (allowed only when its daemon no longer answers)
       --check            load and check catalog, tables and services,
@@ -125,6 +130,7 @@ struct Options {
   std::string module;
   std::string subclass;
   std::string appconfig;
+  std::string security;
   std::string mkio;
   bool migrate = false;
   bool override_registry = false;
@@ -166,6 +172,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"broadcast", required_argument, nullptr, kBroadcast},
       {"no-discovery", no_argument, nullptr, kNoDiscovery},
       {"workers", required_argument, nullptr, kWorkers},
+      {"security", required_argument, nullptr, 'S'},
       {"mkio", required_argument, nullptr, kMkio},   {"migrate", no_argument, nullptr, kMigrate},
       {"verbose", no_argument, nullptr, 'v'},        {"debug", no_argument, nullptr, 'd'},
       {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
@@ -179,6 +186,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case 'm': opts.module = optarg; break;
       case 's': opts.subclass = optarg; break;
       case 'a': opts.appconfig = optarg; break;
+      case 'S': opts.security = optarg; break;
       case 'o': opts.override_registry = true; break;
       case 'v': ++opts.verbosity; break;
       case 'd': opts.verbosity = std::max(opts.verbosity, 2); break;
@@ -316,6 +324,16 @@ int run(const Options& opts) {
   options.override_registry = opts.override_registry;
   options.discovery = opts.discovery;
   if (!opts.appconfig.empty()) options.appconfig = mktl::load_json_file(opts.appconfig);
+  // Security: --security FILE, else the `security` member of --appconfig.
+  if (!opts.security.empty()) {
+    mktl::Json section = mktl::load_json_file(opts.security);
+    if (section.is_object() && section.contains("security")) section = mktl::Json(section["security"]);
+    options.security = mktl::SecurityOptions::from_json(section, opts.security);
+    options.security_source = opts.security;
+  } else if (options.appconfig.is_object() && options.appconfig.contains("security")) {
+    options.security = mktl::SecurityOptions::from_json(options.appconfig["security"], opts.appconfig);
+    options.security_source = opts.appconfig;
+  }
   if (!opts.mkio.empty()) {
     if (!config.collections.is_null())
       throw mktl::ConfigError(opts.mkio, "--mkio", "the catalog " + catalog_path +

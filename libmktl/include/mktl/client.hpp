@@ -46,6 +46,15 @@ struct ClientOptions {
   // Broadcasts waiting for subscription callbacks, at most; more are dropped
   // and counted (dropped_broadcasts()).
   std::size_t callback_queue = 100000;
+  // CurveZMQ (docs/security.md): this client's key pair, a key name
+  // (NAME -> $MKTL_HOME/keys/NAME.key) or a secret key file; empty = none
+  // ($MKTL_KEY in from_env()). Needed only for daemons that require CURVE.
+  std::string key;
+  // The daemons' public key, pinned (Z85 text, a .pub file or a key name;
+  // $MKTL_SERVER_KEY in from_env()): used instead of the key a catalog
+  // announces, and for the addresses given to connect(). Empty = trust the
+  // catalog's.
+  std::string server_key;
   // Fill the fields left empty from the environment.
   static ClientOptions from_env();
 };

@@ -18,6 +18,7 @@
 
 #include <mktl/item.hpp>
 #include <mktl/json.hpp>
+#include <mktl/security.hpp>
 
 #include <functional>
 #include <memory>
@@ -64,6 +65,12 @@ struct DaemonOptions {
   // Apply schema changes that can lose data (markd --migrate); without it a
   // daemon whose tables need such a change refuses to start (ConfigError).
   bool migrate = false;
+
+  // CurveZMQ and access rules (mktl/security.hpp, docs/security.md); off by
+  // default. A bad key file or rule makes the constructor throw ConfigError.
+  SecurityOptions security;
+  // The file `security` came from, named in configuration errors.
+  std::string security_source;
 
   // A self-contained daemon for tests and embedding: loopback only, free
   // ports, no discovery, everything on disk under `home`.

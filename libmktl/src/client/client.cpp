@@ -5,6 +5,7 @@
 #include "discovery/cache.hpp"
 #include "discovery/udp.hpp"
 #include "protocol/codec.hpp"
+#include "security/client_keys.hpp"
 
 #include <mktl/catalog.hpp>
 #include <mktl/client.hpp>
@@ -25,6 +26,8 @@ ClientOptions ClientOptions::from_env() {
   ClientOptions o;
   if (const char* t = std::getenv("MKTL_ACK_TIMEOUT")) o.ack_timeout = std::atof(t);
   if (o.ack_timeout <= 0) o.ack_timeout = 0.1;
+  if (const char* k = std::getenv("MKTL_KEY")) o.key = k;
+  if (const char* k = std::getenv("MKTL_SERVER_KEY")) o.server_key = k;
   return o;
 }
 
@@ -56,6 +59,7 @@ std::string lower(std::string s) {
 struct Where {
   std::string rep;  // tcp://host:port
   std::string pub;
+  std::string curve;  // the daemon's CURVE public key; empty = plain
 };
 
 // Where to reach a block: the first provenance entry that has `pub`.
@@ -68,6 +72,7 @@ std::optional<Where> block_address(const Json& block, const std::string& host_ov
     Where w;
     w.rep = "tcp://" + host + ":" + std::to_string(p["rep"].get<long>());
     w.pub = "tcp://" + host + ":" + std::to_string(p["pub"].get<long>());
+    if (auto c = p.find("curve"); c != p.end() && c->is_string()) w.curve = c->get<std::string>();
     return w;
   }
   return std::nullopt;
@@ -136,6 +141,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::atomic<std::uint64_t> dropped{0};
   std::atomic<bool> stopping{false};
 
+  std::shared_ptr<security::ClientKeys> keys = std::make_shared<security::ClientKeys>();
   std::unique_ptr<detail::Engine> engine;
   std::unique_ptr<detail::DirectRequests> direct;
 
@@ -202,6 +208,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   detail::DirectRequests::Answer exchange(const std::string& endpoint, protocol::MessageType type,
                                           const std::string& target, const std::string& payload,
                                           std::optional<double> timeout, std::optional<Bulk> bulk = {}) {
+    keys->check(endpoint);
     double wait = timeout.value_or(options.timeout);
     if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) return std::move(*answer);
     auto pending = std::make_shared<detail::WaitedPending>(endpoint, type, target, 0, payload, std::move(bulk));
@@ -242,6 +249,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       if (!host_override.empty()) info.host_override[uuid] = host_override;
       auto ho = info.host_override.count(uuid) ? info.host_override[uuid] : std::string();
       auto where = block_address(block, ho);
+      if (where) keys->learn(where->rep, where->pub, where->curve);
       if (where && block.contains("items") && block["items"].is_object())
         for (auto& [key, desc] : block["items"].items()) info.by_key[key] = *where;
       if (save) cache_block(store, block);
@@ -433,8 +441,10 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->home = impl_->options.home.empty() ? mktl_home() : impl_->options.home;
   impl_->max_queued = std::max<std::size_t>(impl_->options.callback_queue, 1);
-  impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_);
-  impl_->direct = std::make_unique<detail::DirectRequests>(impl_->engine->context(), impl_->options.ack_timeout);
+  impl_->keys->configure(impl_->options, impl_->home);  // the key pair's file is checked here
+  impl_->engine = std::make_unique<detail::Engine>(impl_->options.ack_timeout, *impl_, impl_->keys);
+  impl_->direct =
+      std::make_unique<detail::DirectRequests>(impl_->engine->context(), impl_->options.ack_timeout, impl_->keys);
 }
 
 Client::~Client() {
@@ -449,6 +459,7 @@ std::uint64_t Client::dropped_broadcasts() const { return impl_->dropped.load();
 
 std::vector<std::string> Client::connect(const std::string& rep_endpoint, const std::string& store_name) {
   std::vector<std::string> stores;
+  impl_->keys->pin_endpoint(rep_endpoint);
   if (!store_name.empty()) {
     stores.push_back(lower(store_name));
   } else {
@@ -479,6 +490,7 @@ void Client::find_store(const std::string& store_name) {
     bool all_good = true;
     for (auto& [uuid, block] : blocks.items()) {
       auto where = block_address(block);
+      if (where) impl_->keys->learn(where->rep, where->pub, where->curve);
       if (!where) {
         all_good = false;
         continue;
@@ -493,6 +505,8 @@ void Client::find_store(const std::string& store_name) {
           impl_->learn(store, fresh, {}, true);
         }
       } catch (const Error& e) {
+        // It requires CURVE and this client has no key: asking elsewhere cannot help.
+        if (e.type() == "PermissionError") throw;
         log->debug("cached block {} of {} did not revalidate: {}", uuid, store, e.what());
         all_good = false;
       }
@@ -685,6 +699,7 @@ std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::str
                                 std::optional<Bulk> bulk, Extra&&... extra) {
   std::string target = lower_target(full_key);
   auto rep = impl.locate(target, client, [](const auto& where) { return where.rep; });
+  impl.keys->check(rep);
   return std::make_shared<P>(std::move(rep), type, std::move(target), flags, std::move(payload), std::move(bulk),
                              std::forward<Extra>(extra)...);
 }
@@ -823,6 +838,7 @@ Subscription Client::subscribe_payload(const std::string& full_key, PayloadCallb
 Subscription Client::add_subscription(const std::string& full_key, std::shared_ptr<detail::CallbackEntry> entry) {
   std::string key = lower_target(full_key);
   auto where = impl_->locate(key, *this);
+  impl_->keys->check(where.pub);
   bool first;
   {
     std::lock_guard lock(impl_->mutex);

@@ -7,6 +7,7 @@
 #include "discovery/avahi.hpp"
 #include "discovery/cache.hpp"
 #include "discovery/udp.hpp"
+#include "security/policy.hpp"
 
 #include <mktl/catalog.hpp>
 #include <mktl/daemon.hpp>
@@ -60,6 +61,7 @@ struct Daemon::Impl {
   std::unique_ptr<collections::Host> collections;  // tables and services, when configured
   std::unique_ptr<discovery::Responder> responder;
   std::unique_ptr<discovery::AvahiPublisher> avahi;
+  std::shared_ptr<const security::Policy> security;  // null: plain sockets
   mutable std::mutex mutex;
   std::condition_variable stopped_cv;
   bool started = false;
@@ -99,6 +101,11 @@ Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions o
   detail::add_builtin_descriptions(I.items, I.alias);
   I.hash = items_hash(I.items);
   I.runtime = std::make_unique<detail::Runtime>(*this, I.options);
+  const auto& sec = I.options.security;
+  if (sec.curve || !sec.clients.empty() || !sec.acl.empty()) {
+    I.security = std::make_shared<const security::Policy>(sec, I.store, I.options.home, I.options.security_source);
+    I.runtime->set_security(I.security);
+  }
 
   // `time` moves only when the hash does: remember when this hash was first seen.
   namespace fs = std::filesystem;
@@ -269,6 +276,8 @@ Json Daemon::catalog_block() const {
   prov["hostname"] = I.hostname;
   prov["rep"] = rep_port();
   prov["pub"] = pub_port();
+  // Clients connect with CURVE to a daemon whose block names its public key.
+  if (I.security) prov["curve"] = I.security->server().public_key;
   block["provenance"] = Json::array({prov});
   block["items"] = I.items;
   return block;

@@ -65,6 +65,8 @@ class Runtime {
   void post_poll(const std::shared_ptr<ItemCore>& core);
 
   transport::Server* server() { return server_.get(); }
+  // CurveZMQ and access rules for the sockets (null = plain); before start().
+  void set_security(std::shared_ptr<const security::Policy> policy) { security_ = std::move(policy); }
 
   // Routes the SETs of `item` to `handler` on the I/O thread (before start).
   void set_direct_set(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler);
@@ -101,6 +103,7 @@ class Runtime {
   // change while the daemon runs, and a 10,000-item block is big.
   std::once_flag special_once_;
   std::shared_ptr<const std::string> hash_answer_, catalog_answer_;
+  std::shared_ptr<const security::Policy> security_;
 };
 
 // Whether a subclass overrides Item::req_get (GCC; true where unknown).

@@ -81,8 +81,8 @@ void fail(Pending& p, std::string type, std::string text) {
 
 }  // namespace
 
-Engine::Engine(double ack_timeout, BroadcastHandler& handler)
-    : ack_timeout_(ack_timeout), handler_(handler), thread_([this](std::stop_token st) { run(st); }) {}
+Engine::Engine(double ack_timeout, BroadcastHandler& handler, std::shared_ptr<const security::ClientKeys> keys)
+    : ack_timeout_(ack_timeout), handler_(handler), keys_(std::move(keys)), thread_([this](std::stop_token st) { run(st); }) {}
 
 Engine::~Engine() {
   thread_.request_stop();
@@ -158,6 +158,7 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
       d = std::make_unique<Dealer>();
       d->endpoint = p.endpoint;
       d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
+      if (keys_) keys_->secure(d->socket, p.endpoint);
       d->socket.set(zmq::sockopt::linger, 0);
       d->socket.set(zmq::sockopt::sndhwm, 100000);
       d->socket.set(zmq::sockopt::rcvhwm, 100000);
@@ -205,6 +206,7 @@ void Engine::execute(Control& c) {
         s = std::make_unique<Sub>();
         s->endpoint = c.endpoint;
         s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
+        if (keys_) keys_->secure(s->socket, c.endpoint);
         s->socket.set(zmq::sockopt::linger, 0);
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
         try {
@@ -408,7 +410,9 @@ struct DirectRequests::Socket {
   zmq::socket_t socket;
 };
 
-DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout) : context_(context), ack_timeout_(ack_timeout) {}
+DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout,
+                               std::shared_ptr<const security::ClientKeys> keys)
+    : context_(context), ack_timeout_(ack_timeout), keys_(std::move(keys)) {}
 DirectRequests::~DirectRequests() = default;
 
 DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) {
@@ -422,6 +426,7 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) 
     }
     s = std::make_unique<Socket>();
     s->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
+    if (keys_) keys_->secure(s->socket, endpoint);
     s->socket.set(zmq::sockopt::linger, 0);
     s->socket.connect(endpoint);
   }

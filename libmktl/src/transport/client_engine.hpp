@@ -5,6 +5,7 @@
 #pragma once
 
 #include "protocol/codec.hpp"
+#include "security/client_keys.hpp"
 #include "transport/zmq_util.hpp"
 
 #include <mktl/bulk.hpp>
@@ -94,7 +95,9 @@ struct BroadcastHandler {
 
 class Engine {
  public:
-  Engine(double ack_timeout, BroadcastHandler& handler);
+  // `keys` (may be null) makes the sockets to daemons that require CURVE
+  // CurveZMQ clients.
+  Engine(double ack_timeout, BroadcastHandler& handler, std::shared_ptr<const security::ClientKeys> keys = nullptr);
   ~Engine();
 
   // Queues a request; its Pending finishes with the REP (at once when the
@@ -129,6 +132,7 @@ class Engine {
 
   double ack_timeout_;
   BroadcastHandler& handler_;
+  std::shared_ptr<const security::ClientKeys> keys_;
   // A context of the Client's own: closing it at the end waits (bounded by
   // the sockets' linger) until fire-and-forget requests are on the wire.
   zmq::context_t context_{1};
@@ -154,7 +158,7 @@ class Engine {
 // and use the Engine instead.
 class DirectRequests {
  public:
-  DirectRequests(zmq::context_t& context, double ack_timeout);
+  DirectRequests(zmq::context_t& context, double ack_timeout, std::shared_ptr<const security::ClientKeys> keys = nullptr);
   ~DirectRequests();
   struct Answer {
     std::string payload;
@@ -170,6 +174,7 @@ class DirectRequests {
   Socket* socket_for(const std::string& endpoint);
   zmq::context_t& context_;
   double ack_timeout_;
+  std::shared_ptr<const security::ClientKeys> keys_;
   std::mutex mutex_;
   std::map<std::pair<std::thread::id, std::string>, std::unique_ptr<Socket>> sockets_;  // (thread, endpoint)
   std::atomic<std::uint32_t> next_id_{0x80000000u};  // apart from the Engine's ids, for readable logs

@@ -1,6 +1,7 @@
 #include "transport/server.hpp"
 
 #include "config/logger.hpp"
+#include "security/zap.hpp"
 #include "transport/zmq_util.hpp"
 
 #include <mktl/error.hpp>
@@ -97,6 +98,7 @@ struct Server::Impl {
   std::shared_ptr<ServerShared> shared = std::make_shared<ServerShared>();
   zmq::socket_t router;
   zmq::socket_t pub;
+  std::unique_ptr<security::ZapDomain> rep_zap, pub_zap;  // with options.security
   std::string rep_endpoint, pub_endpoint;
   int rep_port = 0, pub_port = 0;
   std::atomic<bool> stopping{false};
@@ -127,6 +129,10 @@ void Server::start() {
     I.router.set(zmq::sockopt::linger, 1000);
     I.router.set(zmq::sockopt::sndhwm, 100000);
     I.router.set(zmq::sockopt::rcvhwm, 100000);
+    if (I.options.security) {
+      I.rep_zap = std::make_unique<security::ZapDomain>(context(), I.options.security, security::SocketRole::requests);
+      I.rep_zap->secure(I.router);
+    }
     I.router.bind(bind_spelling(I.options.rep_endpoint));
     I.rep_endpoint = bound_endpoint(I.router);
     I.rep_port = bound_port(I.router);
@@ -134,6 +140,10 @@ void Server::start() {
       I.pub = zmq::socket_t(context(), zmq::socket_type::pub);
       I.pub.set(zmq::sockopt::linger, 1000);
       I.pub.set(zmq::sockopt::sndhwm, I.options.pub_hwm);
+      if (I.options.security) {
+        I.pub_zap = std::make_unique<security::ZapDomain>(context(), I.options.security, security::SocketRole::broadcasts);
+        I.pub_zap->secure(I.pub);
+      }
       I.pub.bind(bind_spelling(I.options.pub_endpoint));
       I.pub_endpoint = bound_endpoint(I.pub);
       I.pub_port = bound_port(I.pub);
@@ -249,6 +259,23 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
   }
   if (msg.wants_ack())
     send_frames(identity, {kVersion, msg.id, kAck, std::string_view(), std::string_view(), std::string_view()});
+
+  // Who asks is the key the CURVE handshake proved (the ZAP handler's User-Id
+  // on every frame of the connection), never the payload's _user/_hostname.
+  if (options.security) {
+    const std::string user = security::user_of(frames[1]);
+    const auto action = msg.type == protocol::MessageType::SET ? security::Action::set : security::Action::get;
+    if (user.empty() || !options.security->allows(user, action, msg.target)) {
+      std::string text = user.empty() ? "this request carries no authenticated client key"
+                                       : options.security->refusal(user, action, msg.target);
+      log->info("refused {} {}: {}", protocol::type_name(msg.type), msg.target, text);
+      if (msg.wants_rep())
+        send_frames(identity, {kVersion, msg.id, kRep, msg.target, std::string_view(),
+                               protocol::error_payload("PermissionError", text)});
+      return;
+    }
+    if (action == security::Action::set) log->debug("SET {} by client '{}'", msg.target, user);
+  }
 
   Incoming in;
   in.type = msg.type;

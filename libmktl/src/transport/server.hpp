@@ -9,6 +9,7 @@
 #pragma once
 
 #include "protocol/codec.hpp"
+#include "security/policy.hpp"
 
 #include <mktl/bulk.hpp>
 #include <mktl/json.hpp>
@@ -61,6 +62,10 @@ struct ServerOptions {
   std::string rep_endpoint = "tcp://*:0";
   std::string pub_endpoint = "tcp://*:0";   // empty = no PUB socket
   int pub_hwm = 10000;
+  // CurveZMQ on both sockets, clients admitted by the policy's ZAP domain,
+  // and each request checked against its ACL (PermissionError REP). Null =
+  // plain sockets, every request served.
+  std::shared_ptr<const security::Policy> security;
 };
 
 class Server {

@@ -1,0 +1,51 @@
+// The client's side of CurveZMQ (internal): its own key pair, and which
+// daemon endpoints need CURVE with which server key. A daemon that requires
+// CURVE names its public key in its catalog block (provenance "curve"), which
+// the client reads from a registry, a daemon or the disk cache; a key pinned
+// in ClientOptions::server_key ($MKTL_SERVER_KEY) replaces the announced one
+// (so a forged catalog cannot point the client at another key) and is used
+// for addresses given to Client::connect().
+//
+// Threading promise: every method may be called from any thread.
+#pragma once
+
+#include <mktl/client.hpp>
+#include <mktl/security.hpp>
+
+#include <zmq.hpp>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace mktl::security {
+
+class ClientKeys {
+ public:
+  // Loads the key pair named by options.key (throws as KeyPair::load does:
+  // missing file, mode not 0600, bad key) and the pinned server key.
+  void configure(const ClientOptions& options, const std::string& home);
+  // A daemon's endpoints as its catalog block tells them: `curve` is its
+  // announced public key, empty when it does not require CURVE.
+  void learn(const std::string& rep, const std::string& pub, const std::string& curve);
+  // An address given by the caller (Client::connect): CURVE with the pinned
+  // key, when one is configured.
+  void pin_endpoint(const std::string& endpoint);
+  // Throws PermissionError when `endpoint` requires CURVE and this client has
+  // no key pair, naming the ways to give it one.
+  void check(const std::string& endpoint) const;
+  // Makes a socket about to connect to `endpoint` a CURVE client when the
+  // endpoint requires it (and a key pair is at hand). Never throws.
+  void secure(zmq::socket_t& socket, const std::string& endpoint) const;
+  // Whether `endpoint` requires CURVE (for error messages).
+  bool requires_curve(const std::string& endpoint) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::optional<KeyPair> client_;
+  std::string pinned_;
+  std::unordered_map<std::string, std::string> server_keys_;  // endpoint -> Z85 key
+};
+
+}  // namespace mktl::security

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# CLI test of CurveZMQ and access rules (issue 14, docs/security.md): mk
+# keygen; markd --security with a daemon key pair, two listed clients (alice
+# may do everything, bob may only GET) and a third key it does not list
+# (carol); what each mk gets, what a client without a key gets, the secret key
+# file's mode check, and markd --check of bad sections (exit 78). Loopback, no
+# discovery (mk finds the store in the catalog cache markd writes, which
+# carries the daemon's public key), readiness read from a FIFO.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cli_init test_security
+private_discovery_ports
+export MKTL_DNS_SD_TIMEOUT=0
+keys=$MKTL_HOME/keys
+
+# ---- mk keygen
+run keygen "$MKTL_BIN/mk" keygen sec-daemon
+expect_rc "mk keygen writes a key pair" 0
+expect_in "it names the secret key file" "$out" "secret key file: $keys/sec-daemon.key"
+expect_match "and prints the public key" "$out" 'public key: .{40}$'
+daemon_pub=$(sed -n 's/^public key: //p' <<<"$out")
+expect_eq "the secret key file is mode 0600" "$(stat -c %a "$keys/sec-daemon.key")" 600
+expect_eq "the public key file holds the printed key" "$(grep -v '^#' "$keys/sec-daemon.pub")" "$daemon_pub"
+run keygen_again "$MKTL_BIN/mk" keygen sec-daemon
+expect_rc "mk keygen does not replace a key" 1
+expect_in "and says so" "$err" "FileExistsError"
+expect_eq "the key is unchanged" "$(grep -v '^#' "$keys/sec-daemon.pub")" "$daemon_pub"
+run keygen_usage "$MKTL_BIN/mk" keygen
+expect_rc "mk keygen needs a name" 2
+for who in alice bob carol; do
+  run "keygen_$who" "$MKTL_BIN/mk" keygen "$who"
+  expect_rc "mk keygen $who" 0
+done
+run keygen_force "$MKTL_BIN/mk" keygen --force carol
+expect_rc "mk keygen --force replaces a key" 0
+
+# ---- the daemon
+cat >"$work/items.json" <<'EOF2'
+{"temp": {"type": "numeric", "initial": 20.5}, "setpoint": {"type": "numeric", "initial": 10}}
+EOF2
+cat >"$work/security.json" <<EOF2
+{"security": {
+  "curve": true,
+  "server_key": "sec-daemon",
+  "clients": {"alice": "alice", "bob": "$keys/bob.pub"},
+  "acl": [{"items": "*", "get": ["alice", "bob"], "subscribe": ["alice"]},
+          {"items": "set*", "set": ["alice"]}]
+}}
+EOF2
+
+# markd --check: a bad section is a configuration error naming the field.
+cat >"$work/bad-client.json" <<'EOF2'
+{"curve": true, "server_key": "sec-daemon", "clients": {"alice": "alice"}, "acl": [{"items": "*", "set": ["mallory"]}]}
+EOF2
+run check_bad "$MKTL_BIN/markd" --check --security "$work/bad-client.json" -c "$work/items.json" sec sec1
+expect_rc "markd --check refuses an unknown client in a rule" 78
+expect_in "naming the field" "$err" "/security/acl/0/set: 'mallory' is not a client listed"
+chmod 644 "$keys/sec-daemon.key"
+run check_mode "$MKTL_BIN/markd" --check --security "$work/security.json" -c "$work/items.json" sec sec1
+expect_rc "markd --check refuses a secret key others can read" 78
+expect_in "naming the path and the fix" "$err" "chmod 600 $keys/sec-daemon.key"
+chmod 600 "$keys/sec-daemon.key"
+run check_ok "$MKTL_BIN/markd" --check --security "$work/security.json" -c "$work/items.json" sec sec1
+expect_rc "markd --check accepts the section" 0
+
+start markd '^markd: sec sec1 ready rep=([0-9]+) pub=([0-9]+)$' "$MKTL_BIN/markd" --no-discovery \
+  --bind 127.0.0.1 --hostname 127.0.0.1 --security "$work/security.json" -c "$work/items.json" sec sec1
+port=${BASH_REMATCH[1]}
+expect_in "the cached catalog announces the daemon's key" "$(cat "$MKTL_HOME"/client/cache/sec/*.json)" "\"curve\":\"$daemon_pub\""
+
+# ---- alice: everything
+run alice_get "$MKTL_BIN/mk" --key alice get sec.temp
+expect_out "alice gets" "temp: 20.5"
+run alice_set "$MKTL_BIN/mk" --key alice set sec.setpoint=42
+expect_rc "alice sets" 0
+run alice_get2 env MKTL_KEY=alice "$MKTL_BIN/mk" get sec.setpoint
+expect_out "alice (MKTL_KEY) reads it back" "setpoint: 42"
+
+# ---- bob: GET only
+run bob_get "$MKTL_BIN/mk" --key bob get sec.temp
+expect_out "bob gets" "temp: 20.5"
+run bob_set "$MKTL_BIN/mk" --key bob set sec.setpoint=7
+expect_rc "bob may not set" 1
+expect_in "he gets a PermissionError" "$err" \
+  "sec.setpoint: PermissionError: client 'bob' may not SET sec.setpoint (no rule of this daemon's security acl allows it)"
+run after_bob "$MKTL_BIN/mk" --key alice get sec.setpoint
+expect_out "bob's SET was not applied" "setpoint: 42"
+
+# ---- no key: refused before anything is sent
+run nokey "$MKTL_BIN/mk" get sec.temp
+expect_rc "a client without a key fails" 1
+expect_in "saying the daemon requires CURVE" "$err" "PermissionError: the daemon at tcp://127.0.0.1:$port requires CURVE"
+expect_in "and how to give a key" "$err" "mk --key NAME"
+
+# ---- carol (not listed), and a wrong pinned key: no answer at all
+run carol "$MKTL_BIN/mk" --key carol --server-key sec-daemon --connect "tcp://127.0.0.1:$port" get sec.temp
+expect_rc "carol's key is refused" 1
+expect_in "her request is never acknowledged" "$err" "TimeoutError"
+run alice_pinned "$MKTL_BIN/mk" --key alice --server-key "$keys/sec-daemon.pub" --connect "tcp://127.0.0.1:$port" get sec.temp
+expect_out "alice with the pinned key and --connect" "temp: 20.5"
+run alice_wrong_pin "$MKTL_BIN/mk" --key alice --server-key carol --connect "tcp://127.0.0.1:$port" get sec.temp
+expect_rc "a wrong pinned server key gets no answer" 1
+expect_in "(the handshake fails)" "$err" "TimeoutError"
+
+# ---- the secret key file's mode
+chmod 640 "$keys/alice.key"
+run alice_mode "$MKTL_BIN/mk" --key alice get sec.temp
+expect_rc "a secret key file others can read is refused" 1
+expect_in "naming the path and chmod 600" "$err" "secret key file $keys/alice.key has mode 0640"
+expect_in "with the fix" "$err" "chmod 600 $keys/alice.key"
+chmod 600 "$keys/alice.key"
+
+finish test_security
