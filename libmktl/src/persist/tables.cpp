@@ -312,7 +312,12 @@ class Tables::Impl {
     std::unique_lock lock(mu_);
     if (stopping_) throw RuntimeError("the tables database is closing; transaction not run");
     queue_.push_back(Job{&set, std::move(data), std::move(ref), std::move(done), nullptr, {}});
-    if (queue_.size() == 1) work_.notify_one();
+    // Only the arrival the writer waits for wakes it: the first one when it
+    // is idle, the one that completes its batch while it collects; none while
+    // it works (it looks at the queue when it is done).
+    bool wake = queue_.size() == wake_at_;
+    lock.unlock();
+    if (wake) work_.notify_one();
   }
 
   std::optional<Committed> lookup(const std::string& ref, const std::string& item) {
@@ -494,21 +499,23 @@ class Tables::Impl {
     for (;;) {
       {
         std::unique_lock lock(mu_);
+        wake_at_ = 1;
         work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stopping, and nothing is left
         listener = listener_;
-        take(batch);
-        // Requests arriving concurrently: give others the window to join.
-        if (previous > 1 && options_.batch_wait_ms > 0 && static_cast<int>(batch.size()) < options_.batch_max &&
-            !stopping_) {
+        // Requests arriving concurrently: wait for as many as the previous
+        // batch held (the concurrency seen), at most batch_wait_ms. A lone
+        // client (previous batch of one) is never delayed.
+        const std::size_t want = std::min(previous, static_cast<std::size_t>(std::max(options_.batch_max, 1)));
+        if (want > 1 && queue_.size() < want && options_.batch_wait_ms > 0 && !stopping_) {
           auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double, std::milli>(options_.batch_wait_ms));
-          while (static_cast<int>(batch.size()) < options_.batch_max && !stopping_) {
-            if (!work_.wait_until(lock, deadline, [&] { return stopping_ || !queue_.empty(); })) break;
-            take(batch);
-          }
+          wake_at_ = want;
+          work_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= want; });
         }
+        wake_at_ = 0;  // working: arrivals queue without waking the writer
+        take(batch);
       }
       previous = batch.size();
       execute(batch);
@@ -1005,6 +1012,7 @@ class Tables::Impl {
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<Job> queue_;
+  std::size_t wake_at_ = 0;  // the queue size whose arrival notifies the writer (0: none)
   bool stopping_ = false;
   Listener listener_;  // under mu_
   std::atomic<std::uint64_t> commits_{0}, transactions_{0}, failed_{0};

@@ -10,9 +10,10 @@
 // Batching: requests that arrive while the writer is busy share the next
 // COMMIT, each in its own SAVEPOINT, so one failing transaction never
 // disturbs the others. While requests arrive concurrently (the previous batch
-// held more than one), the writer also waits up to `batch_wait_ms` after the
-// first request for more, up to `batch_max` per COMMIT; a lone client is
-// never delayed by that window.
+// held more than one), the writer also waits, at most `batch_wait_ms`, until
+// as many requests as the previous batch held are queued (the concurrency
+// seen), up to `batch_max` per COMMIT; a lone client is never delayed by that
+// window. Only the arrival the writer waits for wakes it.
 //
 // Threading: submit(), lookup(), last(), select() and stats() may be called from any
 // thread at once. `done` callbacks run on the writer thread, in commit order:
