@@ -52,6 +52,13 @@ the new block replaces it only if announced with override. The same daemon
 (same UUID) restarting at another address replaces its old block once the
 old address no longer answers.
 
+Every --check-interval seconds it asks each daemon it knows whether it still
+serves its block; one that has not answered for --drop-after seconds is
+dropped (clients are no longer sent to it) and asked again at each check, to
+be taken back when it answers (after a network fault, say) until
+--forget-after seconds have passed. A daemon that restarts elsewhere
+announces itself and replaces its old block at once.
+
 Once it answers requests, mkregistryd prints exactly one line to stdout:
     mkregistryd: ready rep=PORT udp=PORT
 
@@ -70,6 +77,11 @@ options:
       --discovery-wait S  seconds to collect daemon answers at start-up
                           (default 1); announcements and requests are
                           served meanwhile
+      --check-interval S  seconds between liveness checks of the known
+                          daemons (default 5; 0 = never check)
+      --drop-after S      drop a daemon silent for this long (default 15)
+      --forget-after S    stop asking a dropped daemon after this long
+                          (default 3600)
   -v, --verbose           more log output (repeat for debug)
   -d, --debug             debug log output
   -h, --help              show this help and exit
@@ -99,6 +111,9 @@ struct Options {
   int daemon_port = 0;     // 0 = from the environment
   int registry_port = 0;   // 0 = from the environment
   double discovery_wait = 1.0;
+  double check_interval = 5.0;
+  double drop_after = 15.0;
+  double forget_after = 3600.0;
   int verbosity = 0;
 };
 
@@ -112,19 +127,21 @@ int parse_int(const std::string& option, const char* text, int min, int max) {
   return value;
 }
 
-double parse_seconds(const std::string& option, const char* text) {
+double parse_seconds(const std::string& option, const char* text, double max = 600) {
   try {
     std::size_t used = 0;
     double value = std::stod(text, &used);
-    if (used == std::string_view(text).size() && value >= 0 && value <= 600) return value;
+    if (used == std::string_view(text).size() && value >= 0 && value <= max) return value;
   } catch (const std::exception&) {
   }
-  throw UsageError("--" + option + ": expected seconds from 0 to 600, got '" + std::string(text) + "'");
+  throw UsageError("--" + option + ": expected seconds from 0 to " + std::to_string(static_cast<long>(max)) +
+                   ", got '" + std::string(text) + "'");
 }
 
 // Returns nullopt after printing --help.
 std::optional<Options> parse_command_line(int argc, char** argv) {
-  enum { kBind = 256, kHostname, kBroadcast, kDaemonPort, kRegistryPort, kDiscoveryWait };
+  enum { kBind = 256, kHostname, kBroadcast, kDaemonPort, kRegistryPort, kDiscoveryWait, kCheckInterval, kDropAfter,
+         kForgetAfter };
   static const option long_options[] = {
       {"port", required_argument, nullptr, 'p'},
       {"bind", required_argument, nullptr, kBind},
@@ -133,6 +150,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"daemon-port", required_argument, nullptr, kDaemonPort},
       {"registry-port", required_argument, nullptr, kRegistryPort},
       {"discovery-wait", required_argument, nullptr, kDiscoveryWait},
+      {"check-interval", required_argument, nullptr, kCheckInterval},
+      {"drop-after", required_argument, nullptr, kDropAfter},
+      {"forget-after", required_argument, nullptr, kForgetAfter},
       {"verbose", no_argument, nullptr, 'v'},
       {"debug", no_argument, nullptr, 'd'},
       {"help", no_argument, nullptr, 'h'},
@@ -155,6 +175,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kDaemonPort: opts.daemon_port = parse_int("daemon-port", optarg, 1, 65535); break;
       case kRegistryPort: opts.registry_port = parse_int("registry-port", optarg, 1, 65535); break;
       case kDiscoveryWait: opts.discovery_wait = parse_seconds("discovery-wait", optarg); break;
+      case kCheckInterval: opts.check_interval = parse_seconds("check-interval", optarg); break;
+      case kDropAfter: opts.drop_after = parse_seconds("drop-after", optarg, 86400); break;
+      case kForgetAfter: opts.forget_after = parse_seconds("forget-after", optarg, 30 * 86400); break;
       case ':': throw UsageError(std::string("option ") + argv[optind - 1] + " needs an argument");
       default: throw UsageError(std::string("unknown option ") + argv[optind - 1]);
     }
@@ -203,6 +226,23 @@ class DaemonProbe {
       spdlog::debug("mkregistryd: {} ({}) does not answer: {}", block.value("alias", ""), uuid, e.what());
       return false;
     }
+  }
+
+  // The block the daemon of `block` serves now for its UUID, asked at the
+  // block's stratum-0 address; nullopt when it does not answer or no longer
+  // serves that UUID.
+  std::optional<Json> current(const Json& block) {
+    const auto& origin = block.at("provenance").at(0);
+    const std::string store = block.at("store").get<std::string>();
+    const std::string uuid = block.at("uuid").get<std::string>();
+    try {
+      Json blocks = request(origin.at("hostname").get<std::string>(), origin.at("rep").get<int>(), store + "._catalog",
+                            2.0);
+      if (blocks.is_object() && blocks.contains(uuid) && blocks[uuid].is_object()) return blocks[uuid];
+    } catch (const std::exception& e) {
+      spdlog::debug("mkregistryd: lost {} ({}) still does not answer: {}", block.value("alias", ""), uuid, e.what());
+    }
+    return std::nullopt;
   }
 
  private:
@@ -399,6 +439,29 @@ int run(const Options& opts) {
     }
   });
 
+  // Liveness checks: drop daemons that went away, take them back when they answer.
+  std::jthread liveness;
+  if (opts.check_interval > 0) {
+    liveness = std::jthread([&](std::stop_token stop) {
+      std::mutex mutex;
+      std::condition_variable_any wake;
+      const auto start = std::chrono::steady_clock::now();
+      const auto interval = std::chrono::duration<double>(opts.check_interval);
+      while (!stop.stop_requested()) {
+        std::unique_lock lock(mutex);
+        if (wake.wait_for(lock, stop, interval, [] { return false; }) || stop.stop_requested()) return;
+        lock.unlock();
+        try {
+          double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          state->sweep(seconds, opts.drop_after, opts.forget_after,
+                       [&probe](const Json& block) { return probe.current(block); });
+        } catch (const std::exception& e) {
+          spdlog::error("mkregistryd: liveness check: {}", e.what());
+        }
+      }
+    });
+  }
+
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -406,6 +469,7 @@ int run(const Options& opts) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("mkregistryd: signal {}, stopping", signal_number);
+  liveness.request_stop();
   startup_discovery.request_stop();
   responder.stop();
   server.stop();

@@ -49,6 +49,7 @@ inline mktl::ClientOptions client_options(const TempDir& home) {
   o.home = home.str() + "/client-home";
   o.ack_timeout = 1.0;  // generous: sanitizer builds on loaded machines are slow
   o.timeout = 20.0;
+  o.dns_sd_timeout = 0;  // DNS-SD would show daemons of other tests running beside
   return o;
 }
 

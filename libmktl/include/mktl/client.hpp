@@ -43,6 +43,10 @@ struct ClientOptions {
   std::string broadcast_address;   // empty = $MKTL_BROADCAST or 255.255.255.255
   int registry_port = 0;           // 0 = $MKTL_REGISTRY_PORT or 10103
   double discovery_timeout = 0.5;  // seconds to wait for discovery answers
+  // Seconds to browse DNS-SD (Avahi) for a store that no registry and no
+  // daemon answering broadcasts knows; 0 = never use DNS-SD.
+  // $MKTL_DNS_SD_TIMEOUT sets it in from_env().
+  double dns_sd_timeout = 2.0;
   // Broadcasts waiting for subscription callbacks, at most; more are dropped
   // and counted (dropped_broadcasts()).
   std::size_t callback_queue = 100000;
@@ -108,8 +112,12 @@ class Client {
   std::vector<std::string> connect(const std::string& rep_endpoint, const std::string& store = {});
 
   // Make a store known: from the cache (revalidated by hash), else from a
-  // registry found by broadcast or listed in $MKTL_HOME/client/registries.
-  // Throws KeyError if no one knows it.
+  // registry listed in $MKTL_HOME/client/registries or found by broadcast,
+  // else from the daemons that answer a discovery broadcast, else from
+  // DNS-SD (Avahi). Throws KeyError if no one knows it. A daemon that later
+  // moves (restarts on other ports or hosts) is looked for again the same
+  // way when its broadcasts stop or a request to it goes unacknowledged
+  // (docs/discovery.md).
   void find_store(const std::string& store);
 
   // Stores anyone answers for: asks the registries and daemons found by UDP

@@ -2,6 +2,7 @@
 #include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"
+#include "discovery/avahi.hpp"
 #include "discovery/cache.hpp"
 #include "discovery/udp.hpp"
 #include "protocol/codec.hpp"
@@ -19,6 +20,8 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <stop_token>
+#include <thread>
 
 namespace mktl {
 
@@ -28,6 +31,7 @@ ClientOptions ClientOptions::from_env() {
   if (o.ack_timeout <= 0) o.ack_timeout = 0.1;
   if (const char* k = std::getenv("MKTL_KEY")) o.key = k;
   if (const char* k = std::getenv("MKTL_SERVER_KEY")) o.server_key = k;
+  if (const char* t = std::getenv("MKTL_DNS_SD_TIMEOUT"); t && *t) o.dns_sd_timeout = std::max(std::atof(t), 0.0);
   return o;
 }
 
@@ -78,6 +82,13 @@ std::optional<Where> block_address(const Json& block, const std::string& host_ov
   return std::nullopt;
 }
 
+// A host for a tcp:// endpoint: IPv6 addresses in brackets.
+std::string endpoint_host(const std::string& address) {
+  return address.find(':') != std::string::npos && address.front() != '[' ? "[" + address + "]" : address;
+}
+
+std::string store_of(const std::string& full_key) { return full_key.substr(0, full_key.find('.')); }
+
 std::string host_of(const std::string& endpoint) {
   auto start = endpoint.find("://");
   start = start == std::string::npos ? 0 : start + 3;
@@ -112,6 +123,7 @@ struct CurrentCallback {
 
 struct StoreInfo {
   bool validated = false;                      // false: straight from the disk cache, not checked yet
+  bool pinned = false;                         // learned by Client::connect(): never looked for elsewhere
   Json blocks = Json::object();                // uuid -> block
   std::unordered_map<std::string, Where> by_key;  // key -> where
   std::unordered_map<std::string, std::string> host_override;  // uuid -> host
@@ -274,20 +286,32 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // Runs a request; if it times out against a location that came unchecked
   // from the disk cache (the daemon may have moved), finds the store again
   // and retries once. A valid cache thus costs no discovery at all.
+  //
+  // A location that was checked may still go stale (the daemon restarted on
+  // other ports, or on another host): then the network is asked again (at
+  // most once a second per store) and the request is retried once if the key
+  // lives elsewhere now; otherwise the TimeoutError stands.
   template <class F>
   auto with_stale_retry(const std::string& full_key, Client& client, F&& attempt) {
+    Where where = locate(full_key, client);
     try {
-      return attempt(locate(full_key, client));
+      return attempt(where);
     } catch (const TimeoutError&) {
-      std::string store = lower(full_key.substr(0, full_key.find('.')));
+      std::string store = lower(store_of(full_key));
+      bool from_cache;
       {
         std::lock_guard lock(mutex);
         auto it = stores.find(store);
-        if (it == stores.end() || it->second.validated) throw;
-        stores.erase(it);
+        if (it == stores.end()) throw;
+        from_cache = !it->second.validated;
+        if (from_cache) stores.erase(it);
       }
-      client.find_store(store);
-      return attempt(locate(full_key, client));
+      // (The relocator thread may have found the new address meanwhile.)
+      if (from_cache) client.find_store(store);
+      else relocate(store, kRelocateRequestsEvery);
+      Where now = locate(full_key, client);
+      if (!from_cache && now.rep == where.rep) throw;
+      return attempt(now);
     }
   }
 
@@ -347,9 +371,174 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     return found;
   }
 
+  // Asks DNS-SD (Avahi) for daemons of `store` (markd publishes `_mktl._tcp`
+  // with TXT store=, alias=, uuid=, pub=) and learns their blocks, reaching
+  // each at the address Avahi resolved; true when one served it. For
+  // networks where broadcasts do not travel and no registry runs.
+  bool ask_avahi(const std::string& store) {
+    if (options.dns_sd_timeout <= 0) return false;
+    bool found = false;
+    for (auto& service : discovery::avahi_browse(options.dns_sd_timeout)) {
+      auto it = service.txt.find("store");
+      if (it == service.txt.end() || lower(it->second) != store || service.address.empty() || service.port <= 0)
+        continue;
+      std::string host = endpoint_host(service.address);
+      std::string endpoint = "tcp://" + host + ":" + std::to_string(service.port);
+      try {
+        Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0)
+                          .value("value", Json());
+        if (blocks.is_object() && !blocks.empty()) {
+          learn(store, blocks, host, true);
+          found = true;
+        }
+      } catch (const Error& e) {
+        logger("mktl.client")->debug("DNS-SD service {} at {} did not tell its blocks of {}: {}", service.name,
+                                     endpoint, store, e.what());
+      }
+    }
+    return found;
+  }
+
   // The network, for blocks of a store: the registries first (they know the
-  // daemons beyond this segment), else the daemons that answer discovery.
-  bool ask_network(const std::string& store) { return ask_registries(store) || ask_daemons(store); }
+  // daemons beyond this segment), else the daemons that answer discovery,
+  // else DNS-SD.
+  bool ask_network(const std::string& store) {
+    return ask_registries(store) || ask_daemons(store) || ask_avahi(store);
+  }
+
+  // ---- daemons that move --------------------------------------------------
+  // A daemon may stop, or restart elsewhere (other ports, another host); its
+  // link may go down for a while. The I/O thread reports publishers out of
+  // reach and requests nobody acknowledged (on_publisher, on_unacknowledged);
+  // the relocator thread then asks the network again where their stores are
+  // and moves subscriptions, and later requests, to the new address. While a
+  // publisher stays out of reach it asks again every kRelocateEvery. A
+  // publisher that comes back where it was needs nothing: its SUB socket
+  // reconnects by itself and resubscribes.
+  static constexpr std::chrono::milliseconds kRelocateEvery{250};
+  // A store is looked for again at most this often for failed requests (a
+  // dead daemon would otherwise cost a discovery round per request).
+  static constexpr std::chrono::milliseconds kRelocateRequestsEvery{1000};
+
+  std::mutex relocate_mutex;
+  std::condition_variable_any relocate_cv;
+  std::set<std::string> lost_pubs;                                            // guarded by relocate_mutex
+  std::set<std::string> suspect_reps;                                         // guarded by relocate_mutex
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> relocated;  // store; by relocate_mutex
+  std::jthread relocator;                                                     // guarded by relocate_mutex
+
+  void start_relocator() {  // caller holds relocate_mutex
+    if (!relocator.joinable() && !stopping)
+      relocator = std::jthread([this](std::stop_token stop) { relocate_loop(stop); });
+  }
+
+  void on_publisher(const std::string& pub, bool reachable) override {
+    {
+      std::lock_guard lock(relocate_mutex);
+      if (reachable) {
+        lost_pubs.erase(pub);
+        return;
+      }
+      lost_pubs.insert(pub);
+      start_relocator();
+    }
+    relocate_cv.notify_all();
+  }
+
+  void on_unacknowledged(const std::string& rep) override {
+    {
+      std::lock_guard lock(relocate_mutex);
+      if (!suspect_reps.insert(rep).second) return;
+      start_relocator();
+    }
+    relocate_cv.notify_all();
+  }
+
+  // Finds `store` on the network again, unless that was done less than
+  // `every` ago; true if it was asked (and someone knew the store). Stores
+  // reached by Client::connect() are where the caller said: never moved.
+  bool relocate(const std::string& store, std::chrono::milliseconds every) {
+    {
+      std::lock_guard lock(mutex);
+      auto it = stores.find(store);
+      if (it == stores.end() || it->second.pinned) return false;
+    }
+    {
+      std::lock_guard lock(relocate_mutex);
+      auto now = std::chrono::steady_clock::now();
+      auto& last = relocated[store];
+      if (last != std::chrono::steady_clock::time_point() && now - last < every) return false;
+      last = now;
+    }
+    logger("mktl.client")->debug("looking for the store {} again", store);
+    return ask_network(store);
+  }
+
+  // Moves the subscriptions fed by the publishers `pubs` to where their keys
+  // live now; forgets publishers nobody listens to any more.
+  void move_subscriptions(const std::set<std::string>& pubs) {
+    std::set<std::string> still_used;
+    {
+      std::lock_guard lock(mutex);
+      for (auto& [key, pub] : sub_endpoint) {
+        if (!pubs.count(pub)) continue;
+        auto target = protocol::split_target(key);
+        auto it = target ? stores.find(lower(target->store)) : stores.end();
+        if (it == stores.end()) continue;
+        auto k = it->second.by_key.find(lower(target->key));
+        if (k == it->second.by_key.end() || k->second.pub == pub) {
+          still_used.insert(pub);
+          continue;
+        }
+        logger("mktl.client")->info("{}: broadcasts now from {} (was {})", key, k->second.pub, pub);
+        // Posted under the lock, so that a concurrent cancel() unsubscribes
+        // from wherever the key is subscribed at that moment.
+        engine->subscribe(k->second.pub, protocol::topic(key));
+        engine->unsubscribe(pub, protocol::topic(key));
+        pub = k->second.pub;
+      }
+    }
+    std::lock_guard lock(relocate_mutex);
+    for (auto& pub : pubs)
+      if (!still_used.count(pub)) lost_pubs.erase(pub);
+  }
+
+  void relocate_loop(std::stop_token stop) {
+    std::unique_lock lock(relocate_mutex);
+    while (!stop.stop_requested()) {
+      relocate_cv.wait(lock, stop, [&] { return !lost_pubs.empty() || !suspect_reps.empty(); });
+      if (stop.stop_requested()) return;
+      std::set<std::string> pubs = lost_pubs;
+      std::set<std::string> reps = std::exchange(suspect_reps, {});
+      lock.unlock();
+      std::set<std::string> wanted, suspect;
+      {
+        std::lock_guard data(mutex);
+        for (auto& [key, pub] : sub_endpoint)
+          if (pubs.count(pub)) wanted.insert(lower(store_of(key)));
+        for (auto& [store, info] : stores)
+          for (auto& [key, where] : info.by_key)
+            if (reps.count(where.rep)) {
+              suspect.insert(store);
+              break;
+            }
+      }
+      try {
+        // A lost publisher is looked for at every turn; a store is looked for
+        // because of failed requests at most once a second.
+        for (auto& store : wanted)
+          if (!stop.stop_requested()) relocate(store, std::chrono::milliseconds(0));
+        for (auto& store : suspect)
+          if (!stop.stop_requested() && !wanted.count(store)) relocate(store, kRelocateRequestsEvery);
+        move_subscriptions(pubs);
+      } catch (const std::exception& e) {
+        logger("mktl.client")->warn("looking for moved daemons failed: {}", e.what());
+      }
+      lock.lock();
+      if (!lost_pubs.empty())
+        relocate_cv.wait_for(lock, stop, kRelocateEvery, [&] { return !suspect_reps.empty(); });
+    }
+  }
 
   // What `pick` takes from where a key lives (a copy, made under the lock).
   template <class Pick>
@@ -409,8 +598,6 @@ void Subscription::cancel() {
   auto impl = token->client.lock();
   if (!impl) return;
   std::shared_ptr<detail::CallbackEntry> entry;
-  bool last = false;
-  std::string pub;
   {
     std::lock_guard lock(impl->mutex);
     auto it = impl->callbacks.find(token->key);
@@ -424,9 +611,10 @@ void Subscription::cancel() {
       }
     if (list.empty()) {
       impl->callbacks.erase(it);
-      last = true;
-      pub = impl->sub_endpoint[token->key];
+      std::string pub = impl->sub_endpoint[token->key];
       impl->sub_endpoint.erase(token->key);
+      // Under the lock: the relocator may move the key's subscription.
+      if (!pub.empty()) impl->engine->unsubscribe(pub, protocol::topic(token->key));
     }
   }
   if (entry) {
@@ -434,7 +622,6 @@ void Subscription::cancel() {
     // Wait for a callback in progress, unless we are that callback.
     if (current_callback != entry.get()) std::lock_guard wait(entry->running);
   }
-  if (last && !pub.empty()) impl->engine->unsubscribe(pub, protocol::topic(token->key));
 }
 
 Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
@@ -449,6 +636,12 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
 
 Client::~Client() {
   impl_->stopping = true;
+  std::jthread relocator;
+  {
+    std::lock_guard lock(impl_->relocate_mutex);
+    relocator = std::move(impl_->relocator);
+  }
+  relocator = {};  // stops and joins it: it uses the engine
   impl_->direct.reset();
   impl_->engine.reset();           // no more broadcasts come in; queued sends go out
   impl_->callback_pool->shutdown();  // callbacks in progress finish
@@ -472,6 +665,8 @@ std::vector<std::string> Client::connect(const std::string& rep_endpoint, const 
     Json reply = impl_->request(rep_endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, {});
     Json blocks = reply.value("value", Json::object());
     impl_->learn(store, blocks, host, true);
+    std::lock_guard lock(impl_->mutex);
+    impl_->stores[store].pinned = true;
   }
   return stores;
 }
@@ -517,6 +712,8 @@ void Client::find_store(const std::string& store_name) {
   if (impl_->ask_registries(store)) return;
   // 3. No registry knows it (or none runs): the daemons that answer discovery.
   if (impl_->ask_daemons(store)) return;
+  // 4. Nobody answers broadcasts here: DNS-SD.
+  if (impl_->ask_avahi(store)) return;
   // Some cached blocks revalidated, and nobody knows of others.
   if (impl_->knows(store)) return;
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
@@ -536,6 +733,10 @@ std::vector<std::string> Client::discover() {
       }
     }
   }
+  if (impl_->options.dns_sd_timeout > 0)
+    for (auto& service : discovery::avahi_browse(impl_->options.dns_sd_timeout))
+      if (auto it = service.txt.find("store"); it != service.txt.end() && !it->second.empty())
+        stores.insert(lower(it->second));
   return {stores.begin(), stores.end()};
 }
 
@@ -839,16 +1040,16 @@ Subscription Client::add_subscription(const std::string& full_key, std::shared_p
   std::string key = lower_target(full_key);
   auto where = impl_->locate(key, *this);
   impl_->keys->check(where.pub);
-  bool first;
   {
     std::lock_guard lock(impl_->mutex);
     entry->id = impl_->next_sub++;
     auto& list = impl_->callbacks[key];
-    first = list.empty();
+    if (list.empty()) {
+      impl_->sub_endpoint[key] = where.pub;
+      impl_->engine->subscribe(where.pub, protocol::topic(key));
+    }
     list.push_back(entry);
-    impl_->sub_endpoint[key] = where.pub;
   }
-  if (first) impl_->engine->subscribe(where.pub, protocol::topic(key));
   auto token = std::make_shared<Subscription::Token>();
   token->client = impl_;
   token->key = key;

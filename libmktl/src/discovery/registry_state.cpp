@@ -183,8 +183,14 @@ RegistryState::Outcome RegistryState::process(Json block, bool override) {
   log().info("remember: {} of {} from {}", describe(block), store, origin_text(block));
   std::lock_guard lock(mutex_);
   auto& blocks = blocks_[store];
-  for (const auto& old_uuid : forget) blocks.erase(old_uuid);
+  for (const auto& old_uuid : forget) {
+    blocks.erase(old_uuid);
+    silent_since_.erase({store, old_uuid});
+  }
   blocks[uuid] = std::move(block);
+  // Announced again (or taken back by a sweep): no longer lost, and alive.
+  lost_.erase({store, uuid});
+  silent_since_.erase({store, uuid});
   return Outcome::Accepted;
 }
 
@@ -224,6 +230,86 @@ std::vector<std::string> RegistryState::stores() const {
   std::vector<std::string> out;
   for (const auto& [store, blocks] : blocks_)
     if (!blocks.empty()) out.push_back(store);
+  return out;
+}
+
+RegistryState::SweepResult RegistryState::sweep(double now, double drop_after, double forget_after, const Fetch& fetch) {
+  SweepResult result;
+  std::vector<Json> known;
+  std::vector<std::pair<std::pair<std::string, std::string>, Json>> lost;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [store, blocks] : blocks_)
+      for (const auto& [uuid, block] : blocks) known.push_back(block);
+    for (const auto& [id, entry] : lost_) lost.emplace_back(id, entry.block);
+  }
+
+  // The known daemons: asked without a lock; a block is dropped only if it is
+  // still the one that was asked about (an announcement may have replaced it).
+  for (const auto& block : known) {
+    const bool answers = alive_ && alive_(block);
+    const std::pair<std::string, std::string> id{block["store"].get<std::string>(), block["uuid"].get<std::string>()};
+    std::lock_guard lock(mutex_);
+    auto store = blocks_.find(id.first);
+    if (store == blocks_.end()) continue;
+    auto current = store->second.find(id.second);
+    if (current == store->second.end() || current->second != block) continue;
+    if (answers) {
+      silent_since_.erase(id);
+      continue;
+    }
+    auto since = silent_since_.emplace(id, now).first->second;
+    if (now - since < drop_after) continue;
+    log().warn("drop: {} of {} at {}: no answer for {:.1f} s", describe(block), id.first, origin_text(block),
+               now - since);
+    result.dropped.push_back(id.first + " " + describe(block));
+    lost_[id] = Lost{block, now};
+    silent_since_.erase(id);
+    store->second.erase(current);
+  }
+
+  // The lost ones: back when their daemon answers at the same address.
+  for (auto& [id, block] : lost) {
+    std::optional<Json> fresh;
+    try {
+      if (fetch) fresh = fetch(block);
+    } catch (const std::exception& e) {
+      log().debug("lost {} of {}: {}", describe(block), id.first, e.what());
+    }
+    if (!fresh) {
+      std::lock_guard lock(mutex_);
+      auto it = lost_.find(id);
+      if (it != lost_.end() && now - it->second.since >= forget_after) {
+        log().info("forget: {} of {} at {}, lost for {:.0f} s", describe(block), id.first, origin_text(block),
+                   now - it->second.since);
+        result.forgotten.push_back(id.first + " " + describe(block));
+        lost_.erase(it);
+      }
+      continue;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (!lost_.count(id)) continue;  // announced meanwhile
+    }
+    try {
+      // Its provenance is the daemon's own (stratum 0 only): relayed afresh.
+      if (process(*fresh, false) == Outcome::Accepted) {
+        log().info("relearn: {} of {} at {} answers again", describe(block), id.first, origin_text(*fresh));
+        result.relearned.push_back(id.first + " " + describe(block));
+      }
+    } catch (const Error& e) {
+      log().warn("lost {} of {} answers again but is not taken back: {}", describe(block), id.first, e.text());
+    }
+    std::lock_guard lock(mutex_);
+    lost_.erase(id);
+  }
+  return result;
+}
+
+Json RegistryState::lost() const {
+  std::lock_guard lock(mutex_);
+  Json out = Json::object();
+  for (const auto& [id, entry] : lost_) out[id.first][id.second] = entry.block;
   return out;
 }
 

@@ -28,7 +28,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mktl::discovery {
@@ -61,6 +63,34 @@ class RegistryState {
   std::vector<std::string> stores() const;
   std::size_t size() const;
 
+  // ---- liveness: dropping daemons that went away, taking them back ----------
+  // The current block a daemon serves for `block`'s UUID, asked at the
+  // block's stratum-0 address; nullopt when it does not answer there (or no
+  // longer serves that UUID).
+  using Fetch = std::function<std::optional<Json>(const Json& block)>;
+
+  struct SweepResult {
+    std::vector<std::string> dropped;    // "store alias (uuid)", one per block
+    std::vector<std::string> relearned;
+    std::vector<std::string> forgotten;  // lost for longer than forget_after
+  };
+
+  // One round of the registry's liveness check (mkregistryd runs one every
+  // --check-interval): every known daemon is asked (the Liveness given to the
+  // constructor); one that has not answered for `drop_after` seconds is
+  // dropped, so that clients are no longer sent to it, but remembered as
+  // lost. Every lost daemon is asked again (`fetch`) at each round; when it
+  // answers, its current block is taken back as if it had announced it
+  // (rejected like an announcement if another daemon took its keys since).
+  // A lost daemon is forgotten after `forget_after` seconds, or as soon as
+  // its UUID is announced again. `now` is any monotonic clock in seconds (a
+  // parameter, so that tests need no clock). Network checks run without any
+  // lock held; announcements are never blocked by a sweep.
+  SweepResult sweep(double now, double drop_after, double forget_after, const Fetch& fetch);
+  // Blocks dropped by sweeps and not yet taken back or forgotten:
+  // {store: {uuid: block}}.
+  Json lost() const;
+
  private:
   std::string describe(const Json& block) const;
 
@@ -70,6 +100,14 @@ class RegistryState {
   std::mutex process_mutex_;   // one process() at a time
   mutable std::mutex mutex_;   // guards blocks_
   std::map<std::string, std::map<std::string, Json>> blocks_;   // store -> uuid -> block
+  // Liveness bookkeeping, guarded by mutex_: since when a known block's
+  // daemon has not answered, and the dropped blocks with when they were dropped.
+  std::map<std::pair<std::string, std::string>, double> silent_since_;  // (store, uuid)
+  struct Lost {
+    Json block;
+    double since;
+  };
+  std::map<std::pair<std::string, std::string>, Lost> lost_;  // (store, uuid)
 };
 
 }  // namespace mktl::discovery

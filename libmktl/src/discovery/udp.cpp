@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -325,12 +326,17 @@ std::vector<Found> call(const Config& config, int port, double timeout_s, bool f
   }
   set_option(sock.get(), SO_BROADCAST, "SO_BROADCAST");
 
+  // Without a broadcast, the hosts asked are all that can answer: the wait
+  // ends once each has (a registry listed in client/registries answers in
+  // milliseconds; no need to sit out the timeout).
+  std::set<in_addr_t> unanswered;
   auto send_to = [&](const std::string& host) {
     auto address = resolve(host);
     if (!address) {
       log().warn("discovery: cannot resolve '{}'", host);
       return;
     }
+    unanswered.insert(address->s_addr);
     sockaddr_in target{};
     target.sin_family = AF_INET;
     target.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -338,8 +344,10 @@ std::vector<Found> call(const Config& config, int port, double timeout_s, bool f
     if (::sendto(sock.get(), kCall.data(), kCall.size(), 0, reinterpret_cast<const sockaddr*>(&target), sizeof target) < 0)
       log().warn("discovery: cannot send to {}:{}: {}", host, port, std::strerror(errno));
   };
-  if (!config.broadcast.empty()) send_to(config.broadcast);
   for (const auto& host : config.hosts) send_to(host);
+  const bool hosts_only = config.broadcast.empty() && !unanswered.empty();
+  if (!config.broadcast.empty()) send_to(config.broadcast);
+  if (unanswered.empty()) return {};  // nowhere to ask: nobody can answer
 
   std::vector<Found> found;
   std::string buffer(kMaxDatagram, '\0');
@@ -368,6 +376,8 @@ std::vector<Found> call(const Config& config, int port, double timeout_s, bool f
     }
     Found answer{address_text(sender), *rep};
     if (std::find(found.begin(), found.end(), answer) == found.end()) found.push_back(std::move(answer));
+    unanswered.erase(sender.sin_addr.s_addr);
+    if (hosts_only && unanswered.empty()) break;
   }
   log().debug("discovery: {} answer(s) on UDP port {}", found.size(), port);
   return found;

@@ -76,9 +76,10 @@ struct Found {
 };
 
 // Sends the call to config.broadcast:port and to every config.hosts entry at
-// `port`, and collects distinct answers until `timeout_s` has passed. With
-// first_only it returns as soon as an answer arrives (plus any that arrived
-// with it). A stop requested on `stop` ends the wait at once, with the answers
+// `port`, and collects distinct answers until `timeout_s` has passed, or,
+// with no broadcast address (broadcast off), until every host has answered.
+// With first_only it returns as soon as an answer arrives (plus any that
+// arrived with it). A stop requested on `stop` ends the wait at once, with the answers
 // so far. Malformed answers are ignored. Throws mktl::RuntimeError only when
 // no socket can be made; unresolvable hosts are logged and skipped.
 std::vector<Found> call(const Config& config, int port, double timeout_s, bool first_only = false,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <span>
 
@@ -71,6 +72,18 @@ struct Engine::Sub {
   std::string endpoint;
   std::unordered_map<std::string, int> topics;
   std::vector<zmq::message_t> frames;  // reused for every received message
+  // Connection state, from the socket's monitor (handshakes, disconnects):
+  // a publisher not connected for kLostAfter is reported lost once, and
+  // reported back when a handshake succeeds again.
+  zmq::socket_t monitor;
+  bool connected = false;
+  bool reported_lost = false;
+  Clock::time_point down_since = Clock::now();
+  ~Sub() {
+    // Stop the monitor before its socket goes, so that nothing is left
+    // queued on the inproc pair.
+    if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
+  }
 };
 
 namespace {
@@ -80,6 +93,21 @@ void fail(Pending& p, std::string type, std::string text) {
 }
 
 }  // namespace
+
+void set_client_socket_options(zmq::socket_t& socket) {
+  // A PING every second; no traffic at all for 3 s closes the connection,
+  // which is then re-made like any other (the peer's libzmq answers PINGs by
+  // itself, whatever its application does). Reconnection attempts 0.1 to
+  // 0.25 s apart, each given up after 0.5 s: a SYN lost while a link is down
+  // would otherwise wait for TCP's own retry, 1, 3, 7 s later, and the
+  // connection would resume seconds after the link.
+  socket.set(zmq::sockopt::heartbeat_ivl, 1000);
+  socket.set(zmq::sockopt::heartbeat_timeout, 3000);
+  socket.set(zmq::sockopt::heartbeat_ttl, 3000);
+  socket.set(zmq::sockopt::reconnect_ivl, 100);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 250);
+  socket.set(zmq::sockopt::connect_timeout, 500);
+}
 
 Engine::Engine(double ack_timeout, BroadcastHandler& handler, std::shared_ptr<const security::ClientKeys> keys)
     : ack_timeout_(ack_timeout), handler_(handler), keys_(std::move(keys)), thread_([this](std::stop_token st) { run(st); }) {}
@@ -162,6 +190,7 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
       d->socket.set(zmq::sockopt::linger, 0);
       d->socket.set(zmq::sockopt::sndhwm, 100000);
       d->socket.set(zmq::sockopt::rcvhwm, 100000);
+      set_client_socket_options(d->socket);
       d->socket.connect(p.endpoint);
     }
     auto id = protocol::format_request_id(p.id);
@@ -209,7 +238,17 @@ void Engine::execute(Control& c) {
         if (keys_) keys_->secure(s->socket, c.endpoint);
         s->socket.set(zmq::sockopt::linger, 0);
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
+        set_client_socket_options(s->socket);
         try {
+          const std::string monitor = "inproc://mktl-sub-monitor-" + std::to_string(next_monitor_++) + "-" +
+                                      std::to_string(reinterpret_cast<std::uintptr_t>(this));
+          if (zmq_socket_monitor(s->socket.handle(), monitor.c_str(),
+                                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+            throw zmq::error_t();
+          s->monitor = zmq::socket_t(context_, zmq::socket_type::pair);
+          s->monitor.set(zmq::sockopt::linger, 0);
+          s->monitor.connect(monitor);
+          s->down_since = Clock::now();
           s->socket.connect(c.endpoint);
         } catch (const zmq::error_t& e) {
           logger("mktl.client")->error("cannot connect to {}: {}", c.endpoint, e.what());
@@ -229,6 +268,9 @@ void Engine::execute(Control& c) {
         it->second->socket.set(zmq::sockopt::unsubscribe, c.topic);
         it->second->topics.erase(t);
       }
+      // Nothing left to hear from there: stop (re)connecting to it (it may be
+      // the old address of a daemon that moved).
+      if (it->second->topics.empty()) subs_.erase(it);
       return;
     }
   }
@@ -303,6 +345,50 @@ void Engine::on_sub(Sub& s) {
   }
 }
 
+void Engine::on_monitor(Sub& s) {
+  std::vector<zmq::message_t> frames;
+  for (int burst = 0; burst < 64; ++burst) {
+    try {
+      if (!transport::recv_multipart(s.monitor, frames)) return;
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    // Frame 1: a 16-bit event number and a 32-bit value; frame 2: the endpoint.
+    if (frames.empty() || frames[0].size() < 2) continue;
+    std::uint16_t event;
+    std::memcpy(&event, frames[0].data(), sizeof event);
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      s.connected = true;
+      if (s.reported_lost) {
+        s.reported_lost = false;
+        logger("mktl.client")->info("broadcasts from {} resumed", s.endpoint);
+        handler_.on_publisher(s.endpoint, true);
+      }
+    } else if (event == ZMQ_EVENT_DISCONNECTED && s.connected) {
+      s.connected = false;
+      s.down_since = Clock::now();
+      logger("mktl.client")->debug("lost the connection to {}", s.endpoint);
+    }
+  }
+}
+
+Clock::time_point Engine::report_lost() {
+  auto now = Clock::now();
+  auto next = Clock::time_point::max();
+  for (auto& [endpoint, s] : subs_) {
+    if (s->connected || s->reported_lost || !s->monitor) continue;
+    auto due = s->down_since + kLostAfter;
+    if (due > now) {
+      next = std::min(next, due);
+      continue;
+    }
+    s->reported_lost = true;
+    logger("mktl.client")->info("no connection to the publisher {}", endpoint);
+    handler_.on_publisher(endpoint, false);
+  }
+  return next;
+}
+
 void Engine::expire_acks() {
   auto now = Clock::now();
   for (auto& [endpoint, d] : dealers_) {
@@ -316,6 +402,7 @@ void Engine::expire_acks() {
       fail(p, "TimeoutError", p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
       p.finish();
       d->waiting.erase(it);
+      handler_.on_unacknowledged(endpoint);
     }
   }
 }
@@ -338,26 +425,37 @@ void Engine::run(std::stop_token stop) {
   std::vector<zmq::pollitem_t> items;
   std::vector<Dealer*> dealer_of;
   std::vector<Sub*> sub_of;
+  std::vector<Sub*> monitor_of;
   std::vector<std::shared_ptr<Pending>> sends;
   std::vector<Control> controls;
   while (!stop.stop_requested()) {
     items.clear();
     dealer_of.clear();
     sub_of.clear();
+    monitor_of.clear();
     items.push_back({nullptr, wakeup_.fd(), ZMQ_POLLIN, 0});
     dealer_of.push_back(nullptr);
     sub_of.push_back(nullptr);
-    Clock::time_point next_deadline = Clock::time_point::max();
+    monitor_of.push_back(nullptr);
+    Clock::time_point next_deadline = report_lost();
     for (auto& [ep, d] : dealers_) {
       items.push_back({d->socket.handle(), 0, ZMQ_POLLIN, 0});
       dealer_of.push_back(d.get());
       sub_of.push_back(nullptr);
+      monitor_of.push_back(nullptr);
       next_deadline = std::min(next_deadline, d->next_ack_deadline());
     }
     for (auto& [ep, s] : subs_) {
       items.push_back({s->socket.handle(), 0, ZMQ_POLLIN, 0});
       dealer_of.push_back(nullptr);
       sub_of.push_back(s.get());
+      monitor_of.push_back(nullptr);
+      if (s->monitor) {
+        items.push_back({s->monitor.handle(), 0, ZMQ_POLLIN, 0});
+        dealer_of.push_back(nullptr);
+        sub_of.push_back(nullptr);
+        monitor_of.push_back(s.get());
+      }
     }
     long timeout_ms = -1;
     if (next_deadline != Clock::time_point::max()) {
@@ -380,12 +478,14 @@ void Engine::run(std::stop_token stop) {
     polling_.store(false);
     signalled_.store(false);
     if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
-    take_queue(sends, controls);
+    // Events first: take_queue may close a Sub (its last unsubscribe).
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
       if (dealer_of[i]) on_dealer(*dealer_of[i]);
       if (sub_of[i]) on_sub(*sub_of[i]);
+      if (monitor_of[i]) on_monitor(*monitor_of[i]);
     }
+    take_queue(sends, controls);
     finish_received();
     // What completion handlers (or other threads) queued meanwhile leaves now,
     // not after another turn through poll.
@@ -428,6 +528,7 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) 
     s->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
     if (keys_) keys_->secure(s->socket, endpoint);
     s->socket.set(zmq::sockopt::linger, 0);
+    set_client_socket_options(s->socket);
     s->socket.connect(endpoint);
   }
   return s.get();

@@ -91,7 +91,21 @@ class WaitedPending final : public Pending {
 struct BroadcastHandler {
   virtual ~BroadcastHandler() = default;
   virtual void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) = 0;
+  // A publisher the Engine subscribes to went out of reach (no connection
+  // for Engine::kLostAfter: the daemon stopped, moved, or its host or link is
+  // down) or came back. On the I/O thread: must not block.
+  virtual void on_publisher(const std::string& /*pub_endpoint*/, bool /*reachable*/) {}
+  // An asynchronous request to `rep_endpoint` got no ACK in time (the daemon
+  // may be gone or have moved). On the I/O thread: must not block.
+  virtual void on_unacknowledged(const std::string& /*rep_endpoint*/) {}
 };
+
+// Connection settings of every client socket: ZMTP heartbeats so that a
+// connection whose peer vanished (host down, link cut, no FIN ever comes) is
+// noticed and re-made within seconds instead of stalling in TCP retransmits,
+// and short reconnection attempts so that it resumes soon after the peer is
+// reachable again.
+void set_client_socket_options(zmq::socket_t& socket);
 
 class Engine {
  public:
@@ -113,6 +127,8 @@ class Engine {
   // SUB side: refcounted topic subscriptions per publisher endpoint.
   void subscribe(const std::string& pub_endpoint, const std::string& topic);
   void unsubscribe(const std::string& pub_endpoint, const std::string& topic);
+  // A SUB connection down (or never made) this long is reported lost.
+  static constexpr std::chrono::milliseconds kLostAfter{300};
 
  private:
   struct Control;
@@ -123,6 +139,9 @@ class Engine {
   void execute(Control& control);
   void on_dealer(Dealer& d);
   void on_sub(Sub& s);
+  void on_monitor(Sub& s);
+  // Reports SUB connections down for kLostAfter; returns the next time one is due.
+  std::chrono::steady_clock::time_point report_lost();
   void expire_acks();
   void post(Control control);
   void queued();
@@ -143,6 +162,7 @@ class Engine {
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
   std::unique_ptr<Dealer>* last_dealer_ = nullptr;  // the entry the last request used
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
+  std::uint64_t next_monitor_ = 0;  // names the SUB sockets' monitor endpoints
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll

@@ -1,0 +1,125 @@
+// A client following a daemon that moves (docs/discovery.md): the daemon is
+// found by UDP broadcast on loopback (127.255.255.255, private discovery
+// ports), stopped, and started again on other ports; the client's
+// subscription and its requests follow it without being made again.
+#include "support.hpp"
+
+#include <mktl/mktl.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <random>
+
+using mktl::Json;
+
+namespace {
+
+// discovery.json for a home: broadcast on loopback, private ports so that
+// parallel tests never find each other's daemons.
+void write_discovery(const std::string& home, int daemon_port, int registry_port) {
+  std::filesystem::create_directories(home);
+  std::ofstream(home + "/discovery.json") << Json{{"broadcast", "127.255.255.255"},
+                                                   {"daemon_port", daemon_port},
+                                                   {"registry_port", registry_port}}
+                                                 .dump();
+}
+
+struct Moving {
+  test::TempDir daemon_home, client_home;
+  std::string store;
+  int daemon_port, registry_port;
+  Moving() {
+    std::random_device random;
+    daemon_port = 20000 + static_cast<int>(random() % 20000);
+    registry_port = daemon_port + 1;
+    store = "moving" + std::to_string(random() % 1000000);
+    write_discovery(daemon_home.str(), daemon_port, registry_port);
+    write_discovery(test::client_options(client_home).home, daemon_port, registry_port);
+  }
+  std::unique_ptr<mktl::Daemon> start_daemon() {
+    auto options = test::isolated(daemon_home);
+    options.discovery = true;
+    options.avahi = false;
+    auto daemon = std::make_unique<mktl::Daemon>(store, "one", Json{{"x", {{"type", "numeric"}}}}, options);
+    daemon->start();
+    return daemon;
+  }
+  mktl::ClientOptions client_options() {
+    auto options = test::client_options(client_home);
+    options.use_cache = false;     // found by broadcast, not from the disk
+    options.dns_sd_timeout = 0;
+    options.ack_timeout = 0.5;
+    return options;
+  }
+};
+
+// Publishes `value` (and again, as a new SUB connection misses what is sent
+// before it is made) until `got` has it; false after 10 s.
+bool publish_until_seen(mktl::Daemon& daemon, test::Collector& got, double value) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    daemon.item("x").publish(Json(value), std::nullopt, true);
+    if (got.wait_for_value(Json(value), std::chrono::milliseconds(100))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a subscription and requests follow a daemon restarted on other ports", "[client][relocate]") {
+  Moving m;
+  auto daemon = m.start_daemon();
+  const int old_pub = daemon->pub_port();
+
+  mktl::Client client(m.client_options());
+  test::Collector got;
+  auto subscription = client.subscribe(m.store + ".x", got.callback());
+  REQUIRE(publish_until_seen(*daemon, got, 1.0));
+  client.set(m.store + ".x", Json(2.0));
+  CHECK(client.get(m.store + ".x").value == 2.0);
+
+  daemon.reset();  // stopped: its ports close
+  daemon = m.start_daemon();
+  INFO("old pub port " << old_pub << ", new " << daemon->pub_port());
+  // The same subscription hears the daemon at its new address.
+  REQUIRE(publish_until_seen(*daemon, got, 3.0));
+  // A blocking request finds it too (retried once at the new address), and so
+  // does an asynchronous one sent afterwards.
+  client.set(m.store + ".x", Json(4.0));
+  CHECK(client.get(m.store + ".x").value == 4.0);
+  CHECK(client.get_async(m.store + ".x").get().value == 4.0);
+}
+
+TEST_CASE("a request to a daemon that is gone fails with TimeoutError and a subscription waits for it",
+          "[client][relocate]") {
+  Moving m;
+  auto daemon = m.start_daemon();
+  mktl::Client client(m.client_options());
+  test::Collector got;
+  auto subscription = client.subscribe(m.store + ".x", got.callback());
+  REQUIRE(publish_until_seen(*daemon, got, 1.0));
+
+  daemon.reset();
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(client.get(m.store + ".x"), mktl::TimeoutError);
+  // The ACK timeout plus one look at the network (0.5 s broadcast), not the REP timeout.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+
+  // Back (at other ports): the subscription resumes by itself.
+  daemon = m.start_daemon();
+  REQUIRE(publish_until_seen(*daemon, got, 5.0));
+  CHECK(client.get(m.store + ".x").value == 5.0);
+}
+
+TEST_CASE("a store reached by connect() is not looked for elsewhere", "[client][relocate]") {
+  Moving m;
+  auto daemon = m.start_daemon();
+  mktl::Client client(m.client_options());
+  client.connect(daemon->rep_endpoint(), m.store);
+  CHECK(client.get(m.store + ".x").value.is_null());
+  daemon.reset();
+  daemon = m.start_daemon();  // findable by broadcast, at other ports
+  // Pinned to the address given: the request times out there.
+  CHECK_THROWS_AS(client.get(m.store + ".x", false, 1.0), mktl::TimeoutError);
+}
