@@ -24,7 +24,10 @@ pass "markd on a: $line"
 mk_c() { local name=$1; shift; run "$name" "$ON" c env MKTL_DNS_SD_TIMEOUT=0 "$BIN/mk" -w 5 "$@"; }
 
 # ---- 1. broadcast on the shared segment --------------------------------------------
-client_home c broadcast
+# c's discovery.json has broadcasts off; MKTL_BROADCAST turns them on (a and
+# b have the address in their discovery.json).
+client_home c none
+export MKTL_BROADCAST=$MH_BROADCAST
 mk_c get1 get heater.setpoint
 expect_out "c finds the heater on a by broadcast to $MH_BROADCAST" "setpoint: 20.00 degC"
 if grep -rqs "\"hostname\":\"${MH_IP[a]}\"" "$work/c/home/client/cache/heater"; then
@@ -51,6 +54,8 @@ done
 ((lines >= 3)) && pass "watch on c prints a's broadcasts ($lines lines)" || fail "watch on c: $lines line(s), last '$line'"
 stop "$watch_pid"
 exec {fd}<&-
+
+unset MKTL_BROADCAST
 
 # ---- 2. the registry named in client/registries, broadcast off -----------------------
 # b's registry finds a's daemon by its start-up broadcast on the segment.
