@@ -65,7 +65,7 @@ struct ServerOptions {
   // CurveZMQ on both sockets, clients admitted by the policy's ZAP domain,
   // and each request checked against its ACL (PermissionError REP). Null =
   // plain sockets, every request served.
-  std::shared_ptr<const security::Policy> security;
+  std::shared_ptr<const security::Policy> security = nullptr;
 };
 
 class Server {
