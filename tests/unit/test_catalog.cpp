@@ -136,6 +136,44 @@ TEST_CASE("normalise_items names the file, the field and what was expected", "[c
   }
 }
 
+// Found from outside (issue 14): a NaN limit silently meant no limit, an
+// infinite one refused every SET ("above the maximum -inf").
+TEST_CASE("non-finite limits and initial values are refused at load", "[catalog]") {
+  // mktl::json::parse reads NaN, Infinity and 1e999 (inf) as the wire does.
+  auto error = [](const char* items) {
+    try {
+      mktl::normalise_items(mktl::json::parse(items), "heater.json");
+    } catch (const mktl::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error(R"({"a": {"type": "numeric", "min": NaN, "max": 5}})") ==
+        "heater.json: /a/min: expected a finite number (NaN and infinities are not limits); got NaN");
+  CHECK(error(R"({"a": {"type": "numeric", "min": 0, "max": -Infinity}})") ==
+        "heater.json: /a/max: expected a finite number (NaN and infinities are not limits); got -Infinity");
+  CHECK(error(R"({"a": {"type": "numeric", "max": NaN}})") ==
+        "heater.json: /a/max: expected a finite number (NaN and infinities are not limits); got NaN");
+  CHECK(error(R"({"a": {"type": "numeric", "max": 1e999}})") ==
+        "heater.json: /a/max: expected a finite number (NaN and infinities are not limits); got Infinity");
+  CHECK(error(R"({"a": {"type": "numeric array", "min": -1e999}})") ==
+        "heater.json: /a/min: expected a finite number (NaN and infinities are not limits); got -Infinity");
+  const std::string initial = "expected a finite initial value for a numeric item (NaN and infinities are refused here; "
+                              "they may still be set or published)";
+  CHECK(error(R"({"a": {"type": "numeric", "initial": NaN}})") == "heater.json: /a/initial: " + initial + "; got NaN");
+  CHECK(error(R"({"a": {"type": "numeric", "initial": 1e999}})") == "heater.json: /a/initial: " + initial + "; got Infinity");
+  CHECK(error(R"({"a": {"type": "numeric", "initial": "-inf"}})") == "heater.json: /a/initial: " + initial + "; got \"-inf\"");
+  CHECK(error(R"({"a": {"type": "numeric array", "initial": [1, NaN]}})") ==
+        "heater.json: /a/initial: expected a finite initial value for a numeric array item (NaN and infinities are refused "
+        "here; they may still be set or published); got [1,NaN]");
+  CHECK(error(R"({"a": {"type": "numeric array", "min": 0, "max": 9, "initial": [1, Infinity]}})").rfind(
+            "heater.json: /a/initial: expected a valid value for a numeric array item (value inf is above the maximum 9", 0) == 0);
+  // Finite limits, initial values and non-numeric items are unaffected.
+  CHECK(error(R"({"a": {"type": "numeric", "min": -1e300, "max": 1e300, "initial": 0.5},
+                  "b": {"type": "numeric array", "initial": [1, 2.5]}, "c": {"type": "string", "initial": "NaN"}})") ==
+        "no error");
+}
+
 TEST_CASE("valid formats are accepted", "[catalog]") {
   CHECK_NOTHROW(mktl::normalise_items(Json::parse(R"({
     "a": {"type": "numeric", "format": "%.3f"},

@@ -11,6 +11,7 @@
 #include "model/python.hpp"
 
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -120,14 +121,32 @@ class Normaliser {
     check_format(out, type, pointer);
 
     if (auto it = out.find("initial"); it != out.end() && type != ItemType::bulk) {
+      Json valid;
       try {
-        validate_type(out, *it);
+        valid = validate_type(out, *it);
       } catch (const Error& e) {
         fail(pointer + "/initial",
              std::string("expected a valid value for a ") + item_type_name(type) + " item (" + e.text() + ")", *it);
       }
+      // Values on the wire may be NaN (Python peers send them); a configured
+      // starting value that is not a number is a typo or a placeholder.
+      if ((type == ItemType::numeric || type == ItemType::numeric_array) && !finite(valid))
+        fail(pointer + "/initial",
+             std::string("expected a finite initial value for a ") + item_type_name(type) +
+                 " item (NaN and infinities are refused here; they may still be set or published)",
+             *it);
     }
     return out;
+  }
+
+  // True unless `value` is, or holds, a NaN or infinite number.
+  static bool finite(const Json& value) {
+    if (value.is_number_float()) return std::isfinite(value.get<double>());
+    if (value.is_array()) {
+      for (const auto& element : value)
+        if (!finite(element)) return false;
+    }
+    return true;
   }
 
   void check_units(const Json& description, const std::string& pointer) const {
@@ -148,6 +167,10 @@ class Normaliser {
       if (!numeric)
         throw ConfigError(source_, pointer + "/" + limit, "expected no limit: min and max apply to numeric and numeric array items");
       if (!it->is_number()) fail(pointer + "/" + limit, "expected a number", *it);
+      // NaN compares false with everything (no limit at all) and an infinite
+      // limit refuses or allows every value: neither is what anyone meant.
+      if (!std::isfinite(it->get<double>()))
+        fail(pointer + "/" + limit, "expected a finite number (NaN and infinities are not limits)", *it);
     }
     auto min = description.find("min");
     auto max = description.find("max");
