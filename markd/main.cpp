@@ -111,7 +111,9 @@ Exit status:
   78  bad catalog or configuration (EX_CONFIG): unreadable or invalid JSON
       or TOML, a bad item description, table or service, module or
       subclass not found; the message names the file and the field (with
-      the line for TOML)
+      the line for TOML); or a persistence database found empty or
+      missing while its marker says it held values (delete the marker
+      named in the message to start without them)
 
 example:
   markd --catalog heater.json heater heater1

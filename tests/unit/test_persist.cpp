@@ -249,6 +249,115 @@ TEST_CASE("persist: an unopenable path gives a clear error", "[persist]") {
   CHECK_THAT(error, Catch::Contains((dir.path() / "adir").string()));
 }
 
+// Found from outside (issue 14): a database truncated to 0 bytes started
+// silently with the catalog's initial values.
+TEST_CASE("persist: a database that held values and comes back empty is refused until its marker is deleted",
+          "[persist]") {
+  TempDir dir;
+  const std::string marker = mktl::persist::marker_path(dir.db());
+  auto refusal = [&] {
+    try {
+      Store::open(dir.db());
+    } catch (const mktl::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  {
+    auto store = Store::open(dir.db());
+    CHECK_FALSE(fs::exists(marker));  // nothing saved yet: nothing to lose
+    store->save("u", "a", payload(1), std::nullopt);
+    store->save("u", "b", payload(2), std::nullopt);
+    store->save("u", "a", payload(3), std::nullopt);  // same key: the count stays
+  }
+  CHECK_THAT(read_file(marker), Catch::Contains("\nvalues 2\n"));
+  { Store::open(dir.db()); }  // a plain restart is fine
+
+  fs::resize_file(dir.db(), 0);
+  REQUIRE_FALSE(fs::exists(dir.db() + "-wal"));
+  std::string error = refusal();
+  CHECK_THAT(error, Catch::StartsWith(dir.db() + ": the persistence database is empty (0 bytes), but " + marker +
+                                      " records that it held 2 saved value(s)"));
+  CHECK_THAT(error, Catch::Contains("delete " + marker + " to start without persisted values"));
+  CHECK(fs::file_size(dir.db()) == 0);  // left as found
+
+  fs::remove(dir.db());
+  CHECK_THAT(refusal(), Catch::StartsWith(dir.db() + ": the persistence database is missing, but " + marker));
+  CHECK_FALSE(fs::exists(dir.db()));  // not created behind the user's back
+
+  {  // a valid database without the values (replaced by a fresh one)
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  CHECK_THAT(refusal(), Catch::StartsWith(dir.db() + ": the persistence database is empty (no saved value), but " + marker));
+
+  // The way out: delete the marker; it comes back with the first value saved.
+  fs::remove(marker);
+  {
+    auto store = Store::open(dir.db());
+    CHECK(store->load("u").empty());
+    store->save("u", "c", payload(4), std::nullopt);
+  }
+  CHECK_THAT(read_file(marker), Catch::Contains("\nvalues 1\n"));
+}
+
+TEST_CASE("persist: a database written before markers existed gets one at open", "[persist]") {
+  TempDir dir;
+  { Store::open(dir.db())->save("u", "a", payload(1), std::nullopt); }
+  fs::remove(mktl::persist::marker_path(dir.db()));
+  { Store::open(dir.db()); }
+  CHECK_THAT(read_file(mktl::persist::marker_path(dir.db())), Catch::Contains("\nvalues 1\n"));
+}
+
+TEST_CASE("persist: a database the daemon may not read or write says permission denied", "[persist]") {
+  TempDir dir;
+  { Store::open(dir.db())->save("u", "a", payload(1), std::nullopt); }
+  // root may open anything: the child becomes nobody first. Each case runs in
+  // a child so the test process keeps its identity.
+  auto error_as_other_user = [&](fs::perms mode) {
+    fs::permissions(dir.db(), mode);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+      std::string text = "opened";
+      try {
+        Store::open(dir.db());
+      } catch (const std::exception& e) {
+        text = e.what();
+      }
+      if (::write(fds[1], text.data(), text.size()) < 0) ::_exit(11);
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string text;
+    char buffer[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    return text;
+  };
+  const bool root = ::geteuid() == 0;
+  // Unreadable for the daemon's user.
+  std::string error = error_as_other_user(root ? fs::perms::owner_read | fs::perms::owner_write : fs::perms::none);
+  CHECK_THAT(error, Catch::Contains(dir.db()));
+  CHECK_THAT(error, Catch::Contains("permission denied"));
+  // Readable but not writable.
+  error = error_as_other_user(root ? fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read
+                                   : fs::perms::owner_read);
+  CHECK_THAT(error, Catch::Contains(dir.db()));
+  CHECK_THAT(error, Catch::Contains("permission denied"));
+}
+
 TEST_CASE("persist: a failed write makes save() and flush() throw", "[persist]") {
   TempDir dir;
   // The file size limit (a real EFBIG from write(2)) is set in a child so the

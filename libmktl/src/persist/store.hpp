@@ -33,6 +33,11 @@ struct Saved {
   std::optional<std::string> bulk;
 };
 
+// The marker next to the database at `path` ("PATH.marker"): a small text
+// file, rewritten whenever the number of saved values grows, that records
+// that the database was written and how many values it held.
+std::string marker_path(const std::string& path);
+
 class Store {
  public:
   // Schema version this build writes (PRAGMA user_version). A file with a
@@ -40,9 +45,12 @@ class Store {
   static constexpr int schema_version = 1;
 
   // Opens the database file at `path`, creating it and its directory if
-  // needed. Throws mktl::RuntimeError naming the file if it cannot be opened,
-  // is not a database, is corrupt or has a newer schema; the way out is to
-  // move the file aside (persisted values are never dropped silently).
+  // needed. Throws mktl::RuntimeError naming the file if it cannot be opened
+  // (saying "permission denied" when that is why), is not a database, is
+  // corrupt or has a newer schema; the way out is to move the file aside
+  // (persisted values are never dropped silently). Throws mktl::ConfigError
+  // if the file is missing or empty while its marker (marker_path) records
+  // that it held values; deleting the marker accepts starting without them.
   static std::unique_ptr<Store> open(const std::string& path);
 
   // Commits everything still queued, then stops the writer thread.
