@@ -118,4 +118,70 @@ void setup_logging(int verbosity) {
   });
 }
 
+std::string thousands(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+namespace {
+
+// Whole seconds, rounded up: "in the last 10 s".
+long long seconds_of(LogLimit::Clock::duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  return ms <= 0 ? 0 : (ms + 999) / 1000;
+}
+
+}  // namespace
+
+LogLimit::LogLimit(std::shared_ptr<spdlog::logger> logger, spdlog::level::level_enum level, Clock::duration window,
+                   int burst, std::function<Clock::time_point()> now)
+    : logger_(std::move(logger)),
+      level_(level),
+      window_(window),
+      burst_(burst < 1 ? 1 : burst),
+      now_(now ? std::move(now) : std::function<Clock::time_point()>([] { return Clock::now(); })) {}
+
+LogLimit::~LogLimit() {
+  std::lock_guard lock(mutex_);
+  if (suppressed_ == 0) return;
+  try {
+    logger_->log(level_, "{} similar messages suppressed in the last {} s (\"{}\")", thousands(suppressed_),
+                 seconds_of(now_() - window_start_), format_);
+  } catch (...) {
+  }
+}
+
+std::optional<std::string> LogLimit::admit(std::string_view format) {
+  std::lock_guard lock(mutex_);
+  const auto now = now_();
+  std::string suffix;
+  if (!started_ || now - window_start_ >= window_) {
+    if (suppressed_ > 0)
+      suffix = " (" + thousands(suppressed_) + " similar messages suppressed in the last " +
+               std::to_string(seconds_of(now - window_start_)) + " s)";
+    started_ = true;
+    window_start_ = now;
+    in_window_ = 0;
+    suppressed_ = 0;
+  }
+  if (in_window_ >= burst_) {
+    ++suppressed_;
+    ++suppressed_total_;
+    if (format_.empty()) format_ = std::string(format);
+    return std::nullopt;
+  }
+  ++in_window_;
+  return suffix;
+}
+
+std::uint64_t LogLimit::suppressed_total() const {
+  std::lock_guard lock(mutex_);
+  return suppressed_total_;
+}
+
 }  // namespace mktl
