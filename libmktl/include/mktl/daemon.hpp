@@ -20,6 +20,7 @@
 #include <mktl/json.hpp>
 #include <mktl/security.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,6 +40,11 @@ struct DaemonOptions {
   std::string home;
   // Worker threads running item hooks.
   int workers = 4;
+  // Largest request (all its frames together) in bytes: a bigger one is
+  // answered with a ValueError REP and freed at once, and a single frame over
+  // twice this plus 1 MiB drops the connection before it is buffered whole
+  // (markd --max-request-bytes). 0 = no limit.
+  std::uint64_t max_request_bytes = 128ull << 20;
   // Free-form configuration for the subclass (markd's --appconfig).
   Json appconfig = Json::object();
   // Replace a conflicting block at registries (markd --override).

@@ -106,6 +106,7 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
   transport::ServerOptions so;
   so.rep_endpoint = options_.rep_endpoint;
   so.pub_endpoint = options_.pub_endpoint;
+  so.max_request_bytes = options_.max_request_bytes;
   so.security = security_;
   server_ = std::make_unique<transport::Server>(
       so, [this](transport::Incoming&& request, transport::Reply reply) { dispatch(std::move(request), std::move(reply)); });

@@ -106,6 +106,7 @@ struct Server::Impl {
   std::jthread thread;
   std::shared_ptr<spdlog::logger> log = logger("mktl.transport");
   std::uint64_t malformed = 0;
+  std::uint64_t oversized = 0;
   // One rate limit per log site a peer can hit at will (a fuzzer sent 16,000
   // malformed frames and got 16,000 warnings): config/logger.hpp.
   LogLimit send_failed_log{log, spdlog::level::warn};
@@ -114,12 +115,14 @@ struct Server::Impl {
   LogLimit bad_type_log{log, spdlog::level::info};
   LogLimit dispatch_failed_log{log, spdlog::level::err};
   LogLimit receive_failed_log{log, spdlog::level::warn};
+  LogLimit oversized_log{log, spdlog::level::warn};
   std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
   void send_out(Outgoing& out);
   void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
+  void refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames, std::uint64_t bytes);
   bool drain_queue();
 };
 
@@ -137,6 +140,8 @@ void Server::start() {
     I.router.set(zmq::sockopt::linger, 1000);
     I.router.set(zmq::sockopt::sndhwm, 100000);
     I.router.set(zmq::sockopt::rcvhwm, 100000);
+    if (const auto cap = I.options.max_request_bytes; cap > 0 && cap < (std::uint64_t{1} << 61))
+      I.router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(2 * cap + (1u << 20)));
     if (I.options.security) {
       I.rep_zap = std::make_unique<security::ZapDomain>(context(), I.options.security, security::SocketRole::requests);
       I.rep_zap->secure(I.router);
@@ -235,6 +240,35 @@ bool Server::Impl::drain_queue() {
   return any;
 }
 
+// A request over max_request_bytes: an error REP when its id can be read,
+// and its frames released now rather than at the next receive.
+void Server::Impl::refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames,
+                                    std::uint64_t bytes) {
+  ++oversized;
+  std::array<std::string_view, 16> views;
+  auto all = transport::views(frames, views, 1);
+  // The header frames are enough: the payload and bulk are neither copied nor read.
+  std::array<std::string_view, 16> header{};
+  for (std::size_t i = 0; i < all.size() && i < header.size(); ++i) header[i] = i < 5 ? all[i] : std::string_view();
+  auto decoded = protocol::decode(std::span<const std::string_view>(header.data(), all.size()));
+  std::optional<std::string> id;
+  std::string target;
+  bool wants_rep = true;
+  if (decoded.message) {
+    id = decoded.message->id;
+    target = decoded.message->target;
+    wants_rep = decoded.message->wants_rep();
+  } else if (decoded.error && decoded.error->id) {
+    id = *decoded.error->id;
+  }
+  const std::string text = "request of " + thousands(bytes) + " bytes refused: this daemon takes requests of at most " +
+                           thousands(options.max_request_bytes) + " bytes (max_request_bytes)";
+  oversized_log("{}{}", text, id ? " (request " + *id + (target.empty() ? "" : " for " + target) + ")" : " (no readable id: not answered)");
+  if (id && wants_rep)
+    send_frames(identity, {kVersion, *id, kRep, target, std::string_view(), protocol::error_payload("ValueError", text)});
+  for (auto& frame : frames) frame.rebuild();
+}
+
 void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
   if (frames.size() < 2) {
     ++malformed;
@@ -242,6 +276,14 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
     return;
   }
   const std::string identity(view(frames[0]));
+  if (options.max_request_bytes > 0) {
+    std::uint64_t bytes = 0;
+    for (std::size_t i = 1; i < frames.size(); ++i) bytes += frames[i].size();
+    if (bytes > options.max_request_bytes) {
+      refuse_oversized(identity, frames, bytes);
+      return;
+    }
+  }
   std::array<std::string_view, 16> views;
   auto parts = transport::views(frames, views, 1);
   auto decoded = protocol::decode(parts);

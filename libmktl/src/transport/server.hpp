@@ -62,6 +62,11 @@ struct ServerOptions {
   std::string rep_endpoint = "tcp://*:0";
   std::string pub_endpoint = "tcp://*:0";   // empty = no PUB socket
   int pub_hwm = 10000;
+  // Largest request, all frames together, in bytes: a bigger one gets a
+  // ValueError REP (when its id can be read) and is released at once. A
+  // single frame beyond twice this plus 1 MiB makes ZeroMQ drop the
+  // connection instead of buffering it whole. 0 = no limit.
+  std::uint64_t max_request_bytes = 128ull << 20;
   // CurveZMQ on both sockets, clients admitted by the policy's ZAP domain,
   // and each request checked against its ACL (PermissionError REP). Null =
   // plain sockets, every request served.
