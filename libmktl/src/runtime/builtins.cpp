@@ -76,6 +76,22 @@ class MemoryUsage : public Item {
   }
 };
 
+// Broadcasts that found a subscriber's queue full since the daemon started
+// (transport::Server::broadcasts_dropped): fresh at each GET, and broadcast
+// at most once a second, when it changed.
+class BroadcastDrops : public Item {
+ public:
+  BroadcastDrops(Daemon& d, std::string key) : Item(d, std::move(key)) { poll(1.0); }
+  std::optional<Reading> req_refresh() override {
+    auto* server = daemon().runtime().server();
+    return Reading(static_cast<std::int64_t>(server ? server->broadcasts_dropped() : 0));
+  }
+  Reading req_get(const Request&) override {
+    req_poll();
+    return current();
+  }
+};
+
 }  // namespace
 
 void add_builtin_descriptions(Json& items, const std::string& alias) {
@@ -89,6 +105,11 @@ void add_builtin_descriptions(Json& items, const std::string& alias) {
   cpu["units"] = "percent";
   cpu["format"] = "%.2f";
   items[p + "cpu"] = cpu;
+  auto drops = describe(
+      "Broadcasts that found a subscriber's queue full since this daemon started; that subscriber misses "
+      "broadcasts until it catches up.",
+      "numeric", false);
+  items[p + "drops"] = drops;
   auto dev = describe("A terse description for the function of this daemon.", "string", true);
   dev["persist"] = true;
   dev["initial"] = "";
@@ -108,6 +129,7 @@ void add_builtin_items(Daemon& daemon) {
   daemon.add_item<Uptime>(p + "clk");
   daemon.add_item<ProcessorUsage>(p + "cpu");
   daemon.add_item<MemoryUsage>(p + "mem");
+  daemon.add_item<BroadcastDrops>(p + "drops");
   // The pid is published rather than written in the catalog, so that the
   // catalog's hash (and every client's cache) survives a restart.
   daemon.add_item<Item>(p + "pid").publish(static_cast<std::int64_t>(::getpid()));

@@ -1,5 +1,5 @@
-// The built-in items every daemon has: _ALIAScat, clk, cpu, dev, host, mem,
-// pid and uuid (internal).
+// The built-in items every daemon has: _ALIAScat, clk, cpu, dev, drops, host,
+// mem, pid and uuid (internal).
 #pragma once
 
 #include <mktl/daemon.hpp>

@@ -106,6 +106,7 @@ struct Server::Impl {
   std::jthread thread;
   std::shared_ptr<spdlog::logger> log = logger("mktl.transport");
   std::uint64_t malformed = 0;
+  std::atomic<std::uint64_t> dropped{0};  // broadcasts that met a full subscriber queue
   std::uint64_t oversized = 0;
   // One rate limit per log site a peer can hit at will (a fuzzer sent 16,000
   // malformed frames and got 16,000 warnings): config/logger.hpp.
@@ -115,12 +116,15 @@ struct Server::Impl {
   LogLimit bad_type_log{log, spdlog::level::info};
   LogLimit dispatch_failed_log{log, spdlog::level::err};
   LogLimit receive_failed_log{log, spdlog::level::warn};
+  LogLimit dropped_log{log, spdlog::level::warn};
   LogLimit oversized_log{log, spdlog::level::warn};
   std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
   void send_out(Outgoing& out);
+  void send_broadcast(Outgoing& out);
+  void drain_subscriptions();
   void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
   void refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames, std::uint64_t bytes);
   bool drain_queue();
@@ -150,7 +154,12 @@ void Server::start() {
     I.rep_endpoint = bound_endpoint(I.router);
     I.rep_port = bound_port(I.router);
     if (!I.options.pub_endpoint.empty()) {
-      I.pub = zmq::socket_t(context(), zmq::socket_type::pub);
+      // XPUB with NODROP: a subscriber's full queue makes the send fail
+      // (EAGAIN) instead of dropping the broadcast for it unseen, so that
+      // drops are counted and logged (send_broadcast). To SUB peers it is
+      // the same as PUB.
+      I.pub = zmq::socket_t(context(), zmq::socket_type::xpub);
+      I.pub.set(zmq::sockopt::xpub_nodrop, 1);
       I.pub.set(zmq::sockopt::linger, 1000);
       I.pub.set(zmq::sockopt::sndhwm, I.options.pub_hwm);
       if (I.options.security) {
@@ -181,6 +190,7 @@ void Server::stop() {
 }
 
 std::string Server::rep_endpoint() const { return impl_->rep_endpoint; }
+std::uint64_t Server::broadcasts_dropped() const { return impl_->dropped.load(); }
 std::string Server::pub_endpoint() const { return impl_->pub_endpoint; }
 int Server::rep_port() const { return impl_->rep_port; }
 int Server::pub_port() const { return impl_->pub_port; }
@@ -207,12 +217,7 @@ void Server::Impl::send_frames(const std::string& identity, std::initializer_lis
 void Server::Impl::send_out(Outgoing& out) {
   try {
     if (out.broadcast) {
-      if (!pub) return;
-      bool more = out.bulk.has_value();
-      pub.send(zmq::buffer(out.address), zmq::send_flags::sndmore);
-      pub.send(zmq::buffer(kVersion), zmq::send_flags::sndmore);
-      pub.send(share_string(out.payload), more ? zmq::send_flags::sndmore : zmq::send_flags::none);
-      if (more) pub.send(share_bulk(*out.bulk), zmq::send_flags::none);
+      if (pub) send_broadcast(out);
       return;
     }
     bool more = out.bulk.has_value();
@@ -226,6 +231,63 @@ void Server::Impl::send_out(Outgoing& out) {
     if (more) router.send(share_bulk(*out.bulk), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     send_failed_log("send failed: {}", e.what());
+  }
+}
+
+// With NODROP set, a send fails with EAGAIN when a subscriber of the topic
+// has a full queue, and nothing is sent. Then the broadcast is counted, and
+// sent without NODROP: ZeroMQ delivers it to every other subscriber and
+// drops it for the full one. A message's later frames never meet a full
+// queue (queues count whole messages), but are handled the same way.
+void Server::Impl::send_broadcast(Outgoing& out) {
+  bool lossy = false;
+  // A send that fails leaves its message intact, to be sent again.
+  auto send = [&](zmq::message_t& frame, zmq::send_flags flags) {
+    if (!lossy) {
+      if (pub.send(frame, flags | zmq::send_flags::dontwait)) return;
+      lossy = true;
+      const auto count = dropped.fetch_add(1, std::memory_order_relaxed) + 1;
+      dropped_log("a subscriber is not keeping up: its queue of {} broadcasts is full, so broadcasts are dropped "
+                  "for it (topic {}; {} since start)",
+                  options.pub_hwm, out.address, thousands(count));
+      pub.set(zmq::sockopt::xpub_nodrop, 0);
+    }
+    pub.send(frame, flags);  // without NODROP a PUB send never blocks
+  };
+  struct Restore {
+    zmq::socket_t& pub;
+    const bool& lossy;
+    ~Restore() {
+      try {
+        if (lossy) pub.set(zmq::sockopt::xpub_nodrop, 1);
+      } catch (const zmq::error_t&) {  // the socket is closing
+      }
+    }
+  } restore{pub, lossy};
+  const bool more = out.bulk.has_value();
+  zmq::message_t topic(out.address.data(), out.address.size());
+  zmq::message_t version(kVersion.data(), kVersion.size());
+  zmq::message_t payload = share_string(out.payload);  // zero-copy
+  send(topic, zmq::send_flags::sndmore);
+  send(version, zmq::send_flags::sndmore);
+  send(payload, more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  if (more) {
+    zmq::message_t bulk = share_bulk(*out.bulk);
+    send(bulk, zmq::send_flags::none);
+  }
+}
+
+// An XPUB hands up each new subscription and unsubscription as a message:
+// unread, they would pile up in the socket.
+void Server::Impl::drain_subscriptions() {
+  zmq::message_t message;
+  for (int i = 0; i < 1024; ++i) {
+    try {
+      if (!pub.recv(message, zmq::recv_flags::dontwait)) return;
+    } catch (const zmq::error_t& e) {
+      receive_failed_log("receive of subscriptions failed: {}", e.what());
+      return;
+    }
   }
 }
 
@@ -353,6 +415,7 @@ void Server::Impl::run() {
       {router.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, shared->wakeup.fd(), ZMQ_POLLIN, 0},
   };
+  if (pub) items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
   std::vector<zmq::message_t> frames;
   while (true) {
     items[0].events = receiving ? ZMQ_POLLIN : 0;
@@ -364,6 +427,7 @@ void Server::Impl::run() {
       break;
     }
     if (items[1].revents & ZMQ_POLLIN) shared->wakeup.drain();
+    if (items.size() > 2 && (items[2].revents & ZMQ_POLLIN)) drain_subscriptions();
     drain_queue();
     if (stopping) break;
     if (!receiving) continue;

@@ -97,6 +97,12 @@ class Server {
   // is shared, never re-serialised per subscriber.
   void publish(std::string topic, std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk = std::nullopt);
 
+  // Broadcasts that found a subscriber's queue full (pub_hwm reached) since
+  // start. Each one still reached every other subscriber. ZeroMQ then sets
+  // that subscriber's queue aside, and the broadcasts it misses until it has
+  // caught up are not counted one by one. Any thread.
+  std::uint64_t broadcasts_dropped() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
