@@ -113,6 +113,10 @@ EOF
   chmod +x "$ON"
   # The ctest environment's loopback broadcast is not for these hosts.
   unset MKTL_BROADCAST MKTL_DAEMON_PORT MKTL_REGISTRY_PORT MKTL_DNS_SD_TIMEOUT
+  # The clients' ACK timeout: 0.1 s by default, which a loaded machine (or
+  # a sanitizer build) misses now and then; the checks here are about
+  # seconds, not about that.
+  export MKTL_ACK_TIMEOUT=${MKTL_ACK_TIMEOUT:-0.5}
   pass "hosts a, b, c on $MH_NET.0/24 (namespaces ${MH_PREFIX}$$-*)"
 }
 
