@@ -88,11 +88,11 @@ class RecordItem : public Item {
           }
           return;
         }
-        Json value = done->to_json();
-        std::string payload = "{\"value\":" + json::dump(value) + ",\"time\":" + json::dump(Json(done->time)) +
+        std::string value = done->value_json();
+        std::string payload = "{\"value\":" + value + ",\"time\":" + json::dump(Json(done->time)) +
                               ",\"ref\":" + json::dump(Json(done->ref)) + ",\"seq\":" + std::to_string(done->seq) + "}";
         // Published first: a GET right after the REP sees this transaction.
-        if (!done->duplicate) publish(value, done->time, true);
+        if (!done->duplicate) publish(json::parse(value), done->time, true);
         shared->send(std::move(payload));
       });
     } catch (const Error& e) {

@@ -3,6 +3,7 @@
 #include "config/logger.hpp"
 #include "persist/sqlite.hpp"
 #include "collections/column.hpp"
+#include "json/detail.hpp"
 
 #include <mktl/error.hpp>
 #include <mktl/reading.hpp>
@@ -11,8 +12,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <condition_variable>
 #include <ctime>
 #include <deque>
@@ -172,8 +175,15 @@ Json row_of(sqlite3_stmt* stmt) {
   return row;
 }
 
+// The rows of a transaction log entry (column i holds {"rows": ROWS}), as JSON text.
+std::string logged_rows(sqlite3_stmt* stmt, int i) {
+  auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
+  return json::dump(json::parse(text ? text : "{}").value("rows", Json()));
+}
+
 // mkio's ref form, "YYYYMMDD HH:MM:SS.mmmuuunnnppp" in UTC: sortable and
-// unique, the last three digits counting refs made in one nanosecond.
+// unique, the last three digits counting refs made in one nanosecond. The
+// date and time of day are formatted once per second.
 class RefClock {
  public:
   std::string next() {
@@ -189,20 +199,54 @@ class RefClock {
       counter_ = 0;
       last_ = ns;
     }
-    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y%m%d %H:%M:%S", &tm);
-    char frac[32];
-    std::snprintf(frac, sizeof frac, ".%09lld%03d", static_cast<long long>(ns % 1000000000), counter_);
-    return std::string(buf) + frac;
+    const std::int64_t secs = ns / 1000000000;
+    if (secs != prefix_secs_) {
+      std::time_t t = static_cast<std::time_t>(secs);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      prefix_len_ = std::strftime(prefix_, sizeof prefix_, "%Y%m%d %H:%M:%S", &tm);
+      prefix_secs_ = secs;
+    }
+    char buf[sizeof prefix_ + 13];
+    std::memcpy(buf, prefix_, prefix_len_);
+    char* p = buf + prefix_len_;
+    *p++ = '.';
+    digits(p, static_cast<std::uint64_t>(ns % 1000000000), 9);
+    digits(p + 9, static_cast<std::uint64_t>(counter_), 3);
+    return std::string(buf, p + 12);
   }
 
  private:
+  static void digits(char* out, std::uint64_t value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) out[i] = static_cast<char>('0' + value % 10);
+  }
   std::int64_t last_ = 0;
   int counter_ = 0;
+  std::int64_t prefix_secs_ = -1;
+  char prefix_[32] = {};
+  std::size_t prefix_len_ = 0;
 };
+
+// A result column as JSON text, spelt as mktl::json::dump spells the value
+// column_value() makes of it.
+void append_column(std::string& out, sqlite3_stmt* stmt, int i) {
+  switch (sqlite3_column_type(stmt, i)) {
+    case SQLITE_INTEGER: {
+      char buf[24];
+      auto res = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(sqlite3_column_int64(stmt, i)));
+      out.append(buf, res.ptr);
+      return;
+    }
+    case SQLITE_FLOAT: json::detail::append_double(out, sqlite3_column_double(stmt, i)); return;
+    case SQLITE_NULL: out.append("null"); return;
+    default: {
+      auto data = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, i));
+      auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt, i));
+      json::detail::append_string(out, data ? std::string_view(data, size) : std::string_view());
+      return;
+    }
+  }
+}
 
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
@@ -245,13 +289,22 @@ std::string SchemaChange::text() const {
   return out;
 }
 
-Json Committed::to_json() const {
-  Json out = Json::object();
-  out["ref"] = ref;
-  out["seq"] = seq;
-  out["time"] = time;
-  out["rows"] = rows;
-  if (duplicate) out["duplicate"] = true;
+Json Committed::to_json() const { return json::parse(value_json()); }
+
+std::string Committed::value_json() const {
+  // The members in name order, as json::dump writes an object.
+  std::string out;
+  out.reserve(rows.size() + ref.size() + 64);
+  out.append(duplicate ? "{\"duplicate\":true,\"ref\":" : "{\"ref\":");
+  json::detail::append_string(out, ref);
+  out.append(",\"rows\":");
+  out.append(rows.empty() ? std::string_view("null") : std::string_view(rows));
+  out.append(",\"seq\":");
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, seq).ptr);
+  out.append(",\"time\":");
+  json::detail::append_double(out, time);
+  out.push_back('}');
   return out;
 }
 
@@ -413,8 +466,7 @@ class Tables::Impl {
       Committed c;
       c.seq = sqlite3_column_int64(stmt, 0);
       c.time = sqlite3_column_double(stmt, 1);
-      Json result = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 2)));
-      c.rows = result.value("rows", Json());
+      c.rows = logged_rows(stmt, 2);
       c.ref = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
       out = std::move(c);
     } else if (rc != SQLITE_DONE) {
@@ -518,7 +570,7 @@ class Tables::Impl {
         take(batch);
       }
       previous = batch.size();
-      execute(batch);
+      execute(batch, static_cast<bool>(listener));
       if (listener) {
         std::vector<const Committed*> committed;
         for (auto& job : batch)
@@ -566,7 +618,7 @@ class Tables::Impl {
     throw RuntimeError(text);
   }
 
-  void execute(std::vector<Job>& batch) {
+  void execute(std::vector<Job>& batch, bool with_changes) {
     sqlite3* db = db_.get();
     double time = now();
     if (!step_done(begin_.get())) {
@@ -584,7 +636,7 @@ class Tables::Impl {
       try {
         if (!step_done(savepoint_.get())) throw_db("savepoint");
         try {
-          run(job, time);
+          run(job, time, with_changes);
           if (!step_done(release_.get())) throw_db("release");
         } catch (...) {
           if (!sqlite3_get_autocommit(db)) {
@@ -632,109 +684,87 @@ class Tables::Impl {
     }
   }
 
-  sqlite3_stmt* statement(const std::string& text) {
-    auto it = statements_.find(text);
-    if (it != statements_.end()) return it->second.get();
-    Stmt stmt = sql::prepare(db_.get(), text.c_str());
-    if (!stmt) throw_db("cannot prepare \"" + text + "\"");
-    return statements_.emplace(text, std::move(stmt)).first->second.get();
-  }
+  // ---- running one transaction ----------------------------------------------
 
-  void run(Job& job, double time) {
-    const OpSet& set = *job.set;
-    Committed& result = job.result;
-    if (!job.ref.empty()) {
-      sqlite3_stmt* find = log_find_.get();
-      sqlite3_reset(find);
-      sqlite3_bind_text64(find, 1, job.ref.data(), job.ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      sqlite3_bind_text64(find, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
-      int rc = sqlite3_step(find);
-      if (rc == SQLITE_ROW) {
-        result.ref = job.ref;
-        result.seq = sqlite3_column_int64(find, 0);
-        result.time = sqlite3_column_double(find, 1);
-        result.rows = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(find, 2))).value("rows", Json());
-        result.duplicate = true;
-        sqlite3_reset(find);
-        return;
+  // An op's statement for one set of written columns, prepared once.
+  struct Prepared {
+    Stmt stmt;
+    std::vector<int> params;  // the table column bound to ?1, ?2, ...
+    std::vector<std::pair<std::string, int>> returned;  // RETURNING columns in name order, with their index
+  };
+
+  // How an op writes its table, worked out once per op: which column takes
+  // the client's value, an op default (coerced) or an earlier op's field.
+  struct OpPlan {
+    const Table* table = nullptr;
+    std::vector<char> takes;                    // per table column: taken from the client's data
+    std::vector<std::optional<Json>> defaults;  // per table column: the op default
+    std::vector<int> bind;                      // per table column: index into op.bind, else -1
+    std::vector<int> key;                       // op.key as table columns
+    bool bound_to = false;                      // a later op binds to its RETURNING row
+    std::unordered_map<std::string, Prepared> statements;  // by written columns ('1' per written one)
+  };
+
+  std::vector<OpPlan>& plan_of(const OpSet& set) {
+    auto it = plans_.find(&set);
+    if (it != plans_.end()) return it->second;
+    std::vector<OpPlan> plans(set.ops.size());
+    for (std::size_t i = 0; i < set.ops.size(); ++i) {
+      const Op& op = set.ops[i];
+      OpPlan& plan = plans[i];
+      plan.table = config_.table(op.table);
+      if (!plan.table) throw RuntimeError("op " + std::to_string(i) + " of " + set.item + " names unknown table " + op.table);
+      const auto& columns = plan.table->columns;
+      auto index = [&](const std::string& name) {
+        for (std::size_t j = 0; j < columns.size(); ++j)
+          if (columns[j].name == name) return static_cast<int>(j);
+        throw RuntimeError("op " + std::to_string(i) + " of " + set.item + ": table " + op.table + " has no column " + name);
+      };
+      plan.takes.assign(columns.size(), 0);
+      plan.defaults.assign(columns.size(), std::nullopt);
+      plan.bind.assign(columns.size(), -1);
+      for (std::size_t j = 0; j < columns.size(); ++j) plan.takes[j] = takes(op, *plan.table, columns[j].name);
+      for (auto& [column, value] : op.defaults.items()) {
+        int j = index(column);
+        plan.defaults[static_cast<std::size_t>(j)] = coerce(*plan.table, columns[static_cast<std::size_t>(j)], value);
       }
-      sqlite3_reset(find);
-      if (rc != SQLITE_DONE) throw_db("reading the transaction log");
+      for (std::size_t b = 0; b < op.bind.size(); ++b) {
+        plan.bind[static_cast<std::size_t>(index(op.bind[b].column))] = static_cast<int>(b);
+        if (op.bind[b].op >= 0 && static_cast<std::size_t>(op.bind[b].op) < i)
+          plans[static_cast<std::size_t>(op.bind[b].op)].bound_to = true;
+      }
+      for (auto& k : op.key) plan.key.push_back(index(k));
     }
-    result.ref = job.ref.empty() ? refs_.next() : job.ref;
-    result.time = time;
-    result.rows = Json::array();
-    for (std::size_t i = 0; i < set.ops.size(); ++i) result.rows.push_back(run_op(set, i, job.data, result));
-    std::string text = json::dump(Json{{"rows", result.rows}});
-    sqlite3_stmt* ins = log_insert_.get();
-    sqlite3_reset(ins);
-    sqlite3_bind_text64(ins, 1, result.ref.data(), result.ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    sqlite3_bind_text64(ins, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
-    sqlite3_bind_double(ins, 3, time);
-    sqlite3_bind_text64(ins, 4, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    int rc = sqlite3_step(ins);
-    sqlite3_reset(ins);
-    if (rc != SQLITE_DONE) throw_db("recording transaction " + result.ref);
-    result.seq = sqlite3_last_insert_rowid(db_.get());
+    return plans_.emplace(&set, std::move(plans)).first->second;
   }
 
-  Json run_op(const OpSet& set, std::size_t index, const Json& data, Committed& result) {
-    const Op& op = set.ops[index];
-    const Table& table = *config_.table(op.table);
-    // Values: op defaults, then client data, then binds.
-    std::vector<std::pair<std::string, Json>> values;
-    auto put = [&](const std::string& column, Json value) {
-      for (auto& v : values)
-        if (v.first == column) {
-          v.second = std::move(value);
-          return;
-        }
-      values.emplace_back(column, std::move(value));
-    };
-    for (auto& [column, value] : op.defaults.items()) put(column, coerce(table, *table.column(column), value));
-    for (auto& [field, value] : data.items())
-      if (takes(op, table, field)) put(field, value);
-    for (auto& b : op.bind) {
-      const Json& source = result.rows.at(static_cast<std::size_t>(b.op));
-      const Json* row = source.is_array() ? (source.empty() ? nullptr : &source[0]) : (source.is_object() ? &source : nullptr);
-      if (!row)
-        throw ValueError(set.item + ": op " + std::to_string(index) + " binds " + b.column + " to $" +
-                         std::to_string(b.op) + "." + b.field + ", but op " + std::to_string(b.op) + " returned no row");
-      auto f = row->find(b.field);
-      if (f == row->end())
-        throw ValueError(set.item + ": op " + std::to_string(index) + " binds " + b.column + " to $" +
-                         std::to_string(b.op) + "." + b.field + ", but that row has no field " + b.field);
-      put(b.column, *f);
-    }
-
-    std::vector<const Json*> params;
+  // The statement of `op` writing the columns marked in `written`.
+  Prepared& prepared(const OpSet& set, const Op& op, OpPlan& plan, const std::string& written) {
+    auto it = plan.statements.find(written);
+    if (it != plan.statements.end()) return it->second;
+    const Table& table = *plan.table;
+    auto name = [&](int j) { return quote(table.columns[static_cast<std::size_t>(j)].name); };
+    auto is_key = [&](int j) { return std::find(plan.key.begin(), plan.key.end(), j) != plan.key.end(); };
+    Prepared p;
     std::string text;
-    const bool keyed = op.type != OpType::insert;
-    auto is_key = [&](const std::string& c) { return std::find(op.key.begin(), op.key.end(), c) != op.key.end(); };
-    auto value_of = [&](const std::string& c) -> const Json& {
-      for (auto& v : values)
-        if (v.first == c) return v.second;
-      throw ValueError("missing field '" + c + "' for " + set.item);
-    };
     std::string where;
-    if (keyed && op.type != OpType::upsert) {
-      for (auto& k : op.key) {
-        where += (where.empty() ? " WHERE " : " AND ") + quote(k) + " IS ?";
-      }
-    }
+    if (op.type == OpType::update || op.type == OpType::delete_)
+      for (int k : plan.key) where += (where.empty() ? " WHERE " : " AND ") + name(k) + " IS ?";
     switch (op.type) {
       case OpType::insert:
       case OpType::upsert: {
-        if (values.empty()) {
+        std::string columns, marks, updates;
+        for (std::size_t j = 0; j < written.size(); ++j) {
+          if (written[j] != '1') continue;
+          int c = static_cast<int>(j);
+          columns += (columns.empty() ? "" : ", ") + name(c);
+          marks += marks.empty() ? "?" : ", ?";
+          p.params.push_back(c);
+          if (op.type == OpType::upsert && !is_key(c)) updates += (updates.empty() ? "" : ", ") + name(c) + " = excluded." + name(c);
+        }
+        if (p.params.empty()) {
           text = "INSERT INTO " + quote(table.name) + " DEFAULT VALUES RETURNING *";
           break;
-        }
-        std::string columns, marks, updates;
-        for (auto& [c, v] : values) {
-          columns += (columns.empty() ? "" : ", ") + quote(c);
-          marks += marks.empty() ? "?" : ", ?";
-          params.push_back(&v);
-          if (op.type == OpType::upsert && !is_key(c)) updates += (updates.empty() ? "" : ", ") + quote(c) + " = excluded." + quote(c);
         }
         text = "INSERT INTO " + quote(table.name) + " (" + columns + ") VALUES (" + marks + ")";
         if (op.type == OpType::upsert) {
@@ -748,44 +778,166 @@ class Tables::Impl {
       }
       case OpType::update: {
         std::string sets;
-        for (auto& [c, v] : values) {
-          if (is_key(c)) continue;
-          sets += (sets.empty() ? "" : ", ") + quote(c) + " = ?";
-          params.push_back(&v);
+        for (std::size_t j = 0; j < written.size(); ++j) {
+          int c = static_cast<int>(j);
+          if (written[j] != '1' || is_key(c)) continue;
+          sets += (sets.empty() ? "" : ", ") + name(c) + " = ?";
+          p.params.push_back(c);
         }
         if (sets.empty())
           throw ValueError(set.item + ": the update of " + table.name + " has no field to change (it takes " +
                            (op.fields.empty() ? std::string("any column") : joined(op.fields)) + ")");
-        for (auto& k : op.key) params.push_back(&value_of(k));
+        p.params.insert(p.params.end(), plan.key.begin(), plan.key.end());
         text = "UPDATE " + quote(table.name) + " SET " + sets + where + " RETURNING *";
         break;
       }
       case OpType::delete_: {
-        for (auto& k : op.key) params.push_back(&value_of(k));
+        p.params = plan.key;
         text = "DELETE FROM " + quote(table.name) + where + " RETURNING *";
         break;
       }
     }
-    sqlite3_stmt* stmt = statement(text);
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-    for (std::size_t i = 0; i < params.size(); ++i)
-      if (bind_value(stmt, static_cast<int>(i + 1), *params[i]) != SQLITE_OK) throw_db("binding " + table.name);
-    Json rows = Json::array();
+    p.stmt = sql::prepare(db_.get(), text.c_str());
+    if (!p.stmt) throw_db("cannot prepare \"" + text + "\"");
+    int n = sqlite3_column_count(p.stmt.get());
+    for (int i = 0; i < n; ++i) p.returned.emplace_back(sqlite3_column_name(p.stmt.get(), i), i);
+    std::sort(p.returned.begin(), p.returned.end());  // a JSON object's members in name order, as json::dump writes them
+    return plan.statements.emplace(written, std::move(p)).first->second;
+  }
+
+  void run(Job& job, double time, bool with_changes) {
+    const OpSet& set = *job.set;
+    Committed& result = job.result;
+    if (!job.ref.empty()) {
+      sqlite3_stmt* find = log_find_.get();
+      sqlite3_reset(find);
+      sqlite3_bind_text64(find, 1, job.ref.data(), job.ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      sqlite3_bind_text64(find, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
+      int rc = sqlite3_step(find);
+      if (rc == SQLITE_ROW) {
+        result.ref = job.ref;
+        result.seq = sqlite3_column_int64(find, 0);
+        result.time = sqlite3_column_double(find, 1);
+        result.rows = logged_rows(find, 2);
+        result.duplicate = true;
+        sqlite3_reset(find);
+        return;
+      }
+      sqlite3_reset(find);
+      if (rc != SQLITE_DONE) throw_db("reading the transaction log");
+    }
+    result.ref = job.ref.empty() ? refs_.next() : job.ref;
+    result.time = time;
+    // The log entry {"rows": [...]}; its inner array is the result's rows.
+    std::string& text = log_text_;
+    text.assign("{\"rows\":[");
+    auto& plans = plan_of(set);
+    first_rows_.assign(set.ops.size(), Json());
+    for (std::size_t i = 0; i < set.ops.size(); ++i) {
+      if (i) text.push_back(',');
+      run_op(set, i, plans, job.data, result, text, with_changes);
+    }
+    text.append("]}");
+    sqlite3_stmt* ins = log_insert_.get();
+    sqlite3_reset(ins);
+    sqlite3_bind_text64(ins, 1, result.ref.data(), result.ref.size(), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_text64(ins, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_double(ins, 3, time);
+    sqlite3_bind_text64(ins, 4, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    if (rc != SQLITE_DONE) throw_db("recording transaction " + result.ref);
+    result.seq = sqlite3_last_insert_rowid(db_.get());
+    result.rows.assign(text, 8, text.size() - 9);  // without {"rows": and }
+  }
+
+  // Runs op `index` of `set`, appending its RETURNING row(s) to `text` as
+  // JSON; keeps its first row as JSON when a later op binds to it, and each
+  // row as a Change when `with_changes`.
+  void run_op(const OpSet& set, std::size_t index, std::vector<OpPlan>& plans, const Json& data, Committed& result,
+              std::string& text, bool with_changes) {
+    const Op& op = set.ops[index];
+    OpPlan& plan = plans[index];
+    const Table& table = *plan.table;
+    const std::size_t n = table.columns.size();
+    // Values: a bind, else the client's, else the op default.
+    values_.assign(n, nullptr);
+    for (std::size_t j = 0; j < n; ++j) {
+      if (int b = plan.bind[j]; b >= 0) {
+        const collections::Bind& bind = op.bind[static_cast<std::size_t>(b)];
+        const Json& row = first_rows_.at(static_cast<std::size_t>(bind.op));
+        if (!row.is_object())
+          throw ValueError(set.item + ": op " + std::to_string(index) + " binds " + bind.column + " to $" +
+                           std::to_string(bind.op) + "." + bind.field + ", but op " + std::to_string(bind.op) +
+                           " returned no row");
+        auto f = row.find(bind.field);
+        if (f == row.end())
+          throw ValueError(set.item + ": op " + std::to_string(index) + " binds " + bind.column + " to $" +
+                           std::to_string(bind.op) + "." + bind.field + ", but that row has no field " + bind.field);
+        values_[j] = &*f;
+        continue;
+      }
+      if (plan.takes[j]) {
+        auto f = data.find(table.columns[j].name);
+        if (f != data.end()) {
+          values_[j] = &*f;
+          continue;
+        }
+      }
+      if (plan.defaults[j]) values_[j] = &*plan.defaults[j];
+    }
+    for (int k : plan.key)
+      if (op.type != OpType::insert && !values_[static_cast<std::size_t>(k)])
+        throw ValueError("missing field '" + table.columns[static_cast<std::size_t>(k)].name + "' for " + set.item);
+    written_.assign(n, '0');
+    if (op.type != OpType::delete_)
+      for (std::size_t j = 0; j < n; ++j)
+        if (values_[j]) written_[j] = '1';
+    Prepared& p = prepared(set, op, plan, written_);
+    sqlite3_stmt* stmt = p.stmt.get();
+    for (std::size_t i = 0; i < p.params.size(); ++i)
+      if (bind_value(stmt, static_cast<int>(i + 1), *values_[static_cast<std::size_t>(p.params[i])]) != SQLITE_OK) {
+        sqlite3_reset(stmt);
+        throw_db("binding " + table.name);
+      }
+    const bool keep_json = with_changes || plan.bound_to;
+    const std::size_t start = text.size();
+    std::size_t rows = 0;
     int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) rows.push_back(row_of(stmt));
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      if (rows++) text.push_back(',');
+      text.push_back('{');
+      bool first = true;
+      for (auto& [column, i] : p.returned) {
+        if (!first) text.push_back(',');
+        first = false;
+        json::detail::append_string(text, column);
+        text.push_back(':');
+        append_column(text, stmt, i);
+      }
+      text.push_back('}');
+      if (keep_json) {
+        Json row = row_of(stmt);
+        if (rows == 1) first_rows_[index] = row;
+        if (with_changes) result.changes.push_back(Change{table.name, op.type, std::move(row)});
+      }
+    }
     sqlite3_reset(stmt);
     if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + table.name);
-    if (rows.empty() && keyed) {
+    if (rows == 0 && op.type != OpType::insert) {
       std::string match;
-      for (auto& k : op.key) match += (match.empty() ? "" : " and ") + k + " = " + shown(value_of(k));
+      for (int k : plan.key)
+        match += (match.empty() ? "" : " and ") + table.columns[static_cast<std::size_t>(k)].name + " = " +
+                 shown(*values_[static_cast<std::size_t>(k)]);
       throw ValueError(set.item + ": the " + collections::op_type_name(op.type) + " of " + table.name +
                        " matched no row (" + match + ")");
     }
-    for (auto& row : rows) result.changes.push_back(Change{table.name, op.type, row});
-    if (rows.size() == 1) return rows[0];
-    if (rows.empty()) return nullptr;
-    return rows;
+    if (rows == 0) {
+      text.append("null");
+    } else if (rows > 1) {
+      text.insert(start, 1, '[');
+      text.push_back(']');
+    }
   }
 
   // ---- schema migration ----------------------------------------------------
@@ -1002,7 +1154,11 @@ class Tables::Impl {
   Db reader_;  // lookups, under reader_mu_
   std::mutex reader_mu_;
   Stmt begin_, commit_, savepoint_, release_, rollback_to_, log_insert_, log_find_, prune_, by_ref_, last_of_;
-  std::unordered_map<std::string, Stmt> statements_;  // op SQL, by text
+  // The writer's: op plans by op set, and scratch space reused by every transaction.
+  std::unordered_map<const OpSet*, std::vector<OpPlan>> plans_;
+  std::vector<const Json*> values_;
+  std::string written_, log_text_;
+  std::vector<Json> first_rows_;  // per op of the running transaction, when a later op binds to it
   std::unordered_map<std::string, Stmt> selects_;     // select(), by text, on reader_ under reader_mu_
   std::map<std::string, int> keep_;                   // record item -> log entries kept
   std::vector<SchemaChange> applied_;

@@ -45,11 +45,16 @@ struct Committed {
   std::string ref;
   std::int64_t seq = 0;  // position in the transaction log (+1 per committed transaction)
   double time = 0;
-  Json rows;  // per op: its RETURNING row, an array when it changed several, null for none
+  // JSON text, encoded once on the writer: an array with, per op, its
+  // RETURNING row, an array when it changed several, null for none.
+  std::string rows;
   bool duplicate = false;  // the ref had committed before: this is that result, nothing ran again
+  // The rows changed, for the change listener only (empty when none is set).
   std::vector<Change> changes;
 
-  // {"ref", "seq", "time", "rows"} (+ "duplicate"): the REP value and the broadcast.
+  // {"ref", "rows", "seq", "time"} (+ "duplicate"): the REP value and the
+  // broadcast, as JSON text (built from `rows` without parsing it) or parsed.
+  std::string value_json() const;
   Json to_json() const;
 };
 
@@ -105,7 +110,8 @@ class Tables {
   // Called on the writer thread after each successful COMMIT, before the
   // transactions' `done` callbacks, with the transactions it committed
   // (duplicates left out) in commit order: the collections' change feed.
-  // Must not block. Set it before the first submit().
+  // Must not block. Set it before the first submit(): the writer records
+  // each transaction's `changes` only while a listener is set.
   using Listener = std::function<void(const std::vector<const Committed*>& committed)>;
   void on_commit(Listener listener);
 
