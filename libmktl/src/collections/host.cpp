@@ -2,6 +2,7 @@
 
 #include "collections/live.hpp"
 #include "config/logger.hpp"
+#include "json/detail.hpp"
 #include "persist/tables.hpp"
 #include "protocol/codec.hpp"
 #include "runtime/runtime.hpp"
@@ -10,6 +11,7 @@
 #include <mktl/error.hpp>
 
 #include <filesystem>
+#include <mutex>
 
 namespace mktl::collections {
 
@@ -23,7 +25,7 @@ namespace {
 class RecordItem : public Item {
  public:
   RecordItem(Daemon& daemon, std::string key, persist::Tables& tables, const OpSet& set)
-      : Item(daemon, std::move(key)), tables_(tables), set_(set) {
+      : Item(daemon, std::move(key)), tables_(tables), set_(set), runtime_(daemon.runtime()), topic_(full_key() + ".") {
     set_publish_on_set(false);
     if (auto last = tables_.last(set_.item)) publish(last->to_json(), last->time);
   }
@@ -50,7 +52,7 @@ class RecordItem : public Item {
         return Reading(value);
       }
     }
-    return current();
+    return last();
   }
 
   // The I/O thread's SET path: never blocks.
@@ -88,11 +90,28 @@ class RecordItem : public Item {
           }
           return;
         }
-        std::string value = done->value_json();
-        std::string payload = "{\"value\":" + value + ",\"time\":" + json::dump(Json(done->time)) +
-                              ",\"ref\":" + json::dump(Json(done->ref)) + ",\"seq\":" + std::to_string(done->seq) + "}";
-        // Published first: a GET right after the REP sees this transaction.
-        if (!done->duplicate) publish(json::parse(value), done->time, true);
+        // The value is encoded once (by the writer, from its rows' text) and
+        // shared by the broadcast {value, time} and the REP {value, time, ref, seq}.
+        std::string payload = "{\"value\":";
+        payload += done->value_json();
+        payload += ",\"time\":";
+        json::detail::append_double(payload, done->time);
+        payload += '}';
+        if (!done->duplicate) {
+          auto broadcast = std::make_shared<const std::string>(payload);
+          {
+            // Kept first: a GET right after the REP sees this transaction.
+            std::lock_guard lock(last_mu_);
+            last_ = broadcast;
+          }
+          if (auto* server = runtime_.server()) server->publish(topic_, std::move(broadcast));
+        }
+        payload.back() = ',';
+        payload += "\"ref\":";
+        json::detail::append_string(payload, done->ref);
+        payload += ",\"seq\":";
+        payload += std::to_string(done->seq);
+        payload += '}';
         shared->send(std::move(payload));
       });
     } catch (const Error& e) {
@@ -105,8 +124,24 @@ class RecordItem : public Item {
   }
 
  private:
+  // The last transaction committed since the start (else the one the daemon
+  // started with, or null).
+  Reading last() const {
+    std::shared_ptr<const std::string> payload;
+    {
+      std::lock_guard lock(last_mu_);
+      payload = last_;
+    }
+    if (!payload) return current();
+    return protocol::read_reading(*payload, std::nullopt, 0.0);
+  }
+
   persist::Tables& tables_;
   const OpSet& set_;
+  detail::Runtime& runtime_;
+  const std::string topic_;  // the item's broadcast topic, "store.key."
+  mutable std::mutex last_mu_;
+  std::shared_ptr<const std::string> last_;  // the broadcast of the last transaction committed since the start
 };
 
 }  // namespace
