@@ -235,6 +235,38 @@ TEST_CASE("transactions of one batch are isolated: a failing one rolls back alon
   CHECK(f.query("SELECT COUNT(*) FROM fills") == Json::array({Json::array({ok})}));
 }
 
+TEST_CASE("one-op transactions of one batch are isolated too (they run without a SAVEPOINT)", "[tables]") {
+  Fixture f;
+  f.start();
+  // book.note inserts one row: every third one fails in the database (text is NOT NULL).
+  constexpr int n = 90;
+  for (int i = 0; i < n; ++i) {
+    Json value = {{"text", i % 3 == 0 ? Json(nullptr) : Json("n" + std::to_string(i))}};
+    f.dealer->request("t" + std::to_string(i), "SET", "book.note", Json({{"value", value}}).dump());
+  }
+  int ok = 0, failed = 0;
+  for (int replies = 0; replies < n;) {
+    auto m = f.dealer->recv();
+    REQUIRE(m);
+    if (m->at(2) != "REP") continue;
+    ++replies;
+    int i = std::stoi(m->at(1).substr(1));
+    Json rep = Json::parse(m->at(5));
+    if (i % 3 == 0) {
+      CHECK(error_type(rep) == "ValueError");
+      ++failed;
+    } else {
+      REQUIRE(error_type(rep).empty());
+      CHECK(rep.at("value").at("rows").at(0).at("text") == "n" + std::to_string(i));
+      ++ok;
+    }
+  }
+  CHECK(failed == n / 3);
+  CHECK(f.query("SELECT COUNT(*) FROM notes") == Json::array({Json::array({ok})}));
+  // Each committed one has its log entry, the failed ones none.
+  CHECK(f.query("SELECT COUNT(*) FROM _mktl_log WHERE item = 'note'") == Json::array({Json::array({ok})}));
+}
+
 TEST_CASE("each committed transaction is broadcast on the record item's topic", "[tables]") {
   Fixture f;
   f.start();

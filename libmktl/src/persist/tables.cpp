@@ -633,25 +633,32 @@ class Tables::Impl {
         job.error = fatal;
         continue;
       }
+      // A one-op transaction needs no SAVEPOINT: a statement that fails
+      // leaves nothing behind (SQLite undoes it), and should its log entry
+      // fail after it, the whole batch is rolled back (below).
+      const bool savepoint = job.set->ops.size() > 1;
+      bool unclean = false;
       try {
-        if (!step_done(savepoint_.get())) throw_db("savepoint");
+        if (savepoint && !step_done(savepoint_.get())) throw_db("savepoint");
         try {
-          run(job, time, with_changes);
-          if (!step_done(release_.get())) throw_db("release");
+          run(job, time, with_changes, unclean);
+          if (savepoint && !step_done(release_.get())) throw_db("release");
         } catch (...) {
-          if (!sqlite3_get_autocommit(db)) {
+          if (savepoint && !sqlite3_get_autocommit(db)) {
             step_done(rollback_to_.get());
             step_done(release_.get());
+            unclean = false;
           }
           throw;
         }
       } catch (...) {
         job.error = std::current_exception();
         // Some errors (disk full, I/O) end the whole transaction.
-        if (sqlite3_get_autocommit(db)) fatal = job.error;
+        if (unclean || sqlite3_get_autocommit(db)) fatal = job.error;
       }
     }
     if (fatal) {
+      if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
       for (auto& job : batch) job.error = fatal;
       failed_ += batch.size();
       return;
@@ -805,7 +812,10 @@ class Tables::Impl {
     return plan.statements.emplace(written, std::move(p)).first->second;
   }
 
-  void run(Job& job, double time, bool with_changes) {
+  // `unclean` is set while the transaction's changes stand without their log
+  // entry (a failure then can only be undone with the whole batch, unless
+  // the caller holds a SAVEPOINT).
+  void run(Job& job, double time, bool with_changes, bool& unclean) {
     const OpSet& set = *job.set;
     Committed& result = job.result;
     if (!job.ref.empty()) {
@@ -838,6 +848,7 @@ class Tables::Impl {
       run_op(set, i, plans, job.data, result, text, with_changes);
     }
     text.append("]}");
+    unclean = true;
     sqlite3_stmt* ins = log_insert_.get();
     sqlite3_reset(ins);
     sqlite3_bind_text64(ins, 1, result.ref.data(), result.ref.size(), SQLITE_STATIC, SQLITE_UTF8);
@@ -847,6 +858,7 @@ class Tables::Impl {
     int rc = sqlite3_step(ins);
     sqlite3_reset(ins);
     if (rc != SQLITE_DONE) throw_db("recording transaction " + result.ref);
+    unclean = false;
     result.seq = sqlite3_last_insert_rowid(db_.get());
     result.rows.assign(text, 8, text.size() - 9);  // without {"rows": and }
   }

@@ -8,8 +8,10 @@
 // loss, as far as the disk honours fsync).
 //
 // Batching: requests that arrive while the writer is busy share the next
-// COMMIT, each in its own SAVEPOINT, so one failing transaction never
-// disturbs the others. While requests arrive concurrently (the previous batch
+// COMMIT, each of several ops in its own SAVEPOINT, so one failing
+// transaction never disturbs the others (a one-op transaction needs none:
+// SQLite undoes a failed statement; only a failure to log it, an I/O error,
+// rolls back the whole batch). While requests arrive concurrently (the previous batch
 // held more than one), the writer also waits, at most `batch_wait_ms`, until
 // as many requests as the previous batch held are queued (the concurrency
 // seen), up to `batch_max` per COMMIT; a lone client is never delayed by that
