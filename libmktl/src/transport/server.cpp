@@ -39,6 +39,7 @@ struct ServerShared {
   bool closed = false;
   Wakeup wakeup;
   std::thread::id io_thread;
+  std::atomic<std::size_t> pending{0};  // Replies made by on_request and not yet answered
 
   void push(Outgoing&& out) {
     bool was_empty;
@@ -77,7 +78,9 @@ void Reply::send(std::string payload, std::optional<Bulk> bulk) {
 
 void Reply::send_shared(std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk) {
   auto shared = std::move(shared_);
-  if (!shared || !wants_rep_) return;
+  if (!shared) return;
+  shared->pending.fetch_sub(1, std::memory_order_relaxed);
+  if (!wants_rep_) return;
   Outgoing out;
   out.address = std::move(identity_);
   out.id = std::move(id_);
@@ -118,6 +121,7 @@ struct Server::Impl {
   LogLimit receive_failed_log{log, spdlog::level::warn};
   LogLimit dropped_log{log, spdlog::level::warn};
   LogLimit oversized_log{log, spdlog::level::warn};
+  LogLimit busy_log{log, spdlog::level::warn};  // requests refused at max_pending
   std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
 
   void run();
@@ -396,7 +400,18 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
   in.target = std::move(msg.target);
   in.payload = std::move(msg.payload);
 
+  if (shared->pending.load(std::memory_order_relaxed) >= options.max_pending) {
+    const std::string text = "the daemon is busy: " + thousands(options.max_pending) +
+                             " requests are waiting to be served (max_pending); try again later";
+    busy_log("{} {} refused: {}", protocol::type_name(in.type), in.target, text);
+    if (msg.wants_rep()) {
+      const std::string payload = protocol::error_payload("RuntimeError", text);
+      send_frames(identity, {kVersion, msg.id, kRep, in.target, std::string_view(), payload});
+    }
+    return;
+  }
   Reply reply;
+  shared->pending.fetch_add(1, std::memory_order_relaxed);
   reply.shared_ = shared;
   reply.identity_ = identity;
   reply.id_ = std::move(msg.id);

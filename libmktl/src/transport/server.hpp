@@ -67,6 +67,11 @@ struct ServerOptions {
   // single frame beyond twice this plus 1 MiB makes ZeroMQ drop the
   // connection instead of buffering it whole. 0 = no limit.
   std::uint64_t max_request_bytes = 128ull << 20;
+  // Requests handed to dispatch and not answered yet (waiting for item code,
+  // the disk or a transaction), at most: beyond it a request gets a
+  // RuntimeError REP at once, so that a flood of requests the daemon cannot
+  // serve as fast as they come is refused instead of queued without bound.
+  std::size_t max_pending = 10000;
   // CurveZMQ on both sockets, clients admitted by the policy's ZAP domain,
   // and each request checked against its ACL (PermissionError REP). Null =
   // plain sockets, every request served.
