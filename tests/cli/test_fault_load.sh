@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The short pass of scripts/load.sh (docs/reliability.md, "Faults and
+# load"): 20 clients x 100 requests, every one answered and matched to its
+# request, then 2 s floods of GETs and of persistent SETs from 4 raw DEALERs
+# that read nothing; markd survives them and still answers.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cli_init test_fault_load
+need_source
+skip_rest_unless_built "mktl_faults (MKTL_BUILD_BENCH=ON)" "$BIN/mktl_faults"
+
+run load timeout 60 "$SRC/scripts/load.sh" --clients 20 --requests 100 --dealers 4 --seconds 2 --bin "$BIN"
+expect_rc "load.sh" 0
+expect_match "every request answered, none mixed up" "$out" 'clients=20 requests=2000 answered=2000 wrong=0 failed=0 '
+expect_match "a GET flood" "$out" 'type=GET sent=[1-9]'
+expect_match "a SET flood" "$out" 'type=SET sent=[1-9]'
+expect_in "markd answers after the floods" "$out" "after the floods: markd answers"
+finish "load"
