@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -97,6 +98,10 @@ options:
                          largest request taken, all frames together (K, M
                          or G for KiB, MiB, GiB; default 128M; 0 = no
                          limit); a bigger one is answered with a ValueError
+      --hook-timeout S   seconds a request may wait for its item's code
+                         before it is answered with TimeoutError, and a
+                         worker held by item code is replaced (default 60;
+                         0 = no deadline)
   -v, --verbose          more log output (repeat for debug)
   -d, --debug            debug log output
   -h, --help             show this help and exit
@@ -150,6 +155,7 @@ struct Options {
   std::string broadcast;
   int workers = 4;
   std::uint64_t max_request_bytes = 128ull << 20;
+  double hook_timeout = 60;
   int verbosity = 0;
 };
 
@@ -160,6 +166,15 @@ int parse_int(const std::string& option, const char* text, int min, int max) {
   if (ec != std::errc() || end != s.data() + s.size() || value < min || value > max)
     throw UsageError("--" + option + ": expected an integer from " + std::to_string(min) + " to " +
                      std::to_string(max) + ", got '" + std::string(s) + "'");
+  return value;
+}
+
+double parse_seconds(const std::string& option, const char* text) {
+  std::string_view s(text);
+  double value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(value) || value < 0 || value > 86400)
+    throw UsageError("--" + option + ": expected seconds from 0 to 86400, got '" + std::string(s) + "'");
   return value;
 }
 
@@ -183,7 +198,7 @@ std::string lower(std::string s) {
 
 // Returns nullopt after printing --help.
 std::optional<Options> parse_command_line(int argc, char** argv) {
-  enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers, kMkio, kMigrate };
+  enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers, kMkio, kMigrate, kHookTimeout };
   enum { kMaxRequestBytes = 512 };
   static const option long_options[] = {
       {"catalog", required_argument, nullptr, 'c'},  {"module", required_argument, nullptr, 'm'},
@@ -194,8 +209,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"broadcast", required_argument, nullptr, kBroadcast},
       {"no-discovery", no_argument, nullptr, kNoDiscovery},
       {"workers", required_argument, nullptr, kWorkers},
-      {"max-request-bytes", required_argument, nullptr, kMaxRequestBytes},
       {"security", required_argument, nullptr, 'S'},
+      {"max-request-bytes", required_argument, nullptr, kMaxRequestBytes},
+      {"hook-timeout", required_argument, nullptr, kHookTimeout},
       {"mkio", required_argument, nullptr, kMkio},   {"migrate", no_argument, nullptr, kMigrate},
       {"verbose", no_argument, nullptr, 'v'},        {"debug", no_argument, nullptr, 'd'},
       {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
@@ -225,6 +241,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kBroadcast: opts.broadcast = optarg; break;
       case kNoDiscovery: opts.discovery = false; break;
       case kWorkers: opts.workers = parse_int("workers", optarg, 1, 1024); break;
+      case kHookTimeout: opts.hook_timeout = parse_seconds("hook-timeout", optarg); break;
       case kMkio: opts.mkio = optarg; break;
       case kMigrate: opts.migrate = true; break;
       case ':':
@@ -346,6 +363,7 @@ int run(const Options& opts) {
   options.hostname = opts.hostname;
   options.workers = opts.workers;
   options.max_request_bytes = opts.max_request_bytes;
+  options.hook_timeout = opts.hook_timeout;
   options.override_registry = opts.override_registry;
   options.discovery = opts.discovery;
   if (!opts.appconfig.empty()) options.appconfig = mktl::load_json_file(opts.appconfig);

@@ -45,6 +45,12 @@ struct DaemonOptions {
   // twice this plus 1 MiB drops the connection before it is buffered whole
   // (markd --max-request-bytes). 0 = no limit.
   std::uint64_t max_request_bytes = 128ull << 20;
+  // Seconds a request may wait for its item's hooks (req_get, validate,
+  // req_set): past that it is answered with TimeoutError, and a worker
+  // thread still held by item code (a hook's or a poll's) is replaced so
+  // that other items keep working. Stopping waits this long for hooks in
+  // flight. 0 = no deadline.
+  double hook_timeout = 60;
   // Free-form configuration for the subclass (markd's --appconfig).
   Json appconfig = Json::object();
   // Replace a conflicting block at registries (markd --override).

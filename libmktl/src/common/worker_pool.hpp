@@ -2,13 +2,13 @@
 // time, in order, on the pool (one strand per item keeps its hooks serial).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 namespace mktl::detail {
 
@@ -21,22 +21,28 @@ std::function<void()> share_task(F&& f) {
 
 class WorkerPool {
  public:
+  using Clock = std::chrono::steady_clock;
   explicit WorkerPool(int threads);
-  ~WorkerPool();  // finishes queued tasks, then joins
+  ~WorkerPool();  // finishes queued tasks, then joins (see shutdown)
   void post(std::function<void()> task);
   // Blocks until no task is queued or running.
   void wait_idle();
-  void shutdown();
+  // Finishes queued tasks and joins the threads. With a `grace` > 0, waits at
+  // most that long for the tasks: threads still held by one then are
+  // detached (logged; what they share with the pool stays alive until they
+  // end) and the queued tasks are dropped. Item code that never returns
+  // would otherwise hang the daemon's stop.
+  void shutdown(std::chrono::nanoseconds grace = {});
+  // Gives up on the threads running one task since before `cutoff` (user code
+  // that blocks): each gets a fresh thread in its place, so the pool keeps
+  // its size for the other tasks, and retires when its task ends. At most
+  // `max_stuck` threads are given up on at once. Returns how many were now.
+  int replace_stuck(Clock::time_point cutoff, int max_stuck = 64);
+  int stuck() const;
 
  private:
-  void run();
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::condition_variable idle_cv_;
-  std::deque<std::function<void()>> tasks_;
-  int busy_ = 0;
-  bool stopping_ = false;
-  std::vector<std::jthread> threads_;
+  struct State;
+  std::shared_ptr<State> state_;
 };
 
 // Tasks posted to one Strand run serially, in posting order, on the pool.

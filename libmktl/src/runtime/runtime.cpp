@@ -8,6 +8,7 @@
 #include <mktl/catalog.hpp>
 #include <mktl/error.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace mktl::detail {
@@ -15,8 +16,8 @@ namespace mktl::detail {
 namespace {
 
 // Runs `work` and answers with its payload, or with the error it threw.
-template <class Work>
-void answer(transport::Reply& reply, Work&& work) {
+template <class Reply, class Work>
+void answer(Reply& reply, Work&& work) {
   try {
     work();
   } catch (const Error& e) {
@@ -64,6 +65,7 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
   auto log = logger("mktl.runtime");
   start_time_ = now();
   pool_ = std::make_unique<WorkerPool>(options_.workers);
+  watchdog_ = std::make_unique<HookWatchdog>(*pool_, options_.hook_timeout);
   scheduler_ = std::make_unique<Scheduler>();
   std::uint64_t next_id = 1;
   bool any_persist = false;
@@ -141,7 +143,12 @@ void Runtime::stop() {
   if (!running_.exchange(false)) return;
   if (server_) server_->stop_receiving();
   if (scheduler_) scheduler_->stop();
-  if (pool_) pool_->shutdown();  // finishes requests in flight
+  // Finishes requests in flight, waiting at most the hook timeout for item
+  // code; the watchdog runs meanwhile and answers those that miss it.
+  if (pool_)
+    pool_->shutdown(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(std::max(0.0, options_.hook_timeout))));
+  if (watchdog_) watchdog_->stop();
   for (auto it = drains_.rbegin(); it != drains_.rend(); ++it) {
     try {
       (*it)();
@@ -290,7 +297,10 @@ void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incom
       reply.send(protocol::value_payload(nullptr, now()));
     return;
   }
-  core->strand->post(share_task([core, request = std::move(request), reply = std::move(reply)]() mutable {
+  auto guarded = watchdog_->watch(std::move(reply), core->full_key + " req_get");
+  core->strand->post(share_task([core, request = std::move(request), guarded]() mutable {
+    if (!guarded->begin()) return;  // timed out while it waited: the hook does not run
+    auto& reply = *guarded;
     answer(reply, [&] {
       Item* item;
       {
@@ -310,7 +320,7 @@ void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incom
 }
 
 void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {
-  auto apply = [this, core](transport::Incoming& request, transport::Reply& reply) {
+  auto apply = [this, core](transport::Incoming& request, auto& reply) {
     answer(reply, [&] {
       Item* item;
       {
@@ -339,8 +349,9 @@ void Runtime::handle_set(const std::shared_ptr<ItemCore>& core, transport::Incom
     });
   };
   if (core->inline_set && core->strand->run_if_idle([&] { apply(request, reply); })) return;
-  core->strand->post(share_task([apply, request = std::move(request), reply = std::move(reply)]() mutable {
-    apply(request, reply);
+  auto guarded = watchdog_->watch(std::move(reply), core->full_key + " req_set");
+  core->strand->post(share_task([apply, request = std::move(request), guarded]() mutable {
+    if (guarded->begin()) apply(request, *guarded);
   }));
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "runtime/scheduler.hpp"
+#include "runtime/watchdog.hpp"
 #include "common/worker_pool.hpp"
 #include "transport/server.hpp"
 
@@ -81,6 +82,8 @@ class Runtime {
   // `row:` topics). Nothing is sent unless the runtime is running.
   void publish_raw(std::string topic, std::shared_ptr<const std::string> payload);
   double start_time() const { return start_time_; }
+  // Requests answered with TimeoutError because a hook did not answer in time.
+  std::uint64_t hook_timeouts() const { return watchdog_ ? watchdog_->expired() : 0; }
 
  private:
   void dispatch(transport::Incoming&& request, transport::Reply reply);
@@ -93,6 +96,7 @@ class Runtime {
   const DaemonOptions& options_;
   std::unordered_map<std::string, std::shared_ptr<ItemCore>> by_target_;  // "store.key"
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<HookWatchdog> watchdog_;  // after pool_: it refers to it
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<transport::Server> server_;
   std::unique_ptr<persist::Store> persist_;
