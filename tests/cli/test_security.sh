@@ -110,4 +110,24 @@ expect_in "naming the path and chmod 600" "$err" "secret key file $keys/alice.ke
 expect_in "with the fix" "$err" "chmod 600 $keys/alice.key"
 chmod 600 "$keys/alice.key"
 
+# ---- through a registry: a client with an empty cache learns the daemon's
+# key from the block the registry relays (the daemon announced it).
+if [[ -x $MKTL_BIN/mkregistryd ]]; then
+  start registry '^mkregistryd: ready rep=[0-9]+ udp=[0-9]+$' "$MKTL_BIN/mkregistryd" --bind 127.0.0.1 \
+    --hostname 127.0.0.1
+  start markd2 '^markd: remote remote1 ready rep=[0-9]+ pub=[0-9]+$' "$MKTL_BIN/markd" --bind 127.0.0.1 \
+    --hostname 127.0.0.1 --broadcast 127.255.255.255 --security "$work/security.json" -c "$work/items.json" \
+    remote remote1
+  mkdir -p "$work/client-home"
+  run remote_alice env MKTL_HOME="$work/client-home" "$MKTL_BIN/mk" -w 10 --key "$keys/alice.key" get remote.temp
+  expect_out "alice finds the store through the registry and gets over CURVE" "temp: 20.5"
+  expect_in "the block she cached names the daemon's key" "$(cat "$work"/client-home/client/cache/remote/*.json)" \
+    "\"curve\":\"$daemon_pub\""
+  run remote_nokey env MKTL_HOME="$work/client-home" "$MKTL_BIN/mk" -w 10 get remote.temp
+  expect_rc "without a key the same client fails" 1
+  expect_in "saying the daemon requires CURVE" "$err" "requires CURVE"
+else
+  echo "note: mkregistryd is not built: the registry path is not checked"
+fi
+
 finish test_security
