@@ -14,6 +14,7 @@ packages=(
   # only its checkout, MKTL_REFERENCE).
   avahi-daemon dbus python3 python3-zmq python3-numpy iproute2 procps
   man-db  # test_install.sh renders the installed man pages with man -l
+  clang-14 libfuzzer-14-dev  # scripts/fuzz.sh: the libFuzzer targets of tests/fuzz/
 )
 
 missing=()

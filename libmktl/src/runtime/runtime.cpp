@@ -264,6 +264,15 @@ void Runtime::dispatch(transport::Incoming&& request, transport::Reply reply) {
     handle_set(it->second, std::move(request), std::move(reply));
 }
 
+std::vector<std::vector<std::string>> Runtime::exchange(std::vector<std::string> frames) {
+  if (!running_) throw RuntimeError("Runtime::exchange before start()");
+  if (!exchange_server_)
+    exchange_server_ = std::make_unique<transport::Server>(
+        transport::ServerOptions{},
+        [this](transport::Incoming&& request, transport::Reply reply) { dispatch(std::move(request), std::move(reply)); });
+  return exchange_server_->exchange(std::move(frames), [this] { pool_->wait_idle(); });
+}
+
 void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {
   if (!core->gettable) {
     reply.error("TypeError", core->full_key.substr(daemon_.store().size() + 1) + " is not a gettable item");

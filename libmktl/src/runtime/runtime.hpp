@@ -82,6 +82,12 @@ class Runtime {
   // `row:` topics). Nothing is sent unless the runtime is running.
   void publish_raw(std::string topic, std::shared_ptr<const std::string> payload);
   double start_time() const { return start_time_; }
+  // For the fuzzer (tests/fuzz/): one request through the daemon's whole
+  // request path without sockets (transport::Server::exchange on a server of
+  // its own with this runtime's dispatch), waiting until every hook it caused
+  // has run. Returns the frame sets the ROUTER would send. After start(),
+  // from one thread at a time.
+  std::vector<std::vector<std::string>> exchange(std::vector<std::string> frames);
   // Requests answered with TimeoutError because a hook did not answer in time.
   std::uint64_t hook_timeouts() const { return watchdog_ ? watchdog_->expired() : 0; }
 
@@ -99,6 +105,7 @@ class Runtime {
   std::unique_ptr<HookWatchdog> watchdog_;  // after pool_: it refers to it
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<transport::Server> server_;
+  std::unique_ptr<transport::Server> exchange_server_;  // exchange()'s, never started
   std::unique_ptr<persist::Store> persist_;
   std::vector<std::function<void()>> drains_;
   std::atomic<bool> running_{false};

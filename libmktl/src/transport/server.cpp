@@ -123,6 +123,7 @@ struct Server::Impl {
   LogLimit oversized_log{log, spdlog::level::warn};
   LogLimit busy_log{log, spdlog::level::warn};  // requests refused at max_pending
   std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
+  std::vector<std::vector<std::string>>* captured = nullptr;  // exchange(): frames go here, not to the ROUTER
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
@@ -208,7 +209,31 @@ void Server::publish(std::string topic, std::shared_ptr<const std::string> paylo
   impl_->shared->push(std::move(out));
 }
 
+std::vector<std::vector<std::string>> Server::exchange(std::vector<std::string> frames,
+                                                     const std::function<void()>& settle) {
+  auto& I = *impl_;
+  if (I.thread.joinable()) throw RuntimeError("Server::exchange needs a server that was not started");
+  std::vector<std::vector<std::string>> sent;
+  I.captured = &sent;
+  struct Release {
+    Impl& impl;
+    ~Release() { impl.captured = nullptr; }
+  } release{I};
+  std::vector<zmq::message_t> messages;
+  // recv_multipart keeps at most 16 frames of a message: so does this.
+  for (std::size_t i = 0; i < frames.size() && i < 16; ++i) messages.emplace_back(frames[i].data(), frames[i].size());
+  I.on_request(messages);
+  if (settle) settle();
+  I.drain_queue();
+  return sent;
+}
+
 void Server::Impl::send_frames(const std::string& identity, std::initializer_list<std::string_view> frames) {
+  if (captured) {
+    auto& sent = captured->emplace_back(1, identity);
+    sent.insert(sent.end(), frames.begin(), frames.end());
+    return;
+  }
   try {
     router.send(zmq::buffer(identity), zmq::send_flags::sndmore);
     std::size_t i = 0, n = frames.size();
@@ -219,6 +244,15 @@ void Server::Impl::send_frames(const std::string& identity, std::initializer_lis
 }
 
 void Server::Impl::send_out(Outgoing& out) {
+  if (captured) {
+    if (out.broadcast) return;
+    captured->push_back({out.address, kVersion, out.id, kRep, out.target, std::string(), *out.payload});
+    if (out.bulk) {
+      auto bytes = out.bulk->bytes();
+      captured->back().emplace_back(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+    return;
+  }
   try {
     if (out.broadcast) {
       if (pub) send_broadcast(out);

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mktl::transport {
 
@@ -101,6 +102,14 @@ class Server {
   // Queue a broadcast [topic, 'a', payload(, bulk)]; any thread. The payload
   // is shared, never re-serialised per subscriber.
   void publish(std::string topic, std::shared_ptr<const std::string> payload, std::optional<Bulk> bulk = std::nullopt);
+
+  // The request path without sockets, for the fuzzer (tests/fuzz/): on a
+  // Server that was never start()ed, runs `frames` (the ROUTER identity
+  // first, as recv_multipart gives them) through the I/O thread's own
+  // decoding, ACK and dispatch, then `settle` (which waits for the work the
+  // dispatch handed elsewhere), then the reply queue. Returns every frame set
+  // the ROUTER would have sent, identity first. One caller at a time.
+  std::vector<std::vector<std::string>> exchange(std::vector<std::string> frames, const std::function<void()>& settle);
 
   // Broadcasts that found a subscriber's queue full (pub_hwm reached) since
   // start. Each one still reached every other subscriber. ZeroMQ then sets
