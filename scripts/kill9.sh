@@ -57,6 +57,7 @@ if [[ $txn == yes ]]; then
 fi
 
 now_ms() { date +%s%3N; }
+echo "kill9: $(date -u '+%F %H:%M') UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 acked=0 lost=0 inflight=0 txns=0 txn_lost=0
 restart_ms=()
 
