@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The short pass of scripts/load.sh (docs/reliability.md, "Faults and
 # load"): 20 clients x 100 requests, every one answered and matched to its
-# request, then 2 s floods of GETs and of persistent SETs from 4 raw DEALERs
+# request, then 1 s floods of GETs and of persistent SETs from 4 raw DEALERs
 # that read nothing: the SETs beyond 10,000 waiting are refused with an
 # error; markd survives and still answers.
 set -euo pipefail
@@ -10,7 +10,7 @@ cli_init test_fault_load
 need_source
 skip_rest_unless_built "mktl_faults (MKTL_BUILD_BENCH=ON)" "$BIN/mktl_faults"
 
-run load timeout 60 "$SRC/scripts/load.sh" --clients 20 --requests 100 --dealers 4 --seconds 2 --bin "$BIN"
+run load timeout 60 "$SRC/scripts/load.sh" --clients 20 --requests 100 --dealers 4 --seconds 1 --bin "$BIN"
 expect_rc "load.sh" 0
 expect_match "every request answered, none mixed up" "$out" 'clients=20 requests=2000 answered=2000 wrong=0 failed=0 '
 expect_match "a GET flood" "$out" 'type=GET sent=[1-9]'
