@@ -13,10 +13,13 @@
 // Groups: rt (sequential round trips), inflight (64 in flight, fire and
 // forget), bcast (broadcasts), bulk (8 MiB), mk (`mk get` as a process),
 // startup (10,000-item daemon), txn (committed transactions through `markd
-// --mkio` against a raw SQLite loop, see run_txn), reference (with
+// --mkio` against a raw SQLite loop, see run_txn), live (live collections
+// against plain item broadcasts of the same markd, bench/live_group.cpp),
+// reference (with
 // $MKTL_REFERENCE: the Python reference's daemon and client on the same
 // workloads, see run_reference).
 #include "bench_util.hpp"
+#include "live_group.hpp"
 
 #include <mktl/mktl.hpp>
 
@@ -1051,6 +1054,20 @@ std::vector<Target> evaluate(const Results& r) {
   info_ratio("(info) mktl GET / raw client on the same mktl daemon, 64 in flight", "mktl_get64",
              "raw_to_daemon_inflight");
   info_ratio("(info) transactions, 1 in flight / raw SQLite loop, 1 per COMMIT", "mktl_txn1", "raw_txn1");
+  // Live collections (bench/live_group.cpp): SETs at 64 in flight on one markd.
+  ratio_target("live: stream changes received / plain item broadcasts", "live_stream", "live_plain", 0.5);
+  info_ratio("(info) live: stream through CollectionView / plain item broadcasts", "live_view", "live_plain");
+  info_ratio("(info) live: keyed through CollectionView / plain item broadcasts", "live_keyed", "live_plain");
+  info_ratio("(info) live: stream, 16 rows per transaction / plain item broadcasts", "live_stream16", "live_plain");
+  info_ratio("(info) live: stream changes received / transactions answered", "live_stream", "live_stream_set");
+  info_ratio("(info) live: transactions / plain SETs answered", "live_stream_set", "live_plain_set");
+  if (r.find("live_stream") && r.find("mktl_bcast")) {
+    // Not interleaved (group bcast runs first): a ratio of medians.
+    double a = bench::median(r.find("live_stream")->values), b = bench::median(r.find("mktl_bcast")->values);
+    targets.push_back(Target{"(info) live: stream changes / Item::publish broadcasts (group bcast)",
+                             fixed(b > 0 ? a / b : 0, 2) + "× (" + show(a, Unit::rate) + " vs " + show(b, Unit::rate) + ")",
+                             "—", false, false, true});
+  }
   abs_target("bulk GET of 8 MiB", "mktl_bulk_get", 1e9, true, "≥ 1 GB/s");
   abs_target("bulk PUB of 8 MiB", "mktl_bulk_pub", 1e9, true, "≥ 1 GB/s");
   abs_target("`mk get` of one key, whole process", "mk_get", 10, false, "< 10 ms");
@@ -1099,7 +1116,7 @@ Options parse(int argc, char** argv) {
       for (std::string g; std::getline(s, g, ',');) o.only.insert(g);
     } else if (a == "-h" || a == "--help") {
       std::cout << "usage: mktl_bench [--reps N] [--duration S] [--quick]\n"
-                   "                  [--only rt,inflight,bcast,bulk,mk,startup,txn,reference]\n"
+                   "                  [--only rt,inflight,bcast,bulk,mk,startup,txn,live,reference]\n"
                    "                  [--markdown FILE] [--mk PATH] [--markd PATH] [--txn-idle]\n"
                    "--txn-idle: no thread wakes the CPUs every 100 us during the transactions\n"
                    "(group txn); on a VM, an fsync that finds its CPU idle then waits for a\n"
@@ -1470,6 +1487,15 @@ void run_all(const Options& o, Results& R) {
   if (o.wants("txn")) {
     log("transactions");
     run_txn(o, R);
+  }
+  if (o.wants("live")) {
+    log("live collections");
+    for (auto& s : bench::live::run({o.reps, o.duration, o.quick, o.markd})) {
+      Unit unit = s.unit == bench::live::Unit::ms ? Unit::ms : s.unit == bench::live::Unit::count ? Unit::count : Unit::rate;
+      auto& series = R.get(s.name, s.what, unit);
+      series.values = s.values;
+      series.note = s.note;
+    }
   }
   if (o.wants("reference")) run_reference(o, R);
 }
