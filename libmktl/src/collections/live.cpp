@@ -20,6 +20,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 
 namespace mktl::collections {
@@ -360,9 +361,18 @@ class Live::Impl {
 
   // ---- publishing ------------------------------------------------------------
 
-  void send(State& s, Json message) {
-    message["epoch"] = s.stream() ? "" : epoch_;
-    auto payload = std::make_shared<const std::string>(json::dump(message));
+  // Publishes `message` (an object without "epoch") with the collection's
+  // epoch, spliced into the encoded text so that the message (which a
+  // change's caller keeps in its ring or log) is neither copied nor changed.
+  void send(State& s, const Json& message) {
+    std::string text;
+    json::dump_to(text, message);
+    text.pop_back();  // the closing brace
+    if (!message.empty()) text += ',';
+    text += "\"epoch\":";
+    text += s.stream() ? std::string_view("\"\"") : std::string_view(epoch_text_);
+    text += '}';
+    auto payload = std::make_shared<const std::string>(std::move(text));
     publisher_(s.topic, payload);
     // A reset names no row: it goes out on the collection's topic only.
     auto rowid = message.find("rowid");
@@ -385,17 +395,17 @@ class Live::Impl {
     s.last_time = time;
     s.last_ref = ref;
     ++s.published;
+    send(s, change);
     if (s.stream()) {
-      s.ring.push_back(change);
+      s.ring.push_back(std::move(change));
       while (s.ring.size() > static_cast<std::size_t>(s.config.buffer_size)) {
         s.ring_floor = s.ring.front()["seq"].get<std::int64_t>();
         s.ring.pop_front();
       }
     } else {
-      s.log.push_back(change);
+      s.log.push_back(std::move(change));
       while (s.log.size() > static_cast<std::size_t>(s.config.change_log_size)) s.log.pop_front();
     }
-    send(s, std::move(change));
   }
 
   void publish_reset(State& s) {
@@ -406,7 +416,7 @@ class Live::Impl {
     message["reset"] = true;
     message["seq"] = s.seq;
     message["time"] = now();
-    send(s, std::move(message));
+    send(s, message);
   }
 
   // A stream row: appended (and published when `announce`) if it is newer than seq.
@@ -767,6 +777,7 @@ class Live::Impl {
   persist::Tables& tables_;
   Publisher publisher_;
   const std::string epoch_;
+  const std::string epoch_text_ = json::dump(Json(epoch_));  // as JSON text
   std::size_t bus_size_ = 100000;
   std::vector<std::unique_ptr<State>> states_;
   std::map<std::string, std::size_t> by_name_;
