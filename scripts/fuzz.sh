@@ -6,7 +6,7 @@
 # invariant fails the script (exit 1), naming the input libFuzzer saved.
 #
 # Usage: scripts/fuzz.sh [--seconds N] [--target NAME]... [--parallel P] [--build-dir DIR]
-#   --seconds N   time per target (default $MKTL_FUZZ_SECONDS, else 20)
+#   --seconds N   time per target (default $MKTL_FUZZ_SECONDS, else 15)
 #   --target NAME run only this target (daemon_request, expr, ...); repeatable
 #   --parallel P  targets run at a time (default 2)
 # scripts/test.sh runs it as its last stage; a long run is the same command
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${MKTL_FUZZ_SECONDS:-20}
+seconds=${MKTL_FUZZ_SECONDS:-15}
 parallel=2
 dir=build-fuzz
 targets=()

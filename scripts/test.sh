@@ -2,7 +2,7 @@
 # The test command: installs what is missing, builds with warnings as errors,
 # runs the whole suite, then builds and runs it again under AddressSanitizer
 # and UBSan, then fuzzes every tests/fuzz/ target for a bounded time
-# (scripts/fuzz.sh; MKTL_FUZZ_SECONDS per target, default 20).
+# (scripts/fuzz.sh; MKTL_FUZZ_SECONDS per target, default 15).
 # Usage: scripts/test.sh [--quick]   (--quick skips the sanitizer pass and the fuzz stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +36,9 @@ if [[ "${1:-}" != "--quick" ]]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DMKTL_SANITIZE=ON
   # A bounded fuzz run of every tests/fuzz/ target (clang-14 + libFuzzer, which
-  # deps.sh installs): MKTL_FUZZ_SECONDS per target (default 20), two at a time.
+  # deps.sh installs): MKTL_FUZZ_SECONDS per target (default 15), two at a time.
   if command -v clang++-14 >/dev/null && dpkg-query -W -f='${Status}' libfuzzer-14-dev 2>/dev/null | grep -q "ok installed"; then
-    bash scripts/fuzz.sh --seconds "${MKTL_FUZZ_SECONDS:-20}"
+    bash scripts/fuzz.sh --seconds "${MKTL_FUZZ_SECONDS:-15}"
   else
     echo "== fuzz stage skipped: clang-14 or libfuzzer-14-dev is missing"
   fi
