@@ -8,6 +8,7 @@
 
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -123,6 +124,7 @@ struct Server::Impl {
   LogLimit oversized_log{log, spdlog::level::warn};
   LogLimit busy_log{log, spdlog::level::warn};  // requests refused at max_pending
   std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
+  std::size_t batch_sent = 0;   // how much of `batch` has gone out
   std::vector<std::vector<std::string>>* captured = nullptr;  // exchange(): frames go here, not to the ROUTER
 
   void run();
@@ -224,7 +226,8 @@ std::vector<std::vector<std::string>> Server::exchange(std::vector<std::string> 
   for (std::size_t i = 0; i < frames.size() && i < 16; ++i) messages.emplace_back(frames[i].data(), frames[i].size());
   I.on_request(messages);
   if (settle) settle();
-  I.drain_queue();
+  while (I.drain_queue()) {
+  }
   return sent;
 }
 
@@ -329,15 +332,28 @@ void Server::Impl::drain_subscriptions() {
   }
 }
 
+// Sends at most kSendTurn of what other threads queued, so that a flood of
+// broadcasts (an item published in a tight loop) cannot keep requests
+// waiting: the I/O loop reads requests between turns. True while more waits.
 bool Server::Impl::drain_queue() {
-  {
-    std::lock_guard lock(shared->mutex);
-    batch.swap(shared->queue);
+  constexpr std::size_t kSendTurn = 1024;
+  std::size_t budget = kSendTurn;
+  while (true) {
+    if (batch_sent == batch.size()) {
+      batch.clear();  // both vectors keep their capacity: no allocation per burst
+      batch_sent = 0;
+      {
+        std::lock_guard lock(shared->mutex);
+        batch.swap(shared->queue);
+      }
+      // Empty now, so the next push wakes the I/O thread again.
+      if (batch.empty()) return false;
+    }
+    if (budget == 0) return true;
+    const std::size_t end = std::min(batch.size(), batch_sent + budget);
+    budget -= end - batch_sent;
+    for (; batch_sent < end; ++batch_sent) send_out(batch[batch_sent]);
   }
-  for (auto& out : batch) send_out(out);
-  bool any = !batch.empty();
-  batch.clear();  // both vectors keep their capacity: no allocation per burst
-  return any;
 }
 
 // A request over max_request_bytes: an error REP when its id can be read,
@@ -466,10 +482,11 @@ void Server::Impl::run() {
   };
   if (pub) items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
   std::vector<zmq::message_t> frames;
+  bool backlog = false;  // queued replies and broadcasts not sent yet
   while (true) {
     items[0].events = receiving ? ZMQ_POLLIN : 0;
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(-1));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(backlog ? 0 : -1));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       log->error("poll failed: {}", e.what());
@@ -477,7 +494,7 @@ void Server::Impl::run() {
     }
     if (items[1].revents & ZMQ_POLLIN) shared->wakeup.drain();
     if (items.size() > 2 && (items[2].revents & ZMQ_POLLIN)) drain_subscriptions();
-    drain_queue();
+    backlog = drain_queue();
     if (stopping) break;
     if (!receiving) continue;
     // Take a bounded burst of requests, then give queued replies a turn.
@@ -491,13 +508,14 @@ void Server::Impl::run() {
       on_request(frames);
       if (burst % 32 == 31) drain_queue();
     }
-    drain_queue();
+    backlog = drain_queue();
   }
   // Close: refuse further replies, send what is queued.
   {
     std::lock_guard lock(shared->mutex);
     shared->closed = true;
   }
+  for (; batch_sent < batch.size(); ++batch_sent) send_out(batch[batch_sent]);
   std::vector<Outgoing> rest;
   {
     std::lock_guard lock(shared->mutex);
