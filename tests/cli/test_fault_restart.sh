@@ -4,8 +4,8 @@
 # (mktl_faults follow). On the same ports both clients' subscriptions resume
 # by themselves; while markd is down each GET fails with a clear error
 # within about a second instead of hanging; after the restart on new ports
-# the C++ client's GETs find the daemon again. (Subscriptions resuming after
-# a move to new ports is not checked here: see docs/reliability.md.)
+# the C++ client's GETs find the daemon again, and both subscriptions follow
+# it, showing the value set after the move.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cli_init test_fault_restart
@@ -23,4 +23,5 @@ else
   fail "a GET took too long while markd was down: '$longest' s"
 fi
 expect_match "new ports: the C++ client's GETs find the daemon again" "$(sed -n '/^new ports: rep/,$p' <<<"$out")" 'follow: GETs answered again [0-9]+ ms after the ready line'
+expect_match "new ports: both subscriptions follow the daemon" "$out" 'new ports: mk watch resumed; follow resumed, new value [0-9]+ ms after its SET'
 finish "restart"

@@ -144,6 +144,10 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     std::string key;
     std::string payload;
     std::optional<Bulk> bulk;
+    // Set for a GET's answer standing in for broadcasts missed while a
+    // subscription moved: only Reading callbacks take it (a payload
+    // callback, a collection's, expects the broadcast's own members).
+    bool refreshed = false;
   };
   std::unique_ptr<detail::WorkerPool> callback_pool = std::make_unique<detail::WorkerPool>(2);
   std::mutex strands_mutex;
@@ -158,6 +162,10 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::unique_ptr<detail::DirectRequests> direct;
 
   void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) override {
+    post_event(Event{std::move(key), std::move(payload), std::move(bulk)});
+  }
+
+  void post_event(Event ev) {
     if (queued.load(std::memory_order_relaxed) >= max_queued) {
       if (dropped.fetch_add(1) % 1000 == 0)
         logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", dropped.load());
@@ -166,12 +174,12 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     std::shared_ptr<detail::Strand> strand;
     {
       std::lock_guard lock(strands_mutex);
-      auto& s = strands[key];
+      auto& s = strands[ev.key];
       if (!s) s = std::make_shared<detail::Strand>(*callback_pool);
       strand = s;
     }
     ++queued;
-    strand->post(detail::share_task([this, ev = Event{std::move(key), std::move(payload), std::move(bulk)}]() mutable {
+    strand->post(detail::share_task([this, ev = std::move(ev)]() mutable {
       --queued;
       if (!stopping) deliver(ev);
     }));
@@ -187,6 +195,8 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     }
     Reading r;
     Json whole;  // parsed only when a payload callback wants it
+    if (ev.refreshed)
+      std::erase_if(targets, [](const auto& entry) { return static_cast<bool>(entry->payload_callback); });
     bool any_reading = false, any_payload = false;
     for (auto& entry : targets) (entry->payload_callback ? any_payload : any_reading) = true;
     try {
@@ -478,6 +488,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // live now; forgets publishers nobody listens to any more.
   void move_subscriptions(const std::set<std::string>& pubs) {
     std::set<std::string> still_used;
+    std::vector<std::pair<std::string, std::string>> moved;  // key, its daemon's rep
     {
       std::lock_guard lock(mutex);
       for (auto& [key, pub] : sub_endpoint) {
@@ -496,6 +507,19 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
         engine->subscribe(k->second.pub, protocol::topic(key));
         engine->unsubscribe(pub, protocol::topic(key));
         pub = k->second.pub;
+        moved.emplace_back(key, k->second.rep);
+      }
+    }
+    // What was broadcast while the subscription was away is not sent again:
+    // the current value is asked for and handed to the callbacks instead.
+    for (auto& [key, rep] : moved) {
+      try {
+        auto answer = exchange(rep, protocol::MessageType::GET, key, std::string(), 2.0);
+        Event ev{key, std::move(answer.payload), std::move(answer.bulk)};
+        ev.refreshed = true;
+        post_event(std::move(ev));
+      } catch (const std::exception& e) {
+        logger("mktl.client")->debug("{}: the value after the move was not read: {}", key, e.what());
       }
     }
     std::lock_guard lock(relocate_mutex);
