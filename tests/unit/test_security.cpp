@@ -197,7 +197,7 @@ struct SecureFixture {
 
 }  // namespace
 
-TEST_CASE("CURVE daemon: the catalog announces its key; an authorised client gets, sets and subscribes",
+TEST_CASE("CURVE daemon: the catalog announces its key and an authorised client gets, sets and subscribes",
           "[security][net]") {
   if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
   SecureFixture f;
@@ -221,7 +221,7 @@ TEST_CASE("CURVE daemon: the catalog announces its key; an authorised client get
   CHECK(alice->get_async("demo.temp").get().value == Json(20.5));
 }
 
-TEST_CASE("CURVE daemon: ACL refusals are PermissionError; broadcasts need subscribe rights", "[security][net]") {
+TEST_CASE("CURVE daemon: ACL refusals are PermissionError and broadcasts need subscribe rights", "[security][net]") {
   if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
   SecureFixture f;
   auto alice = f.client("alice");
@@ -331,7 +331,7 @@ TEST_CASE("CURVE daemon: unknown keys and plain-text clients get nothing", "[sec
   CHECK((*got)[0] == "demo.setpoint.");
 }
 
-TEST_CASE("CURVE daemon: a pinned server key reaches it through connect(); a wrong one does not", "[security][net]") {
+TEST_CASE("CURVE daemon: a pinned server key reaches it through connect() but a wrong one does not", "[security][net]") {
   if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
   SecureFixture f;
   auto o = test::client_options(f.home);  // no shared cache: only connect()
