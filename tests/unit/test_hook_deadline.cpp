@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <stdexcept>
 
 using namespace std::chrono_literals;
 using mktl::Json;
@@ -20,12 +21,17 @@ class Stuck : public mktl::Item {
   void req_set(const mktl::Reading& r) override {
     ++entered;
     released.wait();
+    const bool fail = fail_after_release;
     last = r.value.get<int>();
-    ++left;
+    ++left;  // the last touch of *this: the test may destroy the daemon now
+    // After stop(), the daemon (and this item) may be gone: leave without
+    // returning into code that would use them.
+    if (fail) throw std::runtime_error("released after the daemon stopped");
   }
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> entered{0}, left{0}, last{-1};
+  std::atomic<bool> fail_after_release{false};
 };
 
 // A GET that runs item code (req_get overridden), so it needs a worker.
@@ -112,6 +118,7 @@ TEST_CASE("stopping with a hook that never returns ends after the hook timeout",
   auto options = test::client_options(home);
   mktl::Client client(options);
   client.connect(daemon.rep_endpoint(), "demo");
+  daemon.stuck->fail_after_release = true;
   auto pending = client.set_async("demo.stuck", mktl::Reading(Json(1)));
   REQUIRE(test::wait_until([&] { return daemon.stuck->entered == 1; }));
   daemon.stop();  // returns: the worker held by the hook is left behind
