@@ -19,6 +19,17 @@
 
 namespace test {
 
+// The mktl::Error that `f` throws (a daemon's error REP, say); an Error of
+// type "none" when it throws nothing.
+inline mktl::Error remote_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const mktl::Error& e) {
+    return e;
+  }
+  return mktl::Error("none", "no error raised");
+}
+
 // A fresh directory under the system temp dir, removed at the end of the test.
 struct TempDir {
   std::filesystem::path path;

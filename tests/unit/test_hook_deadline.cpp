@@ -62,15 +62,6 @@ mktl::DaemonOptions one_worker(const test::TempDir& home, double hook_timeout) {
   return o;
 }
 
-mktl::Error remote_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mktl::Error& e) {
-    return e;
-  }
-  return mktl::Error("none", "no error raised");
-}
-
 }  // namespace
 
 TEST_CASE("a hook past the hook timeout gets TimeoutError and other items keep working", "[items][deadline]") {
@@ -87,10 +78,10 @@ TEST_CASE("a hook past the hook timeout gets TimeoutError and other items keep w
   REQUIRE(test::wait_until([&] { return daemon.stuck->entered == 1; }));
   auto second = client.set_async("demo.stuck", mktl::Reading(Json(2)));
 
-  auto e1 = remote_error([&] { first.get(); });
+  auto e1 = test::remote_error([&] { first.get(); });
   CHECK(e1.type() == "TimeoutError");
   CHECK_THAT(e1.text(), Catch::Contains("demo.stuck req_set did not return within 0.3 s"));
-  auto e2 = remote_error([&] { second.get(); });
+  auto e2 = test::remote_error([&] { second.get(); });
   CHECK(e2.type() == "TimeoutError");
   CHECK_THAT(e2.text(), Catch::Contains("waited behind"));
 
@@ -122,7 +113,7 @@ TEST_CASE("stopping with a hook that never returns ends after the hook timeout",
   auto pending = client.set_async("demo.stuck", mktl::Reading(Json(1)));
   REQUIRE(test::wait_until([&] { return daemon.stuck->entered == 1; }));
   daemon.stop();  // returns: the worker held by the hook is left behind
-  auto e = remote_error([&] { pending.get(); });
+  auto e = test::remote_error([&] { pending.get(); });
   CHECK(e.type() == "TimeoutError");
   // Let the abandoned thread finish before the item it runs in goes away.
   daemon.stuck->release.set_value();

@@ -167,15 +167,6 @@ struct Fixture {
   }
 };
 
-mktl::Error remote_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mktl::Error& e) {
-    return e;
-  }
-  return mktl::Error("none", "no error raised");
-}
-
 }  // namespace
 
 TEST_CASE("req_refresh serves a GET with refresh", "[items]") {
@@ -192,7 +183,7 @@ TEST_CASE("req_refresh serves a GET with refresh", "[items]") {
 TEST_CASE("validate rejects and converts, and req_set errors reach the client", "[items]") {
   Fixture f;
   auto& c = *f.client;
-  auto e = remote_error([&] { c.set("demo.checked", Json(150)); });
+  auto e = test::remote_error([&] { c.set("demo.checked", Json(150)); });
   CHECK(e.type() == "ValueError");
   CHECK(e.text() == "too hot: 150");
   c.set("demo.checked", Json(-5));
@@ -200,12 +191,12 @@ TEST_CASE("validate rejects and converts, and req_set errors reach the client", 
   c.set("demo.checked", Json("42"));  // the type's own conversion runs first
   CHECK(c.get("demo.checked").value == 42);
 
-  e = remote_error([&] { c.set("demo.failing", Json(1)); });
+  e = test::remote_error([&] { c.set("demo.failing", Json(1)); });
   CHECK(e.type() == "RuntimeError");
   CHECK(e.text() == "hardware on fire");
   CHECK(c.get("demo.failing").value.is_null());  // a failed SET publishes nothing
 
-  e = remote_error([&] { c.set("demo.oserror", Json(1)); });
+  e = test::remote_error([&] { c.set("demo.oserror", Json(1)); });
   CHECK(e.type() == "OSError");
   CHECK(e.text() == "no such device");
 }
@@ -351,7 +342,7 @@ TEST_CASE("built-in items of every daemon", "[items]") {
   CHECK(c.get("demo._demo1dev").value == "");
   c.set("demo._demo1dev", Json("a test daemon"));
   CHECK(c.get("demo._demo1dev").value == "a test daemon");
-  auto e = remote_error([&] { c.set("demo._demo1pid", Json(1)); });
+  auto e = test::remote_error([&] { c.set("demo._demo1pid", Json(1)); });
   CHECK(e.type() == "TypeError");
 
   // The uptime heartbeat is published every second.
