@@ -127,7 +127,9 @@ run last "$python" "$work/req.py" "$port" set-strings 0.001  # the last big valu
 after=$(rss_kb "$pid")
 growth=$(((after - before) / 1024))
 echo "RSS before ${before} kB, after ${after} kB (+${growth} MiB)"
-if ((growth < 40)); then pass "RSS is back near its start after 16 requests of 1-16 MiB (+${growth} MiB)"; else
+if [[ ${MKTL_SANITIZED:-0} == 1 ]]; then
+  echo "not checked: RSS under ASan (freed blocks wait in its quarantine, and mallopt does not reach its allocator)"
+elif ((growth < 40)); then pass "RSS is back near its start after 16 requests of 1-16 MiB (+${growth} MiB)"; else
   fail "RSS grew by ${growth} MiB after 16 requests of 1-16 MiB (before ${before} kB, after ${after} kB)"; fi
 stop "$pid"
 
