@@ -90,7 +90,7 @@ finish() {
 run() {
   local name=$1; shift
   rc=0
-  timeout 30 "$@" >"$work/$name.stdout" 2>"$work/$name.stderr" || rc=$?
+  timeout "${RUN_TIMEOUT:-30}" "$@" >"$work/$name.stdout" 2>"$work/$name.stderr" || rc=$?
   out=$(cat "$work/$name.stdout")
   err=$(cat "$work/$name.stderr")
 }

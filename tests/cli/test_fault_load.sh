@@ -10,7 +10,8 @@ cli_init test_fault_load
 need_source
 skip_rest_unless_built "mktl_faults (MKTL_BUILD_BENCH=ON)" "$BIN/mktl_faults"
 
-run load timeout 60 "$SRC/scripts/load.sh" --clients 20 --requests 100 --dealers 4 --seconds 1 --bin "$BIN"
+RUN_TIMEOUT=120  # the GET flood takes ~18 s to drain under ASan
+run load timeout 110 "$SRC/scripts/load.sh" --clients 20 --requests 100 --dealers 4 --seconds 1 --bin "$BIN"
 expect_rc "load.sh" 0
 expect_match "every request answered, none mixed up" "$out" 'clients=20 requests=2000 answered=2000 wrong=0 failed=0 '
 expect_match "a GET flood" "$out" 'type=GET sent=[1-9]'
