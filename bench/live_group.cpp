@@ -105,14 +105,6 @@ std::int64_t v_of(const mktl::Json& row) {
   return it == row.end() ? -1 : number_of(*it);
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
-  k = std::min(k, v.size() - 1);
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 // When each change of one slice was answered (its REP reached the writer)
 // and when its callback ran, indexed by v - base. Written by the writer's
 // I/O thread (REPs) and by the subscriber's callback thread; read by the

@@ -613,14 +613,6 @@ TxnRun txn_pipeline(mktl::Client& client, const std::string& key, int depth, dou
   return run;
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
-  k = std::min(k, v.size() - 1);
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 void run_txn(const Options& o, Results& R) {
   const std::string what_raw1 = "raw SQLite loop, 1 insert per COMMIT (WAL, synchronous=FULL)";
   const std::string what_txn1 = "mktl transactions, 1 in flight (`markd --mkio`, REP after COMMIT)";
@@ -710,8 +702,8 @@ void run_txn(const Options& o, Results& R) {
       R.add(d.raw, d.raw_what, Unit::rate, d.raw_rows / d.raw_seconds);
       R.add(d.txn, d.txn_what, Unit::rate, d.txn_done / d.txn_seconds);
       R.add(d.txn + "_batch", "", Unit::number, d.transactions / d.commits);
-      R.add(d.txn + "_p50", "", Unit::ms, percentile(d.latency_ms, 0.5));
-      R.add(d.txn + "_p99", "", Unit::ms, percentile(d.latency_ms, 0.99));
+      R.add(d.txn + "_p50", "", Unit::ms, bench::percentile(d.latency_ms, 0.5));
+      R.add(d.txn + "_p99", "", Unit::ms, bench::percentile(d.latency_ms, 0.99));
     }
   }
   daemon.terminate();
