@@ -28,3 +28,23 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# tests/web, the browser test of mkweb: Debian's chromium, node (18 or later)
+# with npm, and puppeteer-core from npm as tests/web/package-lock.json pins
+# it. A node that is already there (one that bundles its own npm, say) is kept.
+web=()
+dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed" || web+=(chromium)
+command -v node >/dev/null || web+=(nodejs)
+command -v npm >/dev/null || web+=(npm)
+if ((${#web[@]})); then
+  echo "mktl: installing ${web[*]}" >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${web[@]}" >/dev/null
+fi
+web_dir=$(cd "$(dirname "$0")/../tests/web" && pwd)
+if [[ $web_dir/package-lock.json -nt $web_dir/node_modules/.package-lock.json ]]; then
+  echo "mktl: npm ci in tests/web (puppeteer-core)" >&2
+  (cd "$web_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
