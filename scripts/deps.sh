@@ -8,6 +8,8 @@ packages=(
   help2man  # the man pages, made from each program's --help at build time
   cppzmq-dev libzmq3-dev nlohmann-json3-dev libsqlite3-dev libavahi-client-dev libspdlog-dev libtomlplusplus-dev catch2
   libcsv-dev  # mk reads CSV files of transactions for record items
+  libboost-dev  # mkweb: HTTP and WebSocket with Boost.Beast (header-only, with Asio)
+  curl  # tests/cli/test_mkweb.sh talks HTTP to mkweb
   # Test-only: a real avahi-daemon and dbus for the DNS-SD tests, python3-zmq for
   # CLI tests that speak protocol 'a' by hand, iproute2 for network namespaces;
   # python3-numpy for the Python reference in the interop tests (which then need
