@@ -12,12 +12,14 @@
 //       Reads a writer's log: each key must serve its last acknowledged value
 //       or the one in flight after it; each answered transaction must be
 //       committed. Prints "acked=N lost=L inflight=F txns=T txn_lost=X".
-//   mktl_faults stall EP --pub PUB_EP --pid PID [--count N] [--stalled 0]
+//   mktl_faults stall EP --pub PUB_EP --pid PID [--count N] [--runs R] [--stalled 0]
 //       Against mktl_bench_daemon: GET latency of bench.value idle, then while
 //       bench.burst publishes N broadcasts of bench.bcast with one live
-//       subscriber (mktl::Client) and one stalled raw SUB that never reads;
-//       the daemon's RSS; the built-in drop counter. --stalled 0: the same
-//       without the stalled SUB.
+//       subscriber (mktl::Client), which must get all N, and one stalled raw
+//       SUB that never reads; the daemon's RSS; the built-in drop counter.
+//       R bursts in a row, each with its own idle GETs just before it, and a
+//       summary of the GET latency ratios. --stalled 0: the same without the
+//       stalled SUB (no drop may be counted then).
 //   mktl_faults load EP STORE --pid PID [--clients C] [--requests R]
 //       C threads, each with its own mktl::Client, R requests each, SET and
 //       GET of the client's own item cNNN in turn (values unique to client and
@@ -236,11 +238,21 @@ std::vector<double> get_latencies(mktl::Client& client, const std::string& key, 
   return ms;
 }
 
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double load = NAN;
+  in >> load;
+  return load;
+}
+
+double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+
 int cmd_stall(const Args& a) {
-  if (a.pos.size() != 1 || !a.has("--pid") || !a.has("--pub")) usage("stall EP --pub PUB_EP --pid PID [--count N]");
+  if (a.pos.size() != 1 || !a.has("--pid") || !a.has("--pub")) usage("stall EP --pub PUB_EP --pid PID [--count N] [--runs R]");
   const std::string& ep = a.pos[0];
   long pid = a.num("--pid", 0);
   long count = a.num("--count", 100000);
+  const long runs = std::max(1L, a.num("--runs", 1));
   mktl::Client getter(quiet_options());
   getter.connect(ep, "bench");
   mktl::Client live(quiet_options());
@@ -271,74 +283,95 @@ int cmd_stall(const Args& a) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stalled SUB's subscription lands too
   const std::string drops_key = "bench._bench1drops";
-  long drops0 = getter.get(drops_key).value.get<long>();
-  long get_failed = 0;
-  auto idle = get_latencies(getter, "bench.value", nullptr, 2000, get_failed);
-  long rss0 = rss_kb(pid);
-  before = received.load();
-
-  std::atomic<bool> bursting{true}, publishing{true};
-  long rss_max = rss0;
-  std::vector<double> busy;
-  auto t0 = Clock::now();
-  double publish_s = 0;
-  // The burst item's SET returns once it has published all N.
-  std::thread burst([&] {
-    live.set("bench.burst", mktl::Reading(mktl::Json(count)), 600.0);
-    publish_s = since(t0);
-    publishing = false;
-  });
-  std::thread sampler([&] {
-    while (bursting.load()) {
-      rss_max = std::max(rss_max, rss_kb(pid));
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
-  busy = get_latencies(getter, "bench.value", &publishing, 1000000000, get_failed);
-  burst.join();
-  // The live subscriber gets every broadcast: wait (bounded) for the rest.
-  // At most 60 s, and no more than 2 s without a new one.
-  auto deadline = Clock::now() + std::chrono::seconds(60);
-  auto last_progress = Clock::now();
-  for (long seen = received.load(); received.load() - before < count && Clock::now() < deadline &&
-                                    since(last_progress) < 2.0;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (received.load() != seen) {
-      seen = received.load();
-      last_progress = Clock::now();
-    }
-  }
-  bursting = false;
-  sampler.join();
-  long got = received.load() - before;
-  long drops = getter.get(drops_key).value.get<long>() - drops0;
-  long rss1 = rss_kb(pid);
-  double idle50 = percentile(idle, 0.5), idle99 = percentile(idle, 0.99);
-  double busy50 = percentile(busy, 0.5), busy99 = percentile(busy, 0.99);
-  std::printf(
-      "stalled_subscriber=%s broadcasts=%ld live_received=%ld client_dropped=%llu publish_s=%.2f drops_counted=%ld\n"
-      "get_idle_ms p50=%.3f p99=%.3f n=%zu\nget_burst_ms p50=%.3f p99=%.3f n=%zu ratio_p50=%.2f ratio_p99=%.2f\n"
-      "rss_kb before=%ld max=%ld after=%ld get_failed=%ld\n",
-      with_stalled ? "yes" : "no", count, got, static_cast<unsigned long long>(live.dropped_broadcasts()), publish_s, drops, idle50, idle99,
-      idle.size(), busy50, busy99, busy.size(), busy50 / idle50, busy99 / idle99, rss0, rss_max, rss1, get_failed);
-  // Exit 1 for what must not happen: a silent loss, no drop counted for the
-  // stalled subscriber, failed GETs. The live subscriber missing broadcasts
-  // of a burst faster than it reads is reported (the figures), not failed.
   int rc = 0;
-  if (got != count)
-    std::printf("NOTE: the live subscriber got %ld of %ld broadcasts (%ld missed)\n", got, count, count - got);
-  if (got != count && drops <= 0) {
-    std::printf("FAIL: the live subscriber missed broadcasts and no drop was counted\n");
-    rc = 1;
+  long complete = 0;
+  std::vector<double> ratios50, ratios99;
+  for (long run = 1; run <= runs; ++run) {
+    long drops0 = getter.get(drops_key).value.get<long>();
+    long get_failed = 0;
+    const double load = load_average();
+    auto idle = get_latencies(getter, "bench.value", nullptr, 2000, get_failed);
+    long rss0 = rss_kb(pid);
+    before = received.load();
+
+    std::atomic<bool> bursting{true}, publishing{true};
+    long rss_max = rss0;
+    std::vector<double> busy;
+    auto t0 = Clock::now();
+    double publish_s = 0;
+    // The burst item's SET returns once it has published all N.
+    std::thread burst([&] {
+      live.set("bench.burst", mktl::Reading(mktl::Json(count)), 600.0);
+      publish_s = since(t0);
+      publishing = false;
+    });
+    std::thread sampler([&] {
+      while (bursting.load()) {
+        rss_max = std::max(rss_max, rss_kb(pid));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    busy = get_latencies(getter, "bench.value", &publishing, 1000000000, get_failed);
+    burst.join();
+    // The live subscriber gets every broadcast: wait (bounded) for the rest.
+    // At most 60 s, and no more than 2 s without a new one.
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    auto last_progress = Clock::now();
+    for (long seen = received.load(); received.load() - before < count && Clock::now() < deadline &&
+                                      since(last_progress) < 2.0;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (received.load() != seen) {
+        seen = received.load();
+        last_progress = Clock::now();
+      }
+    }
+    const double receive_s = since(t0);
+    bursting = false;
+    sampler.join();
+    long got = received.load() - before;
+    long drops = getter.get(drops_key).value.get<long>() - drops0;
+    long rss1 = rss_kb(pid);
+    double idle50 = percentile(idle, 0.5), idle99 = percentile(idle, 0.99);
+    double busy50 = percentile(busy, 0.5), busy99 = percentile(busy, 0.99);
+    if (!busy.empty()) {
+      ratios50.push_back(busy50 / idle50);
+      ratios99.push_back(busy99 / idle99);
+    }
+    std::printf(
+        "run=%ld/%ld load=%.1f stalled_subscriber=%s broadcasts=%ld live_received=%ld client_dropped=%llu "
+        "publish_s=%.2f received_s=%.2f drops_counted=%ld\n"
+        "get_idle_ms p50=%.3f p99=%.3f n=%zu\nget_burst_ms p50=%.3f p99=%.3f n=%zu ratio_p50=%.2f ratio_p99=%.2f\n"
+        "rss_kb before=%ld max=%ld after=%ld get_failed=%ld\n",
+        run, runs, load, with_stalled ? "yes" : "no", count, got, static_cast<unsigned long long>(live.dropped_broadcasts()),
+        publish_s, receive_s, drops, idle50, idle99, idle.size(), busy50, busy99, busy.size(), busy50 / idle50,
+        busy99 / idle99, rss0, rss_max, rss1, get_failed);
+    std::fflush(stdout);
+    // Exit 1 for what must not happen: the live subscriber missing a
+    // broadcast, no drop counted for the stalled subscriber, failed GETs.
+    if (got == count) ++complete;
+    if (got != count) {
+      std::printf("FAIL: the live subscriber got %ld of %ld broadcasts (%ld missed)\n", got, count, count - got);
+      rc = 1;
+    }
+    if (with_stalled && drops <= 0) {
+      std::printf("FAIL: no drop counted for the stalled subscriber\n");
+      rc = 1;
+    }
+    if (!with_stalled && drops != 0) {
+      std::printf("FAIL: %ld drops counted without a stalled subscriber\n", drops);
+      rc = 1;
+    }
+    if (get_failed) {
+      std::printf("FAIL: %ld GETs failed\n", get_failed);
+      rc = 1;
+    }
   }
-  if (with_stalled && drops <= 0) {
-    std::printf("FAIL: no drop counted for the stalled subscriber\n");
-    rc = 1;
-  }
-  if (get_failed) {
-    std::printf("FAIL: %ld GETs failed\n", get_failed);
-    rc = 1;
-  }
+  if (runs > 1)
+    std::printf("summary stalled_subscriber=%s runs=%ld live_got_all=%ld/%ld get_ratio_p50 median=%.2f max=%.2f "
+                "get_ratio_p99 median=%.2f max=%.2f\n",
+                with_stalled ? "yes" : "no", runs, complete, runs, median(ratios50),
+                ratios50.empty() ? NAN : *std::max_element(ratios50.begin(), ratios50.end()), median(ratios99),
+                ratios99.empty() ? NAN : *std::max_element(ratios99.begin(), ratios99.end()));
   return rc;
 }
 

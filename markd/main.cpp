@@ -98,6 +98,11 @@ options:
                          largest request taken, all frames together (K, M
                          or G for KiB, MiB, GiB; default 128M; 0 = no
                          limit); a bigger one is answered with a ValueError
+      --subscriber-grace S
+                         seconds a subscriber whose queue is full may read
+                         nothing before broadcasts are dropped for it
+                         (counted in _ALIASdrops); until then broadcasts
+                         wait for it (default 0.2; 0 = drop at once)
       --hook-timeout S   seconds a request may wait for its item's code
                          before it is answered with TimeoutError, and a
                          worker held by item code is replaced (default 60;
@@ -156,6 +161,7 @@ struct Options {
   int workers = 4;
   std::uint64_t max_request_bytes = 128ull << 20;
   double hook_timeout = 60;
+  double subscriber_grace = 0.2;
   int verbosity = 0;
 };
 
@@ -199,7 +205,7 @@ std::string lower(std::string s) {
 // Returns nullopt after printing --help.
 std::optional<Options> parse_command_line(int argc, char** argv) {
   enum { kCheck = 256, kRepPort, kPubPort, kBind, kHostname, kBroadcast, kNoDiscovery, kWorkers, kMkio, kMigrate, kHookTimeout };
-  enum { kMaxRequestBytes = 512 };
+  enum { kMaxRequestBytes = 512, kSubscriberGrace };
   static const option long_options[] = {
       {"catalog", required_argument, nullptr, 'c'},  {"module", required_argument, nullptr, 'm'},
       {"subclass", required_argument, nullptr, 's'}, {"appconfig", required_argument, nullptr, 'a'},
@@ -212,6 +218,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       {"security", required_argument, nullptr, 'S'},
       {"max-request-bytes", required_argument, nullptr, kMaxRequestBytes},
       {"hook-timeout", required_argument, nullptr, kHookTimeout},
+      {"subscriber-grace", required_argument, nullptr, kSubscriberGrace},
       {"mkio", required_argument, nullptr, kMkio},   {"migrate", no_argument, nullptr, kMigrate},
       {"verbose", no_argument, nullptr, 'v'},        {"debug", no_argument, nullptr, 'd'},
       {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
@@ -242,6 +249,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kNoDiscovery: opts.discovery = false; break;
       case kWorkers: opts.workers = parse_int("workers", optarg, 1, 1024); break;
       case kHookTimeout: opts.hook_timeout = parse_seconds("hook-timeout", optarg); break;
+      case kSubscriberGrace: opts.subscriber_grace = parse_seconds("subscriber-grace", optarg); break;
       case kMkio: opts.mkio = optarg; break;
       case kMigrate: opts.migrate = true; break;
       case ':':
@@ -364,6 +372,7 @@ int run(const Options& opts) {
   options.workers = opts.workers;
   options.max_request_bytes = opts.max_request_bytes;
   options.hook_timeout = opts.hook_timeout;
+  options.subscriber_grace = opts.subscriber_grace;
   options.override_registry = opts.override_registry;
   options.discovery = opts.discovery;
   if (!opts.appconfig.empty()) options.appconfig = mktl::load_json_file(opts.appconfig);

@@ -51,6 +51,12 @@ struct DaemonOptions {
   // that other items keep working. Stopping waits this long for hooks in
   // flight. 0 = no deadline.
   double hook_timeout = 60;
+  // Seconds a subscriber whose queue is full may take no broadcasts before
+  // broadcasts are dropped for it (counted in _ALIASdrops, logged); until
+  // then, and while a subscriber takes them, broadcasts wait for it, and so
+  // do threads publishing beyond 10,000 waiting broadcasts (markd
+  // --subscriber-grace, docs/reliability.md). 0 = a full queue drops at once.
+  double subscriber_grace = 0.2;
   // Free-form configuration for the subclass (markd's --appconfig).
   Json appconfig = Json::object();
   // Replace a conflicting block at registries (markd --override).

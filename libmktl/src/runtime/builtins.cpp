@@ -76,7 +76,7 @@ class MemoryUsage : public Item {
   }
 };
 
-// Broadcasts that found a subscriber's queue full since the daemon started
+// Broadcasts dropped for stalled subscribers since the daemon started
 // (transport::Server::broadcasts_dropped): fresh at each GET, and broadcast
 // at most once a second, when it changed.
 class BroadcastDrops : public Item {
@@ -106,8 +106,8 @@ void add_builtin_descriptions(Json& items, const std::string& alias) {
   cpu["format"] = "%.2f";
   items[p + "cpu"] = cpu;
   auto drops = describe(
-      "Broadcasts that found a subscriber's queue full since this daemon started; that subscriber misses "
-      "broadcasts until it catches up.",
+      "Broadcasts dropped for subscribers since this daemon started, once per subscriber that missed one: "
+      "those sent while a subscriber read nothing with its queue full.",
       "numeric", false);
   items[p + "drops"] = drops;
   auto dev = describe("A terse description for the function of this daemon.", "string", true);

@@ -9,6 +9,7 @@
 #include <mktl/error.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 namespace mktl::detail {
@@ -109,6 +110,8 @@ void Runtime::start(std::unordered_map<std::string, std::unique_ptr<Item>>& item
   so.rep_endpoint = options_.rep_endpoint;
   so.pub_endpoint = options_.pub_endpoint;
   so.max_request_bytes = options_.max_request_bytes;
+  so.subscriber_grace = std::chrono::milliseconds(
+      std::llround(std::clamp(options_.subscriber_grace, 0.0, 86400.0) * 1000.0));
   so.security = security_;
   server_ = std::make_unique<transport::Server>(
       so, [this](transport::Incoming&& request, transport::Reply reply) { dispatch(std::move(request), std::move(reply)); });

@@ -2,6 +2,7 @@
 
 #include "config/logger.hpp"
 #include "security/zap.hpp"
+#include "transport/subscriber_watch.hpp"
 #include "transport/zmq_util.hpp"
 
 #include <mktl/error.hpp>
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -33,14 +36,73 @@ struct Outgoing {
   std::optional<Bulk> bulk;
 };
 
+namespace {
+std::uint64_t bytes_of(const Outgoing& out) {
+  return out.address.size() + (out.payload ? out.payload->size() : 0) + (out.bulk ? out.bulk->bytes().size() : 0);
+}
+}  // namespace
+
 // State a Reply may outlive the Server with.
 struct ServerShared {
   std::mutex mutex;
-  std::vector<Outgoing> queue;
+  std::vector<Outgoing> queue;       // replies
+  std::vector<Outgoing> broadcasts;  // in the order published
+  // Broadcasts not sent yet (in `broadcasts` and the I/O thread's batch),
+  // and their bytes: publishers wait while either is at its bound.
+  std::size_t broadcasts_queued = 0;
+  std::uint64_t broadcast_bytes = 0;
+  std::size_t max_broadcasts = 10000;
+  std::uint64_t max_broadcast_bytes = 64ull << 20;
+  std::condition_variable room;
+  std::size_t publishers_waiting = 0;
+  // The I/O thread's own broadcasts took the queue past its bound: it reads
+  // no requests (which could publish more) until it is below again.
+  std::atomic<bool> over_bound{false};
+  bool running = false;  // an I/O thread drains the queues, so a publisher may wait for it
   bool closed = false;
   Wakeup wakeup;
   std::thread::id io_thread;
   std::atomic<std::size_t> pending{0};  // Replies made by on_request and not yet answered
+
+  void push_broadcast(Outgoing&& out) {
+    const std::uint64_t bytes = bytes_of(out);
+    bool was_empty, on_io;
+    {
+      std::unique_lock lock(mutex);
+      on_io = std::this_thread::get_id() == io_thread;
+      // One broadcast larger than the byte bound goes alone.
+      auto full = [&] {
+        return broadcasts_queued >= max_broadcasts ||
+               (broadcasts_queued > 0 && broadcast_bytes + bytes > max_broadcast_bytes);
+      };
+      if (running && !on_io && !closed && full()) {
+        ++publishers_waiting;
+        room.wait(lock, [&] { return closed || !full(); });
+        --publishers_waiting;
+      }
+      if (closed) return;
+      was_empty = broadcasts.empty();
+      broadcasts.push_back(std::move(out));
+      ++broadcasts_queued;
+      broadcast_bytes += bytes;
+      if (on_io && (broadcasts_queued > max_broadcasts || broadcast_bytes > max_broadcast_bytes))
+        over_bound.store(true, std::memory_order_relaxed);
+    }
+    if (was_empty && !on_io) wakeup.notify();
+  }
+
+  // The I/O thread sent `count` broadcasts of `bytes`. Call with `mutex` held.
+  void sent_broadcasts(std::size_t count, std::uint64_t bytes) {
+    broadcasts_queued -= count;
+    broadcast_bytes -= bytes;
+    over_bound.store(broadcasts_queued > max_broadcasts || broadcast_bytes > max_broadcast_bytes,
+                     std::memory_order_relaxed);
+    // Woken with a quarter of the room free, not for each broadcast sent.
+    if (publishers_waiting > 0 &&
+        (broadcasts_queued == 0 ||
+         (broadcasts_queued <= max_broadcasts / 4 * 3 && broadcast_bytes <= max_broadcast_bytes / 4 * 3)))
+      room.notify_all();
+  }
 
   void push(Outgoing&& out) {
     bool was_empty;
@@ -97,6 +159,9 @@ void Reply::error(std::string_view type, std::string_view text) {
 }
 
 struct Server::Impl {
+  using Clock = std::chrono::steady_clock;
+  enum class Flow { idle, more, blocked };  // what drain_queue left: nothing, more to send now, a full queue to wait for
+
   ServerOptions options;
   Dispatch dispatch;
   std::shared_ptr<ServerShared> shared = std::make_shared<ServerShared>();
@@ -110,7 +175,7 @@ struct Server::Impl {
   std::jthread thread;
   std::shared_ptr<spdlog::logger> log = logger("mktl.transport");
   std::uint64_t malformed = 0;
-  std::atomic<std::uint64_t> dropped{0};  // broadcasts that met a full subscriber queue
+  std::atomic<std::uint64_t> dropped{0};  // broadcasts dropped, once per subscriber that missed one
   std::uint64_t oversized = 0;
   // One rate limit per log site a peer can hit at will (a fuzzer sent 16,000
   // malformed frames and got 16,000 warnings): config/logger.hpp.
@@ -123,18 +188,35 @@ struct Server::Impl {
   LogLimit dropped_log{log, spdlog::level::warn};
   LogLimit oversized_log{log, spdlog::level::warn};
   LogLimit busy_log{log, spdlog::level::warn};  // requests refused at max_pending
-  std::vector<Outgoing> batch;  // drain_queue's, swapped with shared->queue
+  std::vector<Outgoing> batch;  // drain_replies', swapped with shared->queue
   std::size_t batch_sent = 0;   // how much of `batch` has gone out
+  std::vector<Outgoing> broadcast_batch;  // drain_broadcasts', swapped with shared->broadcasts
+  std::size_t broadcast_sent = 0;
+  // Flow control of broadcasts (send_broadcast, may_drop): the publish
+  // socket's connections, from its monitor's events.
+  zmq::socket_t monitor;
+  std::unique_ptr<SubscriberWatch> watch;
+  std::optional<Clock::time_point> blocked_since;  // the first of broadcast_batch waits for a full queue
+  Clock::time_point last_sample{};
+  SubscriberWatch::Census census;
+  std::optional<Clock::time_point> quiet_since;  // in this wait, no connection busy in any sample since
+  bool closing = false;   // stopping: nothing waits any more
   std::vector<std::vector<std::string>>* captured = nullptr;  // exchange(): frames go here, not to the ROUTER
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
   void send_out(Outgoing& out);
-  void send_broadcast(Outgoing& out);
+  bool send_broadcast(Outgoing& out);
+  bool may_drop(const Outgoing& out);
+  void read_connection_events();
+  bool requests_waiting();
+  Clock::duration sample_every() const;
   void drain_subscriptions();
   void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
   void refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames, std::uint64_t bytes);
-  bool drain_queue();
+  Flow drain_queue();
+  bool drain_replies();
+  Flow drain_broadcasts();
 };
 
 Server::Server(ServerOptions options, Dispatch dispatch) : impl_(std::make_unique<Impl>()) {
@@ -173,12 +255,29 @@ void Server::start() {
         I.pub_zap = std::make_unique<security::ZapDomain>(context(), I.options.security, security::SocketRole::broadcasts);
         I.pub_zap->secure(I.pub);
       }
+      // Each connection's fd, from before the first one is accepted: when a
+      // send meets a full queue, the kernel tells whose (SubscriberWatch).
+      static std::atomic<std::uint64_t> monitors{0};
+      const std::string monitor_endpoint = "inproc://mktl-pub-connections-" + std::to_string(monitors++);
+      if (zmq_socket_monitor(I.pub.handle(), monitor_endpoint.c_str(),
+                             ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0)
+        throw zmq::error_t();
+      I.monitor = zmq::socket_t(context(), zmq::socket_type::pair);
+      I.monitor.set(zmq::sockopt::linger, 0);
+      I.monitor.connect(monitor_endpoint);
+      I.watch = std::make_unique<SubscriberWatch>(I.options.subscriber_grace);
       I.pub.bind(bind_spelling(I.options.pub_endpoint));
       I.pub_endpoint = bound_endpoint(I.pub);
       I.pub_port = bound_port(I.pub);
     }
   } catch (const zmq::error_t& e) {
     throw RuntimeError("cannot bind " + I.options.rep_endpoint + " / " + I.options.pub_endpoint + ": " + e.what());
+  }
+  {
+    std::lock_guard lock(I.shared->mutex);
+    I.shared->max_broadcasts = std::max<std::size_t>(I.options.pub_queue, 1);
+    I.shared->max_broadcast_bytes = std::max<std::uint64_t>(I.options.pub_queue_bytes, 1);
+    I.shared->running = true;
   }
   I.thread = std::jthread([&I] { I.run(); });
 }
@@ -208,7 +307,7 @@ void Server::publish(std::string topic, std::shared_ptr<const std::string> paylo
   out.address = std::move(topic);
   out.payload = std::move(payload);
   out.bulk = std::move(bulk);
-  impl_->shared->push(std::move(out));
+  impl_->shared->push_broadcast(std::move(out));
 }
 
 std::vector<std::vector<std::string>> Server::exchange(std::vector<std::string> frames,
@@ -226,7 +325,7 @@ std::vector<std::vector<std::string>> Server::exchange(std::vector<std::string> 
   for (std::size_t i = 0; i < frames.size() && i < 16; ++i) messages.emplace_back(frames[i].data(), frames[i].size());
   I.on_request(messages);
   if (settle) settle();
-  while (I.drain_queue()) {
+  while (I.drain_queue() != Impl::Flow::idle) {
   }
   return sent;
 }
@@ -246,9 +345,9 @@ void Server::Impl::send_frames(const std::string& identity, std::initializer_lis
   }
 }
 
+// A reply.
 void Server::Impl::send_out(Outgoing& out) {
   if (captured) {
-    if (out.broadcast) return;
     captured->push_back({out.address, kVersion, out.id, kRep, out.target, std::string(), *out.payload});
     if (out.bulk) {
       auto bytes = out.bulk->bytes();
@@ -257,10 +356,6 @@ void Server::Impl::send_out(Outgoing& out) {
     return;
   }
   try {
-    if (out.broadcast) {
-      if (pub) send_broadcast(out);
-      return;
-    }
     bool more = out.bulk.has_value();
     router.send(zmq::buffer(out.address), zmq::send_flags::sndmore);
     router.send(zmq::buffer(kVersion), zmq::send_flags::sndmore);
@@ -276,25 +371,17 @@ void Server::Impl::send_out(Outgoing& out) {
 }
 
 // With NODROP set, a send fails with EAGAIN when a subscriber of the topic
-// has a full queue, and nothing is sent. Then the broadcast is counted, and
-// sent without NODROP: ZeroMQ delivers it to every other subscriber and
-// drops it for the full one. A message's later frames never meet a full
-// queue (queues count whole messages), but are handled the same way.
-void Server::Impl::send_broadcast(Outgoing& out) {
+// has a full queue, and nothing is sent: the broadcast stays queued (false)
+// and is tried again on the next turn of the I/O loop, unless may_drop()
+// finds it should go now. Then it is sent without NODROP: ZeroMQ delivers it
+// to every other subscriber, drops it for each full queue, and sets those
+// queues aside until their readers have taken half of them. A message's
+// later frames never meet a full queue (queues count whole messages), but
+// are handled the same way. Nothing here runs unless a send fails, so a
+// burst that meets no full queue costs what it did without flow control.
+bool Server::Impl::send_broadcast(Outgoing& out) {
+  if (captured || !pub) return true;  // exchange(): no subscribers
   bool lossy = false;
-  // A send that fails leaves its message intact, to be sent again.
-  auto send = [&](zmq::message_t& frame, zmq::send_flags flags) {
-    if (!lossy) {
-      if (pub.send(frame, flags | zmq::send_flags::dontwait)) return;
-      lossy = true;
-      const auto count = dropped.fetch_add(1, std::memory_order_relaxed) + 1;
-      dropped_log("a subscriber is not keeping up: its queue of {} broadcasts is full, so broadcasts are dropped "
-                  "for it (topic {}; {} since start)",
-                  options.pub_hwm, out.address, thousands(count));
-      pub.set(zmq::sockopt::xpub_nodrop, 0);
-    }
-    pub.send(frame, flags);  // without NODROP a PUB send never blocks
-  };
   struct Restore {
     zmq::socket_t& pub;
     const bool& lossy;
@@ -305,16 +392,124 @@ void Server::Impl::send_broadcast(Outgoing& out) {
       }
     }
   } restore{pub, lossy};
-  const bool more = out.bulk.has_value();
-  zmq::message_t topic(out.address.data(), out.address.size());
-  zmq::message_t version(kVersion.data(), kVersion.size());
-  zmq::message_t payload = share_string(out.payload);  // zero-copy
-  send(topic, zmq::send_flags::sndmore);
-  send(version, zmq::send_flags::sndmore);
-  send(payload, more ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  if (more) {
-    zmq::message_t bulk = share_bulk(*out.bulk);
-    send(bulk, zmq::send_flags::none);
+  try {
+    // A send that fails leaves its message intact, to be sent again.
+    auto send = [&](zmq::message_t& frame, zmq::send_flags flags) {
+      if (!lossy) {
+        if (pub.send(frame, flags | zmq::send_flags::dontwait)) return;
+        lossy = true;
+        const auto count = dropped.fetch_add(1, std::memory_order_relaxed) + 1;
+        dropped_log("a subscriber's queue filled in the middle of a broadcast, which is dropped for it (topic {}; {} "
+                    "since start)",
+                    out.address, thousands(count));
+        pub.set(zmq::sockopt::xpub_nodrop, 0);
+      }
+      pub.send(frame, flags);  // without NODROP a PUB send never blocks
+    };
+    const bool more = out.bulk.has_value();
+    zmq::message_t topic(out.address.data(), out.address.size());
+    if (!pub.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      if (!may_drop(out)) return false;
+      lossy = true;
+      pub.set(zmq::sockopt::xpub_nodrop, 0);
+      pub.send(topic, zmq::send_flags::sndmore);
+    } else {
+      blocked_since.reset();  // it waited, if it did, until the full queues took more
+      // Set aside by ZeroMQ, a stalled subscriber's queue takes nothing.
+      if (watch && watch->stalled() > 0) dropped.fetch_add(watch->missing(out.address), std::memory_order_relaxed);
+    }
+    zmq::message_t version(kVersion.data(), kVersion.size());
+    zmq::message_t payload = share_string(out.payload);  // zero-copy
+    send(version, zmq::send_flags::sndmore);
+    send(payload, more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (more) {
+      zmq::message_t bulk = share_bulk(*out.bulk);
+      send(bulk, zmq::send_flags::none);
+    }
+  } catch (const zmq::error_t& e) {
+    send_failed_log("broadcast failed: {}", e.what());
+  }
+  return true;
+}
+
+Server::Impl::Clock::duration Server::Impl::sample_every() const {
+  return std::clamp<Clock::duration>(options.subscriber_grace / 20, std::chrono::milliseconds(1),
+                                     std::chrono::milliseconds(20));
+}
+
+// `out` met a full queue. It is dropped for the full queues (true) when the
+// connections that have bytes waiting in the kernel and took none for
+// subscriber_grace are the only ones with much waiting, in every sample for
+// a quarter of the grace (at least two samples), nothing sent meanwhile: a
+// live subscriber's pipe has drained into the kernel by then, so it has
+// room, unless ZeroMQ's I/O thread got no CPU for that long. Or when it has
+// waited ten times subscriber_grace. Else it waits (false), and the
+// subscribers drain.
+bool Server::Impl::may_drop(const Outgoing& out) {
+  const auto now = Clock::now();
+  if (closing) {
+    dropped.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (!blocked_since) {
+    blocked_since = now;
+    quiet_since.reset();
+    census = {};
+    last_sample = {};
+  }
+  if (watch && now - last_sample >= sample_every()) {
+    last_sample = now;
+    census = watch->sample(now);
+    if (census.busy > 0)
+      quiet_since.reset();
+    else if (!quiet_since)
+      quiet_since = now;
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - *blocked_since);
+  const auto quiet_enough = std::max<Clock::duration>(options.subscriber_grace / 4, 2 * sample_every());
+  std::uint64_t missed = 0;
+  if (census.stalled > 0 && quiet_since && now - *quiet_since >= quiet_enough) {
+    missed = watch->missed(out.address);
+    const auto count = dropped.fetch_add(missed, std::memory_order_relaxed) + missed;
+    dropped_log("{} subscriber(s) took no broadcasts for {} ms while their queues were full: broadcasts are dropped "
+                "for them until they read again (topic {}; {} since start)",
+                missed, std::chrono::duration_cast<std::chrono::milliseconds>(options.subscriber_grace).count(),
+                out.address, thousands(count));
+  } else if (waited >= 10 * options.subscriber_grace) {
+    missed = std::max<std::uint64_t>(1, watch ? watch->missed(out.address) : 0);
+    const auto count = dropped.fetch_add(missed, std::memory_order_relaxed) + missed;
+    dropped_log("a subscriber is not keeping up: its queue of {} broadcasts stayed full for {} ms, so a broadcast is "
+                "dropped for it (topic {}; {} since start)",
+                options.pub_hwm, waited.count(), out.address, thousands(count));
+  } else {
+    return false;
+  }
+  blocked_since.reset();
+  return true;
+}
+
+// The publish socket's monitor: connections accepted and gone.
+void Server::Impl::read_connection_events() {
+  if (!monitor) return;
+  zmq::message_t head, address;
+  for (int i = 0; i < 1024; ++i) {
+    try {
+      if (!monitor.recv(head, zmq::recv_flags::dontwait)) return;
+      while (head.more() && monitor.recv(address, zmq::recv_flags::none) && address.more()) {
+      }
+    } catch (const zmq::error_t& e) {
+      receive_failed_log("receive of connection events failed: {}", e.what());
+      return;
+    }
+    std::uint16_t event = 0;
+    std::uint32_t fd = 0;
+    if (head.size() < sizeof event + sizeof fd) continue;
+    std::memcpy(&event, head.data(), sizeof event);
+    std::memcpy(&fd, static_cast<const char*>(head.data()) + sizeof event, sizeof fd);
+    if (event == ZMQ_EVENT_ACCEPTED)
+      watch->accepted(static_cast<int>(fd));
+    else
+      watch->gone(static_cast<int>(fd));
   }
 }
 
@@ -332,10 +527,25 @@ void Server::Impl::drain_subscriptions() {
   }
 }
 
-// Sends at most kSendTurn of what other threads queued, so that a flood of
-// broadcasts (an item published in a tight loop) cannot keep requests
-// waiting: the I/O loop reads requests between turns. True while more waits.
-bool Server::Impl::drain_queue() {
+bool Server::Impl::requests_waiting() {
+  if (captured || closing || !receiving) return false;
+  try {
+    return (router.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+}
+
+// Replies first, then broadcasts.
+Server::Impl::Flow Server::Impl::drain_queue() {
+  const bool replies_left = drain_replies();
+  const Flow broadcasts = drain_broadcasts();
+  return replies_left ? Flow::more : broadcasts;
+}
+
+// Sends at most kSendTurn of the replies other threads queued, so that
+// requests are read between turns. True while more wait.
+bool Server::Impl::drain_replies() {
   constexpr std::size_t kSendTurn = 1024;
   std::size_t budget = kSendTurn;
   while (true) {
@@ -354,6 +564,61 @@ bool Server::Impl::drain_queue() {
     budget -= end - batch_sent;
     for (; batch_sent < end; ++batch_sent) send_out(batch[batch_sent]);
   }
+}
+
+// Sends queued broadcasts, at most kSendTurn, and stops early when a request
+// is waiting (looked at every kLook broadcasts) or a subscriber's queue is
+// full (Flow::blocked: the first one unsent waits for the next turn), so that
+// a flood of broadcasts (an item published in a tight loop) never keeps a
+// GET waiting for more than a few dozen broadcasts.
+Server::Impl::Flow Server::Impl::drain_broadcasts() {
+  constexpr std::size_t kSendTurn = 1024, kLook = 32;
+  if (watch && watch->stalled() > 0 && !blocked_since) {
+    // Are they still stalled? Broadcasts are counted as missed while they are.
+    const auto now = Clock::now();
+    if (now - last_sample >= sample_every()) {
+      last_sample = now;
+      census = watch->sample(now);
+    }
+  }
+  std::size_t sent = 0, released = 0;
+  std::uint64_t released_bytes = 0;
+  Flow flow = Flow::more;
+  while (true) {
+    if (broadcast_sent == broadcast_batch.size()) {
+      broadcast_batch.clear();
+      broadcast_sent = 0;
+      {
+        std::lock_guard lock(shared->mutex);
+        shared->sent_broadcasts(released, released_bytes);
+        broadcast_batch.swap(shared->broadcasts);
+      }
+      released = 0;
+      released_bytes = 0;
+      if (broadcast_batch.empty()) {
+        flow = Flow::idle;
+        break;
+      }
+    }
+    if (sent == kSendTurn) break;
+    Outgoing& out = broadcast_batch[broadcast_sent];
+    if (!send_broadcast(out)) {
+      flow = Flow::blocked;
+      break;
+    }
+    ++broadcast_sent;
+    ++sent;
+    ++released;
+    released_bytes += bytes_of(out);
+    out.payload.reset();  // what ZeroMQ needs it holds itself
+    out.bulk.reset();
+    if (sent % kLook == 0 && requests_waiting()) break;
+  }
+  if (released > 0) {
+    std::lock_guard lock(shared->mutex);
+    shared->sent_broadcasts(released, released_bytes);
+  }
+  return flow;
 }
 
 // A request over max_request_bytes: an error REP when its id can be read,
@@ -475,30 +740,39 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
 }
 
 void Server::Impl::run() {
-  shared->io_thread = std::this_thread::get_id();
+  {
+    std::lock_guard lock(shared->mutex);
+    shared->io_thread = std::this_thread::get_id();
+  }
   std::vector<zmq::pollitem_t> items = {
       {router.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, shared->wakeup.fd(), ZMQ_POLLIN, 0},
   };
   if (pub) items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
+  if (monitor) items.push_back({monitor.handle(), 0, ZMQ_POLLIN, 0});
   std::vector<zmq::message_t> frames;
-  bool backlog = false;  // queued replies and broadcasts not sent yet
+  Flow flow = Flow::idle;
   while (true) {
-    items[0].events = receiving ? ZMQ_POLLIN : 0;
+    const bool reading = receiving && !shared->over_bound.load(std::memory_order_relaxed);
+    items[0].events = reading ? ZMQ_POLLIN : 0;
+    // A broadcast waiting for a full queue is tried again soon: not at once
+    // (that would spin), not only when something else happens.
+    const auto timeout = flow == Flow::more ? 0 : flow == Flow::blocked ? 1 : -1;
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(backlog ? 0 : -1));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       log->error("poll failed: {}", e.what());
       break;
     }
     if (items[1].revents & ZMQ_POLLIN) shared->wakeup.drain();
-    if (items.size() > 2 && (items[2].revents & ZMQ_POLLIN)) drain_subscriptions();
-    backlog = drain_queue();
+    if (pub && (items[2].revents & ZMQ_POLLIN)) drain_subscriptions();
+    if (monitor && (items[3].revents & ZMQ_POLLIN)) read_connection_events();
+    flow = drain_queue();
     if (stopping) break;
     if (!receiving) continue;
     // Take a bounded burst of requests, then give queued replies a turn.
-    for (int burst = 0; burst < 256; ++burst) {
+    for (int burst = 0; burst < 256 && !shared->over_bound.load(std::memory_order_relaxed); ++burst) {
       try {
         if (!recv_multipart(router, frames)) break;
       } catch (const zmq::error_t& e) {
@@ -506,24 +780,29 @@ void Server::Impl::run() {
         break;
       }
       on_request(frames);
-      if (burst % 32 == 31) drain_queue();
+      if (burst % 32 == 31) drain_replies();
     }
-    backlog = drain_queue();
+    flow = drain_queue();
   }
-  // Close: refuse further replies, send what is queued.
+  // Close: refuse further replies and broadcasts, send what is queued
+  // (broadcasts without waiting for full queues), release waiting publishers.
+  closing = true;
   {
     std::lock_guard lock(shared->mutex);
     shared->closed = true;
+    shared->running = false;
   }
-  for (; batch_sent < batch.size(); ++batch_sent) send_out(batch[batch_sent]);
-  std::vector<Outgoing> rest;
-  {
-    std::lock_guard lock(shared->mutex);
-    rest.swap(shared->queue);
+  shared->room.notify_all();
+  while (drain_replies()) {
   }
-  for (auto& out : rest) send_out(out);
+  while (drain_broadcasts() != Flow::idle) {
+  }
   router.close();
-  if (pub) pub.close();
+  if (pub) {
+    zmq_socket_monitor(pub.handle(), nullptr, 0);
+    pub.close();
+  }
+  if (monitor) monitor.close();
 }
 
 }  // namespace mktl::transport

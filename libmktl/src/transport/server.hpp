@@ -14,6 +14,7 @@
 #include <mktl/bulk.hpp>
 #include <mktl/json.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -73,6 +74,20 @@ struct ServerOptions {
   // RuntimeError REP at once, so that a flood of requests the daemon cannot
   // serve as fast as they come is refused instead of queued without bound.
   std::size_t max_pending = 10000;
+  // Broadcasts waiting for the I/O thread, at most (and their payload and
+  // bulk bytes, at most): a thread that publishes beyond either waits until
+  // there is room (docs/reliability.md). Broadcasts published on the I/O
+  // thread itself (a SET answered inline) never wait: past the bound the I/O
+  // thread stops reading requests until it is below again.
+  std::size_t pub_queue = 10000;
+  std::uint64_t pub_queue_bytes = 64ull << 20;
+  // A subscriber whose queue is full waits (the broadcast stays queued, the
+  // publishers behind it wait) as long as it takes bytes; one that has taken
+  // nothing for this long while bytes wait for it is stalled, and broadcasts
+  // are then dropped for it (counted: broadcasts_dropped()). A broadcast
+  // waits at most 10 times this, whatever the reason. 0 = no waiting: a full
+  // queue drops at once.
+  std::chrono::milliseconds subscriber_grace{200};
   // CurveZMQ on both sockets, clients admitted by the policy's ZAP domain,
   // and each request checked against its ACL (PermissionError REP). Null =
   // plain sockets, every request served.
@@ -111,10 +126,10 @@ class Server {
   // the ROUTER would have sent, identity first. One caller at a time.
   std::vector<std::vector<std::string>> exchange(std::vector<std::string> frames, const std::function<void()>& settle);
 
-  // Broadcasts that found a subscriber's queue full (pub_hwm reached) since
-  // start. Each one still reached every other subscriber. ZeroMQ then sets
-  // that subscriber's queue aside, and the broadcasts it misses until it has
-  // caught up are not counted one by one. Any thread.
+  // Broadcasts dropped for a subscriber since start, once per subscriber
+  // that missed one: each broadcast sent while a subscriber was stalled on
+  // its topic, and each sent after a full queue waited its longest. Every
+  // other subscriber got them. Any thread.
   std::uint64_t broadcasts_dropped() const;
 
  private:
