@@ -63,7 +63,9 @@ struct Fixture {
 // A ROUTER that serves `demo._catalog` properly and answers every other
 // request in its own wrong way.
 struct FakeDaemon {
-  enum class Mode { never_ack, rep_before_ack, ack_only };
+  // ack_only_x: requests for x get an ACK and nothing more, all others are
+  // answered properly.
+  enum class Mode { never_ack, rep_before_ack, ack_only, ack_only_x };
   Mode mode;
   zmq::context_t context{1};
   zmq::socket_t router{context, zmq::socket_type::router};
@@ -85,9 +87,15 @@ struct FakeDaemon {
     pub_port = port_of(pub);
     thread = std::jthread([this](std::stop_token st) { loop(st); });
   }
-  ~FakeDaemon() {
-    thread.request_stop();
-    thread.join();
+  ~FakeDaemon() { close(); }
+  // Gone, as a killed daemon: its connections close.
+  void close() {
+    if (thread.joinable()) {
+      thread.request_stop();
+      thread.join();
+    }
+    router.close();
+    pub.close();
   }
   std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(rep_port); }
   Json block() const {
@@ -98,7 +106,7 @@ struct FakeDaemon {
             {"time", 1.0},
             {"hash", 1},
             {"provenance", Json::array({prov})},
-            {"items", {{"x", {{"type", "numeric"}}}}}};
+            {"items", {{"x", {{"type", "numeric"}}}, {"y", {{"type", "numeric"}}}}}};
   }
   void send(const std::vector<std::string>& frames) {
     for (std::size_t i = 0; i < frames.size(); ++i)
@@ -125,7 +133,7 @@ struct FakeDaemon {
       }
       ++requests;
       if (mode == Mode::never_ack) continue;
-      if (mode == Mode::ack_only) {
+      if (mode == Mode::ack_only || (mode == Mode::ack_only_x && target == "demo.x")) {
         send({identity, "a", id, "ACK", "", "", ""});
         continue;
       }
@@ -402,6 +410,30 @@ TEST_CASE("client: an ACK without a REP times out after the request timeout", "[
   CHECK(took >= 250ms);  // the ACK arrived, so the ACK timeout (0.1 s) did not fire
   CHECK(took < 5s);
   CHECK_THROWS_AS(c.set("demo.x", Json(1), 0.3), mktl::TimeoutError);
+}
+
+TEST_CASE("client: an acknowledged request fails when the daemon's connection closes, not at its timeout",
+          "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::ack_only_x);
+  auto options = fast_options(home);
+  options.timeout = 60.0;
+  mktl::Client c(options);
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  auto start = std::chrono::steady_clock::now();
+  auto pending = c.get_async("demo.x");
+  // y's REP follows x's ACK on the same connection: once y is answered, the
+  // client holds x acknowledged and waiting for its REP.
+  CHECK(c.get("demo.y").value == Json(99));
+  fake.close();
+  REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+  try {
+    pending.get();
+    FAIL("a GET answered by a closed daemon");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("connection to the daemon was lost"));
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
 }
 
 TEST_CASE("client: a REP before its ACK counts as both, and the late ACK is ignored", "[client]") {

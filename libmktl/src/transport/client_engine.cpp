@@ -65,6 +65,12 @@ struct Engine::Dealer {
     return Clock::time_point::max();
   }
   std::vector<zmq::message_t> frames;  // reused for every received message
+  // Tells when a connection ends (the daemon died or the link went down):
+  // the REPs owed on it can no longer come.
+  zmq::socket_t monitor;
+  ~Dealer() {
+    if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
+  }
 };
 
 struct Engine::Sub {
@@ -191,6 +197,11 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
       d->socket.set(zmq::sockopt::sndhwm, 100000);
       d->socket.set(zmq::sockopt::rcvhwm, 100000);
       set_client_socket_options(d->socket);
+      try {
+        d->monitor = open_monitor(d->socket, ZMQ_EVENT_DISCONNECTED);
+      } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
+        logger("mktl.client")->debug("cannot monitor the connection to {}: {}", p.endpoint, e.what());
+      }
       d->socket.connect(p.endpoint);
     }
     auto id = protocol::format_request_id(p.id);
@@ -240,14 +251,7 @@ void Engine::execute(Control& c) {
         s->socket.set(zmq::sockopt::rcvhwm, 100000);
         set_client_socket_options(s->socket);
         try {
-          const std::string monitor = "inproc://mktl-sub-monitor-" + std::to_string(next_monitor_++) + "-" +
-                                      std::to_string(reinterpret_cast<std::uintptr_t>(this));
-          if (zmq_socket_monitor(s->socket.handle(), monitor.c_str(),
-                                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
-            throw zmq::error_t();
-          s->monitor = zmq::socket_t(context_, zmq::socket_type::pair);
-          s->monitor.set(zmq::sockopt::linger, 0);
-          s->monitor.connect(monitor);
+          s->monitor = open_monitor(s->socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
           s->down_since = Clock::now();
           s->socket.connect(c.endpoint);
         } catch (const zmq::error_t& e) {
@@ -345,18 +349,78 @@ void Engine::on_sub(Sub& s) {
   }
 }
 
-void Engine::on_monitor(Sub& s) {
-  std::vector<zmq::message_t> frames;
-  for (int burst = 0; burst < 64; ++burst) {
+zmq::socket_t Engine::open_monitor(zmq::socket_t& socket, int events) {
+  const std::string address = "inproc://mktl-client-monitor-" + std::to_string(next_monitor_++) + "-" +
+                              std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) throw zmq::error_t();
+  zmq::socket_t monitor(context_, zmq::socket_type::pair);
+  monitor.set(zmq::sockopt::linger, 0);
+  monitor.connect(address);
+  return monitor;
+}
+
+namespace {
+
+// The next event a socket monitor reported, if any.
+std::optional<std::uint16_t> next_event(zmq::socket_t& monitor, std::vector<zmq::message_t>& frames) {
+  for (;;) {
     try {
-      if (!transport::recv_multipart(s.monitor, frames)) return;
+      if (!transport::recv_multipart(monitor, frames)) return std::nullopt;
     } catch (const zmq::error_t&) {
-      return;
+      return std::nullopt;
     }
     // Frame 1: a 16-bit event number and a 32-bit value; frame 2: the endpoint.
     if (frames.empty() || frames[0].size() < 2) continue;
     std::uint16_t event;
     std::memcpy(&event, frames[0].data(), sizeof event);
+    return event;
+  }
+}
+
+}  // namespace
+
+// A connection to a daemon ended. Requests it acknowledged (and those sent
+// without asking for an ACK) were answered on that connection or not at
+// all: the daemon's ROUTER has no route to a connection that is gone, and a
+// restarted daemon never heard of them. They fail now rather than at their
+// timeout, which can be a minute. A request still owed its ACK may be in
+// the socket's queue, to leave on the next connection: its ACK timeout
+// decides, as usual.
+void Engine::on_dealer_monitor(Dealer& d) {
+  std::vector<zmq::message_t> frames;
+  bool lost = false;
+  for (int burst = 0; burst < 64; ++burst) {
+    auto event = next_event(d.monitor, frames);
+    if (!event) break;
+    if (*event == ZMQ_EVENT_DISCONNECTED) lost = true;
+  }
+  if (!lost) return;
+  std::size_t failed = 0;
+  for (auto it = d.waiting.begin(); it != d.waiting.end();) {
+    if (it->second.wants_ack) {
+      ++it;
+      continue;
+    }
+    auto& p = *it->second.pending;
+    fail(p, "TimeoutError",
+         p.target + " @ " + d.endpoint +
+             ": the connection to the daemon was lost before its reply came (the request may or may not have "
+             "been applied)");
+    p.finish();
+    it = d.waiting.erase(it);
+    ++failed;
+  }
+  logger("mktl.client")->debug("lost the connection to {}; {} request(s) waiting for a reply failed", d.endpoint,
+                               failed);
+  if (failed > 0) handler_.on_unacknowledged(d.endpoint);
+}
+
+void Engine::on_monitor(Sub& s) {
+  std::vector<zmq::message_t> frames;
+  for (int burst = 0; burst < 64; ++burst) {
+    auto next = next_event(s.monitor, frames);
+    if (!next) return;
+    const std::uint16_t event = *next;
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       s.connected = true;
       if (s.reported_lost) {
@@ -426,6 +490,7 @@ void Engine::run(std::stop_token stop) {
   std::vector<Dealer*> dealer_of;
   std::vector<Sub*> sub_of;
   std::vector<Sub*> monitor_of;
+  std::vector<Dealer*> dealer_monitor_of;
   std::vector<std::shared_ptr<Pending>> sends;
   std::vector<Control> controls;
   while (!stop.stop_requested()) {
@@ -433,29 +498,24 @@ void Engine::run(std::stop_token stop) {
     dealer_of.clear();
     sub_of.clear();
     monitor_of.clear();
-    items.push_back({nullptr, wakeup_.fd(), ZMQ_POLLIN, 0});
-    dealer_of.push_back(nullptr);
-    sub_of.push_back(nullptr);
-    monitor_of.push_back(nullptr);
+    dealer_monitor_of.clear();
+    auto watch = [&](void* socket, int fd, Dealer* dealer, Sub* sub, Sub* monitor, Dealer* dealer_monitor) {
+      items.push_back({socket, fd, ZMQ_POLLIN, 0});
+      dealer_of.push_back(dealer);
+      sub_of.push_back(sub);
+      monitor_of.push_back(monitor);
+      dealer_monitor_of.push_back(dealer_monitor);
+    };
+    watch(nullptr, wakeup_.fd(), nullptr, nullptr, nullptr, nullptr);
     Clock::time_point next_deadline = report_lost();
     for (auto& [ep, d] : dealers_) {
-      items.push_back({d->socket.handle(), 0, ZMQ_POLLIN, 0});
-      dealer_of.push_back(d.get());
-      sub_of.push_back(nullptr);
-      monitor_of.push_back(nullptr);
+      watch(d->socket.handle(), 0, d.get(), nullptr, nullptr, nullptr);
+      if (d->monitor) watch(d->monitor.handle(), 0, nullptr, nullptr, nullptr, d.get());
       next_deadline = std::min(next_deadline, d->next_ack_deadline());
     }
     for (auto& [ep, s] : subs_) {
-      items.push_back({s->socket.handle(), 0, ZMQ_POLLIN, 0});
-      dealer_of.push_back(nullptr);
-      sub_of.push_back(s.get());
-      monitor_of.push_back(nullptr);
-      if (s->monitor) {
-        items.push_back({s->monitor.handle(), 0, ZMQ_POLLIN, 0});
-        dealer_of.push_back(nullptr);
-        sub_of.push_back(nullptr);
-        monitor_of.push_back(s.get());
-      }
+      watch(s->socket.handle(), 0, nullptr, s.get(), nullptr, nullptr);
+      if (s->monitor) watch(s->monitor.handle(), 0, nullptr, nullptr, s.get(), nullptr);
     }
     long timeout_ms = -1;
     if (next_deadline != Clock::time_point::max()) {
@@ -484,6 +544,7 @@ void Engine::run(std::stop_token stop) {
       if (dealer_of[i]) on_dealer(*dealer_of[i]);
       if (sub_of[i]) on_sub(*sub_of[i]);
       if (monitor_of[i]) on_monitor(*monitor_of[i]);
+      if (dealer_monitor_of[i]) on_dealer_monitor(*dealer_monitor_of[i]);
     }
     take_queue(sends, controls);
     finish_received();

@@ -140,6 +140,8 @@ class Engine {
   void on_dealer(Dealer& d);
   void on_sub(Sub& s);
   void on_monitor(Sub& s);
+  void on_dealer_monitor(Dealer& d);
+  zmq::socket_t open_monitor(zmq::socket_t& socket, int events);
   // Reports SUB connections down for kLostAfter; returns the next time one is due.
   std::chrono::steady_clock::time_point report_lost();
   void expire_acks();
@@ -162,7 +164,7 @@ class Engine {
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
   std::unique_ptr<Dealer>* last_dealer_ = nullptr;  // the entry the last request used
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
-  std::uint64_t next_monitor_ = 0;  // names the SUB sockets' monitor endpoints
+  std::uint64_t next_monitor_ = 0;  // names the sockets' monitor endpoints
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll
