@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -169,6 +170,24 @@ inline long proc_status(pid_t pid, const std::string& field) {
   while (std::getline(in, line))
     if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
   return -1;
+}
+
+// Seconds the threads of a process have run on a CPU (the first field of
+// /proc/<pid>/task/*/schedstat, in ns), leaving out the threads in `except`.
+// pid 0: this process. Threads that ended are not counted.
+inline double cpu_seconds(pid_t pid, const std::vector<pid_t>& except = {}) {
+  namespace fs = std::filesystem;
+  const fs::path tasks = fs::path("/proc") / (pid > 0 ? std::to_string(pid) : std::string("self")) / "task";
+  double ns = 0;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(tasks, ec)) {
+    const pid_t tid = static_cast<pid_t>(std::strtol(task.path().filename().c_str(), nullptr, 10));
+    if (std::find(except.begin(), except.end(), tid) != except.end()) continue;
+    std::ifstream in(task.path() / "schedstat");
+    double run = 0;
+    if (in >> run) ns += run;
+  }
+  return ns * 1e-9;
 }
 
 inline double median(std::vector<double> v) {

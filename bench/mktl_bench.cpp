@@ -70,7 +70,7 @@ struct Options {
   bool wants(const std::string& group) const { return only.empty() || only.count(group); }
 };
 
-enum class Unit { rate, bytes_rate, ms, mb, count, number };
+enum class Unit { rate, bytes_rate, ms, us, mb, count, number };
 
 struct Series {
   std::string name;
@@ -139,6 +139,7 @@ std::string show(double v, Unit unit) {
       return fixed(v, 0) + " /s";
     case Unit::bytes_rate: return fixed(v / 1e9, 2) + " GB/s";
     case Unit::ms: return fixed(v, v < 10 ? 2 : 1) + " ms";
+    case Unit::us: return fixed(v, v < 10 ? 2 : 1) + " µs";
     case Unit::mb: return fixed(v, 1) + " MB";
     case Unit::count: return fixed(v, 0);
     case Unit::number: return fixed(v, 1);
@@ -539,12 +540,20 @@ class RawSqlite {
 // would keep the CPUs awake too, but they slowed the daemon's thread
 // hand-offs and made the raw loop erratic; these ticks cost a few percent of
 // a CPU and leave at most 100 µs of the wait.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 class WakeCpus {
  public:
   WakeCpus() {
     unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    tids_.resize(n);
     for (unsigned i = 0; i < n; ++i)
-      threads_.emplace_back([i](std::stop_token stop) {
+      threads_.emplace_back([i, this](std::stop_token stop) {
+        tids_[i] = static_cast<pid_t>(gettid());
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(i, &set);
@@ -553,8 +562,12 @@ class WakeCpus {
         while (!stop.stop_requested()) nanosleep(&tick, nullptr);
       });
   }
+  // Its threads, to leave out of the client's CPU time (each has set its id
+  // by the time the first transaction completes).
+  const std::vector<pid_t>& tids() const { return tids_; }
 
  private:
+  std::vector<pid_t> tids_;
   std::vector<std::jthread> threads_;
 };
 
@@ -627,6 +640,9 @@ void run_txn(const Options& o, Results& R) {
     // Per rep, summed over its slices.
     long raw_rows = 0, txn_done = 0;
     double raw_seconds = 0, txn_seconds = 0, transactions = 0, commits = 0;
+    // CPU time: markd's threads and the client's during the daemon's runs,
+    // the raw loop's thread during its own.
+    double daemon_cpu = 0, client_cpu = 0, raw_cpu = 0;
     std::vector<double> latency_ms;
   };
   std::vector<Depth> depths;
@@ -639,6 +655,9 @@ void run_txn(const Options& o, Results& R) {
     all.push_back(&R.get(d.txn + "_batch", "… transactions per COMMIT (mean, daemon's stats)", Unit::number));
     all.push_back(&R.get(d.txn + "_p50", "… latency seen by the client, median", Unit::ms));
     all.push_back(&R.get(d.txn + "_p99", "… latency seen by the client, p99", Unit::ms));
+    all.push_back(&R.get(d.txn + "_cpu_daemon", "… markd CPU per transaction (all its threads)", Unit::us));
+    all.push_back(&R.get(d.txn + "_cpu_client", "… client CPU per transaction (mktl::Client, all its threads)", Unit::us));
+    all.push_back(&R.get(d.raw + "_cpu", "… raw loop CPU per row (its thread, COMMIT included)", Unit::us));
   }
   if (!executable(o.markd)) {
     for (auto* s : all) s->note = o.markd + " not built";
@@ -685,7 +704,11 @@ void run_txn(const Options& o, Results& R) {
         // daemon's run, whose batch size it copies.
         auto& d = depths[(k + static_cast<std::size_t>(s)) % depths.size()];
         auto before = stats();
+        const std::vector<pid_t> not_client = wake ? wake->tids() : std::vector<pid_t>{};
+        const double daemon_cpu = bench::cpu_seconds(daemon.pid()), client_cpu = bench::cpu_seconds(0, not_client);
         TxnRun run = txn_pipeline(client, key, d.depth, slice, n_txn);
+        d.daemon_cpu += bench::cpu_seconds(daemon.pid()) - daemon_cpu;
+        d.client_cpu += bench::cpu_seconds(0, not_client) - client_cpu;
         auto after = stats();
         double transactions = after.first - before.first, commits = after.second - before.second;
         if (commits <= 0) throw std::runtime_error("transactions: the daemon's stats show no commit");
@@ -695,7 +718,9 @@ void run_txn(const Options& o, Results& R) {
         d.transactions += transactions;
         d.commits += commits;
         auto start = Clock::now();
+        const double raw_cpu = thread_cpu_seconds();
         d.raw_rows += raw.run(transactions / commits, slice, n_raw);
+        d.raw_cpu += thread_cpu_seconds() - raw_cpu;
         d.raw_seconds += seconds_since(start);
       }
     for (auto& d : depths) {
@@ -704,6 +729,10 @@ void run_txn(const Options& o, Results& R) {
       R.add(d.txn + "_batch", "", Unit::number, d.transactions / d.commits);
       R.add(d.txn + "_p50", "", Unit::ms, bench::percentile(d.latency_ms, 0.5));
       R.add(d.txn + "_p99", "", Unit::ms, bench::percentile(d.latency_ms, 0.99));
+      // Per transaction the daemon made (the drain after each window included).
+      R.add(d.txn + "_cpu_daemon", "", Unit::us, d.daemon_cpu / d.transactions * 1e6);
+      R.add(d.txn + "_cpu_client", "", Unit::us, d.client_cpu / d.transactions * 1e6);
+      R.add(d.raw + "_cpu", "", Unit::us, d.raw_cpu / static_cast<double>(d.raw_rows) * 1e6);
     }
   }
   daemon.terminate();
