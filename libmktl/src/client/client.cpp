@@ -300,29 +300,40 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // A location that was checked may still go stale (the daemon restarted on
   // other ports, or on another host): then the network is asked again (at
   // most once a second per store) and the request is retried once if the key
-  // lives elsewhere now; otherwise the TimeoutError stands.
+  // lives elsewhere now; otherwise the TimeoutError stands. A SET the daemon
+  // acknowledged before its connection closed may have been applied: it is
+  // not sent again (`repeatable` is for GETs).
   template <class F>
-  auto with_stale_retry(const std::string& full_key, Client& client, F&& attempt) {
+  auto with_stale_retry(const std::string& full_key, Client& client, bool repeatable, F&& attempt) {
     Where where = locate(full_key, client);
     try {
       return attempt(where);
+    } catch (const detail::ReplyLost&) {
+      if (!repeatable) throw;
+      return retry_elsewhere(full_key, client, where, attempt);
     } catch (const TimeoutError&) {
-      std::string store = lower(store_of(full_key));
-      bool from_cache;
-      {
-        std::lock_guard lock(mutex);
-        auto it = stores.find(store);
-        if (it == stores.end()) throw;
-        from_cache = !it->second.validated;
-        if (from_cache) stores.erase(it);
-      }
-      // (The relocator thread may have found the new address meanwhile.)
-      if (from_cache) client.find_store(store);
-      else relocate(store, kRelocateRequestsEvery);
-      Where now = locate(full_key, client);
-      if (!from_cache && now.rep == where.rep) throw;
-      return attempt(now);
+      return retry_elsewhere(full_key, client, where, attempt);
     }
+  }
+
+  // Called in the handler of the attempt's TimeoutError: `throw;` lets it stand.
+  template <class F>
+  auto retry_elsewhere(const std::string& full_key, Client& client, const Where& where, F& attempt) {
+    std::string store = lower(store_of(full_key));
+    bool from_cache;
+    {
+      std::lock_guard lock(mutex);
+      auto it = stores.find(store);
+      if (it == stores.end()) throw;
+      from_cache = !it->second.validated;
+      if (from_cache) stores.erase(it);
+    }
+    // (The relocator thread may have found the new address meanwhile.)
+    if (from_cache) client.find_store(store);
+    else relocate(store, kRelocateRequestsEvery);
+    Where now = locate(full_key, client);
+    if (!from_cache && now.rep == where.rep) throw;
+    return attempt(now);
   }
 
   // Where a key lives; finds its store first if needed.
@@ -824,7 +835,7 @@ std::string set_payload(const Reading& value) {
 Reading Client::get(const std::string& full_key, bool refresh, std::optional<double> timeout) {
   std::string target = lower_target(full_key);
   std::string payload = get_payload(refresh);
-  return impl_->with_stale_retry(target, *this, [&](const Where& where) {
+  return impl_->with_stale_retry(target, *this, true, [&](const Where& where) {
     auto answer = impl_->exchange(where.rep, protocol::MessageType::GET, target, payload, timeout);
     return reply_reading(answer.payload, std::move(answer.bulk));
   });
@@ -833,7 +844,7 @@ Reading Client::get(const std::string& full_key, bool refresh, std::optional<dou
 void Client::set(const std::string& full_key, Reading value, std::optional<double> timeout) {
   std::string target = lower_target(full_key);
   std::string payload = set_payload(value);
-  impl_->with_stale_retry(target, *this, [&](const Where& where) {
+  impl_->with_stale_retry(target, *this, false, [&](const Where& where) {
     impl_->request_text(where.rep, protocol::MessageType::SET, target, payload, timeout, value.bulk);
     return 0;
   });
@@ -848,7 +859,7 @@ Json Client::call(const std::string& type, const std::string& full_key, const Js
   if (!payload.is_object()) throw TypeError("a request payload is a JSON object");
   std::string target = lower_target(full_key);
   std::string text = json::dump(payload);
-  return impl_->with_stale_retry(target, *this, [&](const Where& where) {
+  return impl_->with_stale_retry(target, *this, t == protocol::MessageType::GET, [&](const Where& where) {
     return impl_->request_text(where.rep, t, target, text, timeout);
   });
 }

@@ -17,6 +17,7 @@ using Clock = std::chrono::steady_clock;
 
 void Pending::throw_failure() const {
   if (!failure) return;
+  if (reply_lost) throw ReplyLost(failure->second);
   if (failure->first == "TimeoutError") throw TimeoutError(failure->second);
   throw Error(failure->first, failure->second);
 }
@@ -406,6 +407,7 @@ void Engine::on_dealer_monitor(Dealer& d) {
          p.target + " @ " + d.endpoint +
              ": the connection to the daemon was lost before its reply came (the request may or may not have "
              "been applied)");
+    p.reply_lost = true;
     p.finish();
     it = d.waiting.erase(it);
     ++failed;

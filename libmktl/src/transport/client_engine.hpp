@@ -29,6 +29,13 @@
 
 namespace mktl::detail {
 
+// The TimeoutError of a request the daemon acknowledged and whose connection
+// then closed: it reached the daemon and may have been applied, so it is not
+// sent again elsewhere unless it is a GET.
+struct ReplyLost : TimeoutError {
+  using TimeoutError::TimeoutError;
+};
+
 // One request and, once it is answered, its outcome; shared by the caller and
 // the I/O thread. Subclasses say what completion does (wake a blocked caller,
 // fulfil a promise), so a request costs one allocation and no type erasure.
@@ -57,6 +64,7 @@ class Pending {
   std::string payload;
   std::optional<Bulk> bulk;
   std::optional<std::pair<std::string, std::string>> failure;
+  bool reply_lost = false;  // the failure: acknowledged, then its connection closed
 
   // Throws the local failure, if there is one.
   void throw_failure() const;
