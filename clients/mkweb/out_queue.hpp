@@ -49,6 +49,8 @@ class OutQueue {
 
   void push(OutMessage message) {
     if (message.kind == MessageKind::snapshot) drop_collection_slots(message.item);
+    // A pending resync sends the state as it is when it goes out: it covers this change.
+    if (message.kind == MessageKind::change && resync_pending(message.item)) return;
     if (slots_.size() < limit_) {
       slots_.push_back(Slot{std::move(message), 0});
       return;
@@ -64,8 +66,6 @@ class OutQueue {
         }
       }
     } else if (message.kind == MessageKind::change) {
-      for (const auto& slot : slots_)
-        if (slot.message.kind == MessageKind::resync && slot.message.item == message.item) return;
       drop_collection_slots(message.item);
       message.kind = MessageKind::resync;
       message.text.reset();
@@ -119,6 +119,12 @@ class OutQueue {
       kept.push_back(std::move(slot));
     }
     slots_.swap(kept);
+  }
+
+  bool resync_pending(const std::string& item) const {
+    for (const auto& slot : slots_)
+      if (slot.message.kind == MessageKind::resync && slot.message.item == item) return true;
+    return false;
   }
 
   void drop_collection_slots(const std::string& item) {

@@ -65,6 +65,7 @@ expect_in "with the fix named" "$err" "chmod 600"
 private_discovery_ports
 start_drained heatersim '^PORT [0-9]+$' "$BIN/heatersim" --port 0 --seed 7 --time-constant 0.5
 HEATER_SIM=${line#PORT }
+HEATER_SIM_PID=$pid
 start_example markd-heater heater HeaterDaemon "$HEATER_SIM"
 HEATER_MK=("${MK[@]}")
 HEATER_PID=$pid
@@ -266,12 +267,65 @@ expect_match "shape, dtype and the URL of this frame" "$(head -n1 <<<"$out")" \
   '"bulk":\{"dtype":"uint16","shape":\[48,64\],"url":"/api/items/camera.frame/bulk\?v=[0-9]+"\}'
 
 ###########################################################################
-# 6. A daemon gone: 504, then SIGTERM
+# 6. A collection on the WebSocket: snapshot, then changes by seq
+###########################################################################
+cat >"$work/shop.toml" <<'EOF'
+batch_max_wait_ms = 1.0
+
+[tables.stock]
+columns = { sku = "TEXT PRIMARY KEY", qty = "INTEGER NOT NULL" }
+
+[services.put]
+protocol = "transaction"
+table = "stock"
+op_type = "upsert"
+key = ["sku"]
+fields = ["sku", "qty"]
+
+[services.stock]
+protocol = "subpub"
+primary_table = "stock"
+key = "sku"
+EOF
+start --first markd-shop '^markd: shop shop1 ready rep=([0-9]+)' "$BIN/markd" --no-discovery --bind 127.0.0.1 \
+  --hostname 127.0.0.1 --mkio "$work/shop.toml" shop shop1
+exec {fd}<&-
+SHOP_MK=("$BIN/mk" --connect "tcp://127.0.0.1:${BASH_REMATCH[1]}")
+shop_put() { rc=0; OUT=$("${SHOP_MK[@]}" set shop.put "$1" 2>&1) || rc=$?; ((rc == 0)); }
+wait_for 10 shop_put '{"sku": "apple", "qty": 3}' || fail "mk set shop.put: $OUT"
+start_drained mkweb-shop "$listening" "$BIN/mkweb" --listen 127.0.0.1:0 --connect "${SHOP_MK[2]}"
+SHOP_PORT=${BASH_REMATCH[1]#*:}
+shop_out=$work/probe-shop.out
+timeout 30 "$BIN/mkweb_ws_probe" 127.0.0.1 "$SHOP_PORT" --send '{"op":"subscribe","items":["shop.stock"]}' \
+  --count 2 --timeout 15 >"$shop_out" 2>&1 &
+shop_probe=$!
+snapshot_came() { [[ -s $shop_out ]]; }
+wait_for 10 snapshot_came || fail "no snapshot of shop.stock on the WebSocket"
+expect_match "a collection's snapshot first: its rows and seq" "$(head -n1 "$shop_out")" \
+  '^\{"item":"shop.stock","rows":\[\{"rowid":"apple","value":\{[^}]*"qty":3[^}]*\}\}\],"seq":[0-9]+,"type":"snapshot"\}$'
+snap_seq=$(head -n1 "$shop_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])' 2>/dev/null || true)
+[[ $snap_seq =~ ^[0-9]+$ ]] || snap_seq=-100  # the match above has failed already
+wait_for 10 shop_put '{"sku": "pear", "qty": 5}' || fail "mk set shop.put: $OUT"
+wait_exit "$shop_probe" 20
+expect_eq "then the change" "$rc" "0"
+expect_eq "an insert of pear, seq after the snapshot's" \
+  "$(tail -n1 "$shop_out" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["type"], j["op"], j["rowid"], j["row"]["qty"], j["seq"])' 2>&1)" \
+  "change insert pear 5 $((snap_seq + 1))"
+
+###########################################################################
+# 7. A daemon gone: 504, then SIGTERM
 ###########################################################################
 kill -KILL "$CAMERA_PID"
 wait_exit "$CAMERA_PID" 10
 http gone "$WEB/api/items/camera.exptime?refresh=1"
 expect_status "a daemon that does not answer: 504" 504 TimeoutError
+
+# The heater's controller gone: the daemon's own error (not a value's) is 502.
+kill -KILL "$HEATER_SIM_PID"
+wait_exit "$HEATER_SIM_PID" 10
+http nosim "$WEB/api/items/heater.temperature?refresh=1"
+expect_status "a daemon error other than ValueError, TypeError, KeyError, PermissionError or TimeoutError: 502" 502
+expect_match "with the daemon's error type and text" "$(jq_py 'j["error"]["type"], j["error"]["text"]')" '^[A-Za-z]+Error .+'
 
 stop "$RO_PID"
 expect_eq "mkweb exits 0 on SIGTERM" "$rc" "0"
