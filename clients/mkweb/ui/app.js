@@ -74,10 +74,16 @@ async function showStore(store) {
   }
   if (state.store !== store) return;  // another store was chosen meanwhile
   state.items = {};
-  for (const key of Object.keys(body.items).sort()) {
+  // The store's own items first, then the daemon's built-in ones (_ALIASclk...).
+  const keys = Object.keys(body.items).sort((a, b) =>
+    (a.startsWith('_') - b.startsWith('_')) || (a < b ? -1 : a > b ? 1 : 0));
+  for (const key of keys) {
     const full = store + '.' + key;
     const d = body.items[key] || {};
     state.items[full] = d;
+    if (key.startsWith('_') && !tbody.querySelector('tr.builtin')) {
+      tbody.append(el('tr', {class: 'builtin'}, el('th', {colSpan: 5}, "the daemon's built-in items")));
+    }
     tbody.append(itemRow(full, key, d));
     if (d.type === 'collection') {
       const table = el('table', {class: 'collection', 'data-item': full}, el('caption', {}, full));
@@ -225,6 +231,8 @@ function connect() {
   };
 }
 
+const kLongValue = 120;
+
 function onValue(msg) {
   const tr = row(msg.item);
   if (!tr) return;
@@ -234,7 +242,10 @@ function onValue(msg) {
     value.querySelector('.text').textContent = msg.formatted;
     fetchBulk(msg.item, msg.bulk.url);
   } else {
-    value.textContent = msg.formatted;
+    // A long value (a catalog, say) is cut short; the whole of it is in the tooltip.
+    const text = String(msg.formatted);
+    value.textContent = text.length > kLongValue ? text.slice(0, kLongValue) + '\u2026' : text;
+    value.title = text.length > kLongValue ? text : '';
     showInControl(tr, d, msg);
   }
   if (msg.units) tr.querySelector('.units').textContent = msg.units;
