@@ -313,6 +313,50 @@ TEST_CASE("GET with a ref tells whether it committed, also after a restart, and 
   CHECK(f.get("note").at("value").at("ref") == generated);
 }
 
+namespace {
+
+// Counts its refreshes; in setup_final() (every item exists then, record
+// items too) it watches the record item `note`.
+class Watching : public mktl::Item {
+ public:
+  using Item::Item;
+  void req_poll() override { ++polls; }
+  std::atomic<int> polls{0};
+};
+
+class WatchingDaemon : public mktl::Daemon {
+ public:
+  using Daemon::Daemon;
+  void setup() override { watching = &add_item<Watching>("watching"); }
+  void setup_final() override { watching->watch(item("note")); }
+  Watching* watching = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("an item watching a record item refreshes after each committed transaction", "[tables]") {
+  test::TempDir home;
+  auto options = test::isolated(home);
+  options.collections = orders_config();
+  options.collections_source = "orders.json";
+  WatchingDaemon daemon("book", "book1", Json::parse(R"({"watching": {"type": "numeric"}})"), options);
+  daemon.start();
+  test::RawDealer dealer(daemon.rep_endpoint());
+  auto rep = dealer.roundtrip("1", "SET", "book.note", R"({"value": {"text": "seen?"}})");
+  REQUIRE(rep);
+  CHECK(error_type(Json::parse(rep->at(5))).empty());
+  CHECK(test::wait_until([&] { return daemon.watching->polls.load() == 1; }));
+  // A transaction that fails commits nothing: no refresh.
+  rep = dealer.roundtrip("2", "SET", "book.note", R"({"value": {"txt": "typo"}})");
+  REQUIRE(rep);
+  CHECK_FALSE(error_type(Json::parse(rep->at(5))).empty());
+  rep = dealer.roundtrip("3", "SET", "book.note", R"({"value": {"text": "again"}})");
+  REQUIRE(rep);
+  CHECK(test::wait_until([&] { return daemon.watching->polls.load() == 2; }));
+  CHECK(daemon.watching->polls.load() == 2);
+  daemon.stop();
+}
+
 TEST_CASE("schema migration: safe changes apply, lossy ones need --migrate, a failed one changes nothing", "[tables]") {
   Fixture f;
   f.start();

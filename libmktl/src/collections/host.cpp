@@ -105,6 +105,7 @@ class RecordItem : public Item {
             last_ = broadcast;
           }
           if (auto* server = runtime_.server()) server->publish(topic_, std::move(broadcast));
+          runtime_.notify_watchers(*this);
         }
         payload.back() = ',';
         payload += "\"ref\":";

@@ -185,6 +185,17 @@ void Runtime::publish_raw(std::string topic, std::shared_ptr<const std::string> 
   if (running_ && server_) server_->publish(std::move(topic), std::move(payload));
 }
 
+void Runtime::notify_watchers(Item& item) {
+  std::vector<std::weak_ptr<ItemCore>> watchers;
+  {
+    std::lock_guard lock(item.core_->mutex);
+    if (item.core_->watchers.empty()) return;
+    watchers = item.core_->watchers;
+  }
+  for (auto& w : watchers)
+    if (auto watcher = w.lock()) post_poll(watcher);
+}
+
 void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable) {
   std::shared_ptr<const std::string> encoded;
   std::vector<std::weak_ptr<ItemCore>> watchers;

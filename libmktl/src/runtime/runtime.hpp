@@ -81,6 +81,9 @@ class Runtime {
   // (collections: payloads with more members than value and time, and the
   // `row:` topics). Nothing is sent unless the runtime is running.
   void publish_raw(std::string topic, std::shared_ptr<const std::string> payload);
+  // `item` broadcast a new value by another way than publish() (a record
+  // item's committed transaction): the items that watch it refresh.
+  void notify_watchers(Item& item);
   double start_time() const { return start_time_; }
   // For the fuzzer (tests/fuzz/): one request through the daemon's whole
   // request path without sockets (transport::Server::exchange on a server of
