@@ -257,6 +257,15 @@ void Gateway::start_watch(const std::shared_ptr<Watch>& watch) {
             if (w && w->ready && !w->released) publish(w, {key, MessageKind::snapshot, text});
           });
         };
+        // A failed catch-up (the daemon away) is retried by the view; browsers
+        // are told, beside the item.
+        callbacks.on_error = [this, weak, key](const std::string& text) {
+          auto message = std::make_shared<const std::string>(error_text(key, "RuntimeError", text));
+          run_io([this, weak, key, message] {
+            auto w = weak.lock();
+            if (w && w->ready && !w->released) publish(w, {key, MessageKind::other, message});
+          });
+        };
         view = client_.watch_collection(key, std::move(callbacks));
       } else {
         auto on_value = [this, weak, key, description](const std::string&, const mktl::Reading& reading) {
