@@ -289,12 +289,12 @@ void Engine::on_dealer(Dealer& d) {
     try {
       if (!transport::recv_multipart(d.socket, frames)) return;
     } catch (const zmq::error_t& e) {
-      logger("mktl.client")->warn("receive from {} failed: {}", d.endpoint, e.what());
+      receive_failed_log_("receive from {} failed: {}", d.endpoint, e.what());
       return;
     }
     auto response = protocol::decode_response(transport::views(frames, parts), &error);
     if (!response) {
-      logger("mktl.client")->warn("dropped a malformed response from {}: {}", d.endpoint, error);
+      malformed_log_("dropped a malformed response from {}: {}", d.endpoint, error);
       continue;
     }
     auto id = protocol::parse_request_id(response->id);
@@ -335,7 +335,7 @@ void Engine::on_sub(Sub& s) {
     try {
       if (!transport::recv_multipart(s.socket, frames, parts.size())) return;
     } catch (const zmq::error_t& e) {
-      logger("mktl.client")->warn("receive of broadcasts from {} failed: {}", s.endpoint, e.what());
+      receive_failed_log_("receive of broadcasts from {} failed: {}", s.endpoint, e.what());
       return;
     }
     std::string error;

@@ -4,6 +4,7 @@
 // the calling thread. Broadcasts are handed to the Client's callback strands.
 #pragma once
 
+#include "config/logger.hpp"
 #include "protocol/codec.hpp"
 #include "security/client_keys.hpp"
 #include "transport/zmq_util.hpp"
@@ -178,6 +179,9 @@ class Engine {
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll
   std::atomic<bool> signalled_{false};  // the eventfd was written since poll began
   std::vector<std::shared_ptr<Pending>> finished_;  // answered, finish() not yet run
+  // What a peer can make this client log at will is rate-limited.
+  LogLimit receive_failed_log_{logger("mktl.client"), spdlog::level::warn};
+  LogLimit malformed_log_{logger("mktl.client"), spdlog::level::warn};
   std::jthread thread_;
 };
 
