@@ -261,7 +261,9 @@ TEST_CASE("CURVE daemon: unknown keys and plain-text clients get nothing", "[sec
     o.server_key = f.daemon->catalog_block()["provenance"][0]["curve"].get<std::string>();
     o.ack_timeout = 0.3;
     mktl::Client carol(o);
-    CHECK(error_type([&] { carol.connect(f.daemon->rep_endpoint(), "demo"); }).rfind("TimeoutError", 0) == 0);
+    const std::string err = error_type([&] { carol.connect(f.daemon->rep_endpoint(), "demo"); });
+    CHECK(err.rfind("TimeoutError", 0) == 0);
+    CHECK_THAT(err, Catch::Contains("refused this client's key"));  // why, from the failed handshake
   }
   const std::string server_key = f.daemon->catalog_block()["provenance"][0]["curve"].get<std::string>();
   zmq::context_t ctx(1);
@@ -301,8 +303,9 @@ TEST_CASE("CURVE daemon: unknown keys and plain-text clients get nothing", "[sec
     auto o = test::client_options(f.home);  // its own $MKTL_HOME: no catalog, no key
     o.ack_timeout = 0.3;
     mktl::Client unaware(o);
-    CHECK(error_type([&] { unaware.request(f.daemon->rep_endpoint(), "GET", "demo.temp"); }).rfind("TimeoutError", 0) ==
-          0);
+    const std::string err = error_type([&] { unaware.request(f.daemon->rep_endpoint(), "GET", "demo.temp"); });
+    CHECK(err.rfind("TimeoutError", 0) == 0);
+    CHECK_THAT(err, Catch::Contains("requires CURVE"));
     test::RawDealer raw(f.daemon->rep_endpoint());
     raw.request("00000001", "GET", "demo.temp");
     CHECK_FALSE(raw.recv(300ms).has_value());

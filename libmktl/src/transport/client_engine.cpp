@@ -69,6 +69,7 @@ struct Engine::Dealer {
   // Tells when a connection ends (the daemon died or the link went down):
   // the REPs owed on it can no longer come.
   zmq::socket_t monitor;
+  std::string handshake_problem;  // why the last security handshake failed, if it did
   ~Dealer() {
     if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
   }
@@ -199,7 +200,7 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
       d->socket.set(zmq::sockopt::rcvhwm, 100000);
       set_client_socket_options(d->socket);
       try {
-        d->monitor = open_monitor(d->socket, ZMQ_EVENT_DISCONNECTED);
+        d->monitor = open_monitor(d->socket, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | kHandshakeFailed);
       } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
         logger("mktl.client")->debug("cannot monitor the connection to {}: {}", p.endpoint, e.what());
       }
@@ -362,8 +363,9 @@ zmq::socket_t Engine::open_monitor(zmq::socket_t& socket, int events) {
 
 namespace {
 
-// The next event a socket monitor reported, if any.
-std::optional<std::uint16_t> next_event(zmq::socket_t& monitor, std::vector<zmq::message_t>& frames) {
+}  // namespace
+
+std::optional<MonitorEvent> next_event(zmq::socket_t& monitor, std::vector<zmq::message_t>& frames) {
   for (;;) {
     try {
       if (!transport::recv_multipart(monitor, frames)) return std::nullopt;
@@ -371,14 +373,34 @@ std::optional<std::uint16_t> next_event(zmq::socket_t& monitor, std::vector<zmq:
       return std::nullopt;
     }
     // Frame 1: a 16-bit event number and a 32-bit value; frame 2: the endpoint.
-    if (frames.empty() || frames[0].size() < 2) continue;
-    std::uint16_t event;
-    std::memcpy(&event, frames[0].data(), sizeof event);
-    return event;
+    if (frames.empty() || frames[0].size() < 6) continue;
+    MonitorEvent e;
+    std::memcpy(&e.event, frames[0].data(), sizeof e.event);
+    std::memcpy(&e.value, static_cast<const char*>(frames[0].data()) + 2, sizeof e.value);
+    return e;
   }
 }
 
-}  // namespace
+bool uses_curve(zmq::socket_t& socket) {
+  try {
+    return socket.get(zmq::sockopt::mechanism) == ZMQ_CURVE;
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+}
+
+std::string handshake_problem(const MonitorEvent& e, bool has_key) {
+  if (e.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+    return "the daemon refused this client's key (CURVE: its public key is not among the daemon's clients, "
+           "docs/security.md)";
+  if (e.event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && e.event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) return {};
+  if (!has_key)
+    return "the handshake with the daemon failed: it requires CURVE, and this client has no key (--key or "
+           "MKTL_KEY, docs/security.md)";
+  if (e.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+    return "the handshake with the daemon failed: this client uses CURVE, the daemon does not";
+  return "the CURVE handshake with the daemon failed (is the daemon's public key the right one? docs/security.md)";
+}
 
 // A connection to a daemon ended. Requests it acknowledged (and those sent
 // without asking for an ACK) were answered on that connection or not at
@@ -393,7 +415,10 @@ void Engine::on_dealer_monitor(Dealer& d) {
   for (int burst = 0; burst < 64; ++burst) {
     auto event = next_event(d.monitor, frames);
     if (!event) break;
-    if (*event == ZMQ_EVENT_DISCONNECTED) lost = true;
+    if (event->event == ZMQ_EVENT_DISCONNECTED) lost = true;
+    else if (event->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) d.handshake_problem.clear();
+    else if (auto problem = handshake_problem(*event, uses_curve(d.socket)); !problem.empty())
+      d.handshake_problem = std::move(problem);
   }
   if (!lost) return;
   std::size_t failed = 0;
@@ -422,7 +447,7 @@ void Engine::on_monitor(Sub& s) {
   for (int burst = 0; burst < 64; ++burst) {
     auto next = next_event(s.monitor, frames);
     if (!next) return;
-    const std::uint16_t event = *next;
+    const std::uint16_t event = next->event;
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       s.connected = true;
       if (s.reported_lost) {
@@ -465,7 +490,9 @@ void Engine::expire_acks() {
       char text[64];
       std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
       auto& p = *it->second.pending;
-      fail(p, "TimeoutError", p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+      fail(p, "TimeoutError",
+           p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s" +
+               (d->handshake_problem.empty() ? std::string() : ": " + d->handshake_problem));
       p.finish();
       d->waiting.erase(it);
       handler_.on_unacknowledged(endpoint);
@@ -571,6 +598,22 @@ void Engine::run(std::stop_token stop) {
 
 struct DirectRequests::Socket {
   zmq::socket_t socket;
+  zmq::socket_t monitor;  // failed security handshakes, read when an ACK is late
+  ~Socket() {
+    if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
+  }
+  // Why the last security handshake failed, if one did (reads the monitor).
+  std::string handshake_problem(bool has_key) {
+    if (!monitor) return {};
+    std::string problem;
+    std::vector<zmq::message_t> frames;
+    for (int i = 0; i < 64; ++i) {
+      auto event = next_event(monitor, frames);
+      if (!event) break;
+      if (auto p = detail::handshake_problem(*event, has_key); !p.empty()) problem = std::move(p);
+    }
+    return problem;
+  }
 };
 
 DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout,
@@ -592,6 +635,15 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) 
     if (keys_) keys_->secure(s->socket, endpoint);
     s->socket.set(zmq::sockopt::linger, 0);
     set_client_socket_options(s->socket);
+    {
+      const std::string address = "inproc://mktl-direct-monitor-" + std::to_string(next_monitor_++) + "-" +
+                                  std::to_string(reinterpret_cast<std::uintptr_t>(this));
+      if (zmq_socket_monitor(s->socket.handle(), address.c_str(), kHandshakeFailed) == 0) {
+        s->monitor = zmq::socket_t(context_, zmq::socket_type::pair);
+        s->monitor.set(zmq::sockopt::linger, 0);
+        s->monitor.connect(address);
+      }
+    }
     s->socket.connect(endpoint);
   }
   return s.get();
@@ -626,7 +678,9 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
       char text[32];
       if (!acked) {
         std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
-        throw TimeoutError(target + " @ " + endpoint + ": no acknowledgement received in " + text + " s");
+        const std::string problem = s->handshake_problem(uses_curve(s->socket));
+        throw TimeoutError(target + " @ " + endpoint + ": no acknowledgement received in " + text + " s" +
+                           (problem.empty() ? std::string() : ": " + problem));
       }
       std::snprintf(text, sizeof text, "%.3f", timeout);
       throw TimeoutError(target + " @ " + endpoint + ": no response received in " + text + " s");

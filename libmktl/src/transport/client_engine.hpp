@@ -37,6 +37,22 @@ struct ReplyLost : TimeoutError {
   using TimeoutError::TimeoutError;
 };
 
+// An event of a socket monitor: what happened, and its value (an error or
+// status code for failed handshakes).
+struct MonitorEvent {
+  std::uint16_t event = 0;
+  std::uint32_t value = 0;
+};
+constexpr int kHandshakeFailed =
+    ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+// The next event a monitor socket holds, if any (never blocks).
+std::optional<MonitorEvent> next_event(zmq::socket_t& monitor, std::vector<zmq::message_t>& frames);
+// What a failed security handshake means for the user (of a client with a
+// CURVE key or without); empty for other events.
+std::string handshake_problem(const MonitorEvent& event, bool has_key);
+// Whether a socket is a CURVE client (it has this client's key pair).
+bool uses_curve(zmq::socket_t& socket);
+
 // One request and, once it is answered, its outcome; shared by the caller and
 // the I/O thread. Subclasses say what completion does (wake a blocked caller,
 // fulfil a promise), so a request costs one allocation and no type erasure.
@@ -211,6 +227,7 @@ class DirectRequests {
   std::shared_ptr<const security::ClientKeys> keys_;
   std::mutex mutex_;
   std::map<std::pair<std::thread::id, std::string>, std::unique_ptr<Socket>> sockets_;  // (thread, endpoint)
+  std::uint64_t next_monitor_ = 0;  // names the monitors' endpoints; under mutex_
   std::atomic<std::uint32_t> next_id_{0x80000000u};  // apart from the Engine's ids, for readable logs
 };
 
