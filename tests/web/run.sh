@@ -62,7 +62,7 @@ rc=0
 MKWEB_URL=$url MKWEB_TOKEN=$token CHROMIUM=$CHROMIUM CHROME_PROFILE=$work/chrome SCREENSHOT_DIR=$(cd "$shots" && pwd) \
   MK=$(printf '%s\n' "${heater_mk[@]}" | node -e 'console.log(JSON.stringify(require("fs").readFileSync(0, "utf8").trim().split("\n")))') \
   timeout -k 5 50 node "$here/browser.test.mjs" || rc=$?
-((rc == 0)) || fail "the browser checks (exit $rc); mkweb's stderr: $(tail -n 20 "$work/mkweb.stderr")"
+((rc == 0)) || fail "the browser checks (exit $rc); mkweb's stderr: $(head -n 40 "$work/mkweb.stderr")"
 
 stop "$MKWEB_PID"
 expect_eq "mkweb exits 0 on SIGTERM" "$rc" "0"
