@@ -83,7 +83,7 @@ struct Gateway::Watch {
   bool released = false;    // the last browser left
   bool collection = false;
   std::shared_ptr<const std::string> last;  // the latest value message (open object)
-  double last_time = -1e300;
+  bool broadcast_seen = false;  // a broadcast came (the first GET's answer is older)
   mktl::Subscription subscription;
   mktl::CollectionView view;
 };
@@ -268,22 +268,23 @@ void Gateway::start_watch(const std::shared_ptr<Watch>& watch) {
         };
         view = client_.watch_collection(key, std::move(callbacks));
       } else {
-        auto on_value = [this, weak, key, description](const std::string&, const mktl::Reading& reading) {
+        // `initial`: the GET's answer, which loses to any broadcast already
+        // seen (broadcasts are in the daemon's order; their times need not be).
+        auto on_value = [this, weak, key, description](const mktl::Reading& reading, bool initial) {
           std::uint64_t seq = reading.bulk ? note_bulk(key, reading) : 0;
           auto text = open_object(value_fields(key, description, reading, seq));
-          double time = reading.time;
-          run_io([this, weak, key, text, time] {
+          run_io([this, weak, key, text, initial] {
             auto w = weak.lock();
-            if (!w || w->released || time < w->last_time) return;
-            w->last_time = time;
+            if (!w || w->released || (initial && w->broadcast_seen)) return;
+            w->broadcast_seen = w->broadcast_seen || !initial;
             w->last = text;
             if (w->ready) publish(w, {key, MessageKind::value, text});
           });
         };
-        subscription = client_.subscribe(key, on_value);
+        subscription =
+            client_.subscribe(key, [on_value](const std::string&, const mktl::Reading& r) { on_value(r, false); });
         // The current value: broadcasts may only come on a change.
-        mktl::Reading current = client_.get(key);
-        on_value(key, current);
+        on_value(client_.get(key), true);
       }
     } catch (const std::exception& e) {
       auto [type, text] = failure_of(e);

@@ -123,6 +123,15 @@ TEST_CASE("mkweb gateway: browsers watching one item share one upstream subscrip
     CHECK(first["skipped"] == 0);
   }
 
+  // A SET's broadcast reaches both (poked until the upstream SUB has joined).
+  auto saw_broadcast = [](TestSink& sink) {
+    std::lock_guard lock(sink.mutex);
+    for (const auto& m : sink.messages)
+      if (m["value"].is_number() && m["value"].get<double>() >= 100) return true;
+    return false;
+  };
+  CHECK(test::until_subscribed([&](int i) { f.client->set("web.temp", mktl::Reading(Json(100 + i))); },
+                               [&] { return saw_broadcast(*one) && saw_broadcast(*two); }));
   f.client->set("web.temp", mktl::Reading(Json(31.25)));
   CHECK(one->wait_for(is_value("web.temp", 31.25)));
   CHECK(two->wait_for(is_value("web.temp", 31.25)));
