@@ -354,7 +354,8 @@ void Gateway::unsubscribe(Sink* sink, const std::string& full_key) {
   auto it = watches_.find(full_key);
   if (it == watches_.end()) return;
   it->second->sinks.erase(sink);
-  if (it->second->sinks.empty()) release(it->second);
+  // A copy: release() erases the map's own shared_ptr, which would free the Watch under it.
+  if (it->second->sinks.empty()) release(std::shared_ptr<Watch>(it->second));
 }
 
 void Gateway::drop(Sink* sink) {
