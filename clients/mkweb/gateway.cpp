@@ -1,4 +1,5 @@
 #include "gateway.hpp"
+#include "log.hpp"
 
 #include <mktl/collection.hpp>
 #include <mktl/error.hpp>
@@ -18,14 +19,6 @@ namespace mkweb {
 namespace asio = boost::asio;
 
 namespace {
-
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("mkweb");
-    return l ? l : spdlog::default_logger()->clone("mkweb");
-  }();
-  return logger;
-}
 
 // The JSON text of an object without its closing brace, so that each browser's
 // ,"skipped":N} can follow it.

@@ -1,4 +1,5 @@
 #include "http_server.hpp"
+#include "log.hpp"
 
 #include <mktl/error.hpp>
 
@@ -22,14 +23,6 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = [] {
-    auto l = spdlog::get("mkweb");
-    return l ? l : spdlog::default_logger()->clone("mkweb");
-  }();
-  return logger;
-}
 
 constexpr std::size_t kMaxHeader = 16 * 1024;
 constexpr auto kIdle = std::chrono::seconds(60);
