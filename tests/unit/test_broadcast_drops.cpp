@@ -52,6 +52,20 @@ bool receive(zmq::socket_t& sub, std::uint64_t& seq, std::chrono::milliseconds t
   return true;
 }
 
+// Publishes probes (seq 0) until each of `a` and `b` has received one (their
+// subscriptions are in place), then reads what is left of them from `b`.
+void await_joined(mktl::transport::Server& server, zmq::socket_t& a, zmq::socket_t& b, std::uint64_t& seq) {
+  bool a_in = false, b_in = false;
+  for (int i = 0; i < 500 && !(a_in && b_in); ++i) {
+    server.publish("t.probe.", payload_of(0, 16));
+    a_in = a_in || receive(a, seq, 20ms);
+    b_in = b_in || receive(b, seq, 20ms);
+  }
+  REQUIRE(a_in);
+  REQUIRE(b_in);
+  while (receive(b, seq, 0ms)) {}
+}
+
 }  // namespace
 
 TEST_CASE("a full subscriber queue is counted, and the other subscribers get every broadcast", "[transport]") {
@@ -71,17 +85,8 @@ TEST_CASE("a full subscriber queue is counted, and the other subscribers get eve
     sub->set(zmq::sockopt::subscribe, "t.");
     sub->connect(server.pub_endpoint());
   }
-  // Both subscriptions in place: each has received a probe (seq 0).
-  bool slow_in = false, live_in = false;
   std::uint64_t seq = 0;
-  for (int i = 0; i < 500 && !(slow_in && live_in); ++i) {
-    server.publish("t.probe.", payload_of(0, 16));
-    slow_in = slow_in || receive(slow, seq, 20ms);
-    live_in = live_in || receive(live, seq, 20ms);
-  }
-  REQUIRE(slow_in);
-  REQUIRE(live_in);
-  while (receive(live, seq, 0ms)) {}  // probes still queued
+  await_joined(server, slow, live, seq);
 
   // Batches of 20 (under the queue of 50): the live subscriber reads each
   // batch before the next, the slow one never reads again.
@@ -132,16 +137,8 @@ TEST_CASE("a subscriber slower than the publisher gets every broadcast, and a st
     sub->set(zmq::sockopt::subscribe, "t.");
     sub->connect(server.pub_endpoint());
   }
-  bool stalled_in = false, live_in = false;
   std::uint64_t seq = 0;
-  for (int i = 0; i < 500 && !(stalled_in && live_in); ++i) {
-    server.publish("t.probe.", payload_of(0, 16));
-    stalled_in = stalled_in || receive(stalled, seq, 20ms);
-    live_in = live_in || receive(live, seq, 20ms);
-  }
-  REQUIRE(stalled_in);
-  REQUIRE(live_in);
-  while (receive(live, seq, 0ms)) {}
+  await_joined(server, stalled, live, seq);
 
   constexpr std::uint64_t kTotal = 3000;
   std::atomic<std::uint64_t> published{0};
