@@ -393,12 +393,18 @@ std::string handshake_problem(const MonitorEvent& e, bool has_key) {
   if (e.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
     return "the daemon refused this client's key (CURVE: its public key is not among the daemon's clients, "
            "docs/security.md)";
-  if (e.event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && e.event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) return {};
-  if (!has_key)
-    return "the handshake with the daemon failed: it requires CURVE, and this client has no key (--key or "
-           "MKTL_KEY, docs/security.md)";
-  if (e.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-    return "the handshake with the daemon failed: this client uses CURVE, the daemon does not";
+  if (e.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && e.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+    return has_key ? "the handshake with the daemon failed: this client uses CURVE, the daemon does not"
+                   : "the handshake with the daemon failed: it requires CURVE, and this client has no key (--key or "
+                     "MKTL_KEY, docs/security.md)";
+  // NO_DETAIL is a connection closed mid-handshake. A CURVE daemon closes
+  // on a client without a key, at times before the client has read which
+  // mechanism it wanted; a daemon that stops does the same. Say both.
+  if (e.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !has_key)
+    return "the connection closed during the handshake (the daemon stopped, or it requires CURVE and this "
+           "client has no key: --key or MKTL_KEY, docs/security.md)";
+  if (!has_key || (e.event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && e.event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+    return {};
   return "the CURVE handshake with the daemon failed (is the daemon's public key the right one? docs/security.md)";
 }
 
