@@ -20,6 +20,9 @@
 #include <thread>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_broadcast_drops {
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -307,3 +310,5 @@ TEST_CASE("the built-in _ALIASdrops item counts broadcasts dropped for a subscri
   CHECK(client.get("dr._dr1drops").value.get<std::int64_t>() >= 1);
   daemon.stop();
 }
+
+}  // namespace test_broadcast_drops

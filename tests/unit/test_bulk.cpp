@@ -6,6 +6,9 @@
 
 #include <numeric>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_bulk {
+
 using mktl::Bulk;
 using mktl::Json;
 
@@ -102,3 +105,5 @@ TEST_CASE_METHOD(BulkFixture, "bulk SETs with a wrong size or dtype are refused"
   client->set("cam.temp", Json(3));
   CHECK(client->get("cam.temp").value == Json(3));
 }
+
+}  // namespace test_bulk

@@ -19,6 +19,9 @@
 
 #include <unistd.h>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_catalog {
+
 using mktl::Json;
 namespace fs = std::filesystem;
 
@@ -302,3 +305,5 @@ TEST_CASE("library loggers exist before and after setup_logging", "[catalog]") {
     CHECK(before->should_log(spdlog::level::warn));
   }
 }
+
+}  // namespace test_catalog

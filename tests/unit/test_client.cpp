@@ -13,6 +13,9 @@
 #include <set>
 #include <thread>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_client {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 
@@ -656,3 +659,5 @@ TEST_CASE("client: get_then without an ACK reports TimeoutError", "[client]") {
   REQUIRE(out.got[0].second);
   CHECK_THROWS_AS(std::rethrow_exception(out.got[0].second), mktl::TimeoutError);
 }
+
+}  // namespace test_client

@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_codec {
+
 using namespace std::string_literals;
 using mktl::Json;
 namespace protocol = mktl::protocol;
@@ -455,3 +458,5 @@ TEST_CASE("codec: bulk dtypes, readings and requests", "[codec]") {
   r.payload = {{"refresh", "yes"}};
   CHECK_FALSE(r.refresh());
 }
+
+}  // namespace test_codec

@@ -12,6 +12,9 @@
 #include <random>
 #include <set>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_collection_view {
+
 namespace {
 
 using mktl::Json;
@@ -595,3 +598,5 @@ TEST_CASE("collection view: a callback may destroy its own view", "[collection-v
   REQUIRE(f.probe.wait_for_value(Json{{"n", 5}}));
   CHECK(rec.seqs() == range(1, 3));
 }
+
+}  // namespace test_collection_view

@@ -19,6 +19,9 @@
 
 #include <unistd.h>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_collections_config {
+
 using mktl::Json;
 namespace col = mktl::collections;
 namespace fs = std::filesystem;
@@ -592,3 +595,5 @@ TEST_CASE("collections: a daemon's catalog file with items, tables and services"
   CHECK(mktl::is_mkio_top_level_key("_anything"));
   CHECK_FALSE(mktl::is_mkio_top_level_key("items"));
 }
+
+}  // namespace test_collections_config

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <set>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_daemon_protocol {
+
 using mktl::Json;
 using Frames = std::vector<std::string>;
 
@@ -490,3 +493,5 @@ TEST_CASE("concurrent requests from many dealers all get answers", "[protocol]")
   }
   f.still_answers();
 }
+
+}  // namespace test_daemon_protocol

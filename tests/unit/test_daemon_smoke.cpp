@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_daemon_smoke {
+
 using mktl::Json;
 
 TEST_CASE("a plain daemon serves GET and SET to a client", "[daemon][smoke]") {
@@ -19,3 +22,5 @@ TEST_CASE("a plain daemon serves GET and SET to a client", "[daemon][smoke]") {
   CHECK(client.get("demo.name").value.is_null());
   daemon.stop();
 }
+
+}  // namespace test_daemon_smoke

@@ -35,6 +35,9 @@
 #include <set>
 #include <string>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_discovery {
+
 using namespace mktl::discovery;
 
 namespace {
@@ -547,3 +550,5 @@ TEST_CASE("announce with no registry around is fine", "[discovery]") {
   config.registry_port = free_udp_port();
   CHECK(announce(announced_block("one", "u1", "temp"), config, false, 0.2) == 0);
 }
+
+}  // namespace test_discovery

@@ -23,6 +23,9 @@
 #include <stop_token>
 #include <string>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_discovery_cache {
+
 using mktl::Json;
 using namespace mktl::discovery;
 namespace fs = std::filesystem;
@@ -147,3 +150,5 @@ TEST_CASE("a discovery call ends when a stop is requested", "[discovery]") {
   }
   ::close(fd);
 }
+
+}  // namespace test_discovery_cache

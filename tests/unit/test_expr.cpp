@@ -20,6 +20,9 @@
 #include <thread>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_expr {
+
 using mktl::Expression;
 using mktl::ExpressionFunctions;
 using mktl::Json;
@@ -350,3 +353,5 @@ TEST_CASE("expr: one expression evaluated by several threads at once", "[expr]")
   CHECK(errors.load() == expected_errors);
   CHECK(calls.load() == expected_errors);
 }
+
+}  // namespace test_expr

@@ -10,6 +10,9 @@
 #include <cmath>
 #include <string>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_format {
+
 using mktl::Json;
 
 namespace {
@@ -337,3 +340,5 @@ TEST_CASE("parse_formatted inverts format_value", "[format]") {
   CHECK(mktl::parse_formatted(desc(R"({"type": "string"})"), " keep spaces ") == Json(" keep spaces "));
   CHECK(mktl::parse_formatted(desc(R"({})"), "42") == Json("42"));
 }
+
+}  // namespace test_format

@@ -9,6 +9,9 @@
 #include <future>
 #include <stdexcept>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_hook_deadline {
+
 using namespace std::chrono_literals;
 using mktl::Json;
 
@@ -134,3 +137,5 @@ TEST_CASE("a hook timeout of 0 waits for item code as long as it takes", "[items
   CHECK(daemon.stuck->last == 7);
   daemon.stop();
 }
+
+}  // namespace test_hook_deadline

@@ -30,6 +30,9 @@
 
 extern char** environ;
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_interop {
+
 using mktl::Json;
 namespace fs = std::filesystem;
 
@@ -451,3 +454,5 @@ TEST_CASE("interop: our client gets, sets and subscribes to a reference daemon",
     }));
   }
 }
+
+}  // namespace test_interop

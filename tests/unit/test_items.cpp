@@ -9,6 +9,9 @@
 #include <future>
 #include <stdexcept>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_items {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 
@@ -353,3 +356,5 @@ TEST_CASE("built-in items of every daemon", "[items]") {
   CHECK(clk.readings[1].value.get<double>() > clk.readings[0].value.get<double>());
   CHECK(clk.readings[0].value.get<double>() >= 0);
 }
+
+}  // namespace test_items

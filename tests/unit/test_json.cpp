@@ -9,6 +9,9 @@
 #include <limits>
 #include <string>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_json {
+
 using mktl::Json;
 namespace json = mktl::json;
 
@@ -263,3 +266,5 @@ TEST_CASE("json: parse and dump round trip a typical payload", "[json]") {
   json::dump_to(out, j["value"]);
   CHECK(out == "prefix:21.5");
 }
+
+}  // namespace test_json

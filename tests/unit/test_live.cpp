@@ -9,6 +9,9 @@
 
 #include <sqlite3.h>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_live {
+
 namespace {
 
 using mktl::Json;
@@ -514,3 +517,5 @@ TEST_CASE("live: keyed rows sharing a key, where a row moved to another key or d
   CHECK(gone[0].at("rowid") == "IBM");
   CHECK(f.get("by_symbol", {{"snapshot", true}}).at("rowids") == Json::array({"MSFT"}));
 }
+
+}  // namespace test_live

@@ -17,6 +17,9 @@
 #include <optional>
 #include <random>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_live_proof {
+
 namespace {
 
 using mktl::Json;
@@ -250,3 +253,5 @@ TEST_CASE("live proof: views of keyed, table and stream collections equal the da
   watchers.clear();
   blocker.cancel();
 }
+
+}  // namespace test_live_proof

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_log_limit {
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -85,3 +88,5 @@ TEST_CASE("LogLimit counts nothing when its level is off", "[log]") {
   }
   CHECK(captured.out.str().empty());
 }
+
+}  // namespace test_log_limit

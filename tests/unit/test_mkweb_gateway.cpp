@@ -18,6 +18,9 @@
 #include <fstream>
 #include <future>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_mkweb_gateway {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 
@@ -240,3 +243,5 @@ TEST_CASE("mkweb token file: mode 0600 only, first line trimmed", "[mkweb]") {
   { std::ofstream out(path, std::ios::trunc); }
   CHECK(test::remote_error([&] { mkweb::read_token_file(path); }).type() == "ValueError");
 }
+
+}  // namespace test_mkweb_gateway

@@ -10,6 +10,9 @@
 #include <map>
 #include <string>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_mkweb_queue {
+
 using mkweb::MessageKind;
 using mkweb::OutMessage;
 using mkweb::OutQueue;
@@ -125,3 +128,5 @@ TEST_CASE("mkweb queue: forget() drops an item's queued messages", "[mkweb]") {
   CHECK(q.pop()->item == "b");
   CHECK(q.empty());
 }
+
+}  // namespace test_mkweb_queue

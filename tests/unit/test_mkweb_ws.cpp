@@ -18,6 +18,9 @@
 
 #include <optional>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_mkweb_ws {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -160,3 +163,5 @@ TEST_CASE("mkweb websocket: bad input gets an error message and the session goes
   REQUIRE(value);
   CHECK((*value)["value"] == "start");
 }
+
+}  // namespace test_mkweb_ws

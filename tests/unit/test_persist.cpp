@@ -25,6 +25,9 @@
 #include "mktl/error.hpp"
 #include "persist/store.hpp"
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_persist {
+
 namespace fs = std::filesystem;
 using mktl::persist::Saved;
 using mktl::persist::Store;
@@ -484,3 +487,5 @@ TEST_CASE("persist: group commit throughput", "[.persist-bench]") {
     CHECK(store->load("u").size() == static_cast<std::size_t>(threads));
   }
 }
+
+}  // namespace test_persist

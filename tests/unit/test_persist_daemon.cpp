@@ -13,6 +13,9 @@
 #include <fstream>
 #include <regex>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_persist_daemon {
+
 extern char** environ;
 
 namespace {
@@ -179,3 +182,5 @@ TEST_CASE("a corrupt persistence database stops markd with a clear message", "[p
   CHECK_THAT(output, Catch::Contains("p1.sqlite3"));
   CHECK_THAT(output, Catch::Contains("move it aside"));
 }
+
+}  // namespace test_persist_daemon

@@ -7,6 +7,9 @@
 
 #include <latch>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_poll {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -127,3 +130,5 @@ TEST_CASE("a client callback that blocks holds up only its own key", "[poll][cli
   release.count_down();
   d.stop();
 }
+
+}  // namespace test_poll

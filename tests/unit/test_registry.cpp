@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_registry {
+
 using mktl::Json;
 using mktl::discovery::RegistryState;
 using Outcome = RegistryState::Outcome;
@@ -231,3 +234,5 @@ TEST_CASE("registry: relays and loops", "[registry]") {
     CHECK(f.state.size() == 0);
   }
 }
+
+}  // namespace test_registry

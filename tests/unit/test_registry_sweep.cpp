@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_registry_sweep {
+
 using mktl::Json;
 using mktl::discovery::RegistryState;
 
@@ -163,3 +166,5 @@ TEST_CASE("registry sweep: the block taken back is the daemon's current one", "[
   CHECK(known["hash"] == 2);
   CHECK(known["items"].contains("power"));
 }
+
+}  // namespace test_registry_sweep

@@ -11,6 +11,9 @@
 #include <fstream>
 #include <random>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_relocation {
+
 using mktl::Json;
 
 namespace {
@@ -123,3 +126,5 @@ TEST_CASE("a store reached by connect() is not looked for elsewhere", "[client][
   // Pinned to the address given: the request times out there.
   CHECK_THROWS_AS(client.get(m.store + ".x", false, 1.0), mktl::TimeoutError);
 }
+
+}  // namespace test_relocation

@@ -17,6 +17,9 @@
 #include <thread>
 #include <vector>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_request_backlog {
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -100,3 +103,5 @@ TEST_CASE("requests beyond max_pending unanswered ones are refused at once, and 
   std::lock_guard lock(mutex);
   held.clear();  // dropped unanswered: the Replies send their own errors to a stopped server
 }
+
+}  // namespace test_request_backlog

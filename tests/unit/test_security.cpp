@@ -12,6 +12,9 @@
 
 #include <fstream>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_security {
+
 using mktl::Json;
 using namespace std::chrono_literals;
 
@@ -362,3 +365,5 @@ TEST_CASE("security off: no curve in the catalog, plain clients as before", "[se
   CHECK(c.get("demo.setpoint").value == Json(3));
   d.stop();
 }
+
+}  // namespace test_security

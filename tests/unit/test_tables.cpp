@@ -10,6 +10,9 @@
 
 #include <set>
 
+// This file's own namespace: a unity build compiles several test files as one.
+namespace test_tables {
+
 namespace {
 
 using mktl::Json;
@@ -427,3 +430,5 @@ TEST_CASE("schema migration: safe changes apply, lossy ones need --migrate, a fa
     CHECK(f.query("SELECT COUNT(*) FROM pragma_table_info('notes') WHERE name = 'id'") == Json::parse("[[1]]"));
   }
 }
+
+}  // namespace test_tables

@@ -1,4 +1,5 @@
 #include "transport/client_engine.hpp"
+#include "common/text.hpp"
 #include "common/worker_pool.hpp"
 
 #include "config/logger.hpp"
@@ -36,6 +37,7 @@ ClientOptions ClientOptions::from_env() {
 }
 
 namespace {
+using mktl::detail::ascii_lower;
 
 // Throws the error a daemon reported (the `error` member of a REP), if any.
 void throw_remote(const Json& error) {
@@ -54,12 +56,6 @@ Reading reply_reading(std::string_view payload, std::optional<Bulk> bulk) {
 std::string get_payload(bool refresh) { return refresh ? "{\"refresh\":true}" : ""; }
 
 // Keys and store names compare in ASCII lower case, as the daemons keep them.
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 struct Where {
   std::string rep;  // tcp://host:port
   std::string pub;
@@ -319,7 +315,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // Called in the handler of the attempt's TimeoutError: `throw;` lets it stand.
   template <class F>
   auto retry_elsewhere(const std::string& full_key, Client& client, const Where& where, F& attempt) {
-    std::string store = lower(store_of(full_key));
+    std::string store = ascii_lower(store_of(full_key));
     bool from_cache;
     {
       std::lock_guard lock(mutex);
@@ -401,7 +397,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
     bool found = false;
     for (auto& service : discovery::avahi_browse(options.dns_sd_timeout)) {
       auto it = service.txt.find("store");
-      if (it == service.txt.end() || lower(it->second) != store || service.address.empty() || service.port <= 0)
+      if (it == service.txt.end() || ascii_lower(it->second) != store || service.address.empty() || service.port <= 0)
         continue;
       std::string host = endpoint_host(service.address);
       std::string endpoint = "tcp://" + host + ":" + std::to_string(service.port);
@@ -505,9 +501,9 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       for (auto& [key, pub] : sub_endpoint) {
         if (!pubs.count(pub)) continue;
         auto target = protocol::split_target(key);
-        auto it = target ? stores.find(lower(target->store)) : stores.end();
+        auto it = target ? stores.find(ascii_lower(target->store)) : stores.end();
         if (it == stores.end()) continue;
-        auto k = it->second.by_key.find(lower(target->key));
+        auto k = it->second.by_key.find(ascii_lower(target->key));
         if (k == it->second.by_key.end() || k->second.pub == pub) {
           still_used.insert(pub);
           continue;
@@ -550,7 +546,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
       {
         std::lock_guard data(mutex);
         for (auto& [key, pub] : sub_endpoint)
-          if (pubs.count(pub)) wanted.insert(lower(store_of(key)));
+          if (pubs.count(pub)) wanted.insert(ascii_lower(store_of(key)));
         for (auto& [store, info] : stores)
           for (auto& [key, where] : info.by_key)
             if (reps.count(where.rep)) {
@@ -580,7 +576,7 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   auto locate(const std::string& full_key, Client& client, Pick pick) {
     auto target = protocol::split_target(full_key);
     if (!target) throw ValueError("expected 'store.key', got '" + full_key + "'");
-    std::string store = lower(target->store), key = lower(target->key);
+    std::string store = ascii_lower(target->store), key = ascii_lower(target->key);
     for (int attempt = 0; attempt < 3; ++attempt) {
       {
         std::lock_guard lock(mutex);
@@ -689,7 +685,7 @@ std::vector<std::string> Client::connect(const std::string& rep_endpoint, const 
   std::vector<std::string> stores;
   impl_->keys->pin_endpoint(rep_endpoint);
   if (!store_name.empty()) {
-    stores.push_back(lower(store_name));
+    stores.push_back(ascii_lower(store_name));
   } else {
     Json hashes = impl_->request(rep_endpoint, protocol::MessageType::GET, "_hash", nullptr, {}).value("value", Json::object());
     for (auto& [store, blocks] : hashes.items()) stores.push_back(store);
@@ -707,7 +703,7 @@ std::vector<std::string> Client::connect(const std::string& rep_endpoint, const 
 }
 
 void Client::find_store(const std::string& store_name) {
-  std::string store = lower(store_name);
+  std::string store = ascii_lower(store_name);
   auto log = logger("mktl.client");
   // 1. The cache, revalidated by hash with each block's daemon.
   if (impl_->load_cache(store)) {
@@ -771,12 +767,12 @@ std::vector<std::string> Client::discover() {
   if (impl_->options.dns_sd_timeout > 0)
     for (auto& service : discovery::avahi_browse(impl_->options.dns_sd_timeout))
       if (auto it = service.txt.find("store"); it != service.txt.end() && !it->second.empty())
-        stores.insert(lower(it->second));
+        stores.insert(ascii_lower(it->second));
   return {stores.begin(), stores.end()};
 }
 
 Json Client::blocks(const std::string& store_name) {
-  std::string store = lower(store_name);
+  std::string store = ascii_lower(store_name);
   if (!impl_->knows(store) && !impl_->load_cache(store)) find_store(store);
   std::lock_guard lock(impl_->mutex);
   return impl_->stores[store].blocks;
@@ -795,7 +791,7 @@ Json Client::items(const std::string& store) {
 Json Client::description(const std::string& full_key) {
   auto t = protocol::split_target(full_key);
   if (!t) throw ValueError("expected 'store.key', got '" + full_key + "'");
-  std::string store = lower(t->store), key = lower(t->key);
+  std::string store = ascii_lower(t->store), key = ascii_lower(t->key);
   Json all = items(store);
   auto it = all.find(key);
   if (it != all.end()) return *it;
@@ -815,7 +811,7 @@ namespace {
 std::string lower_target(const std::string& full_key) {
   auto dot = full_key.find('.');
   if (dot == std::string::npos) return full_key;
-  return lower(full_key);
+  return ascii_lower(full_key);
 }
 
 std::string set_payload(const Reading& value) {

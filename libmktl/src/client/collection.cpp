@@ -5,6 +5,7 @@
 // strands; everything else (snapshots, `since` requests, which block, and the
 // user's callbacks) runs on the view's own thread.
 #include "config/logger.hpp"
+#include "common/text.hpp"
 
 #include <mktl/collection.hpp>
 #include <mktl/error.hpp>
@@ -22,14 +23,9 @@
 namespace mktl {
 
 namespace {
+using mktl::detail::ascii_lower;
 
 using RowMap = std::map<Json, Json>;  // rowid -> row; Json orders numbers by value, strings by text
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
 
 std::int64_t seq_of(const Json& answer, const std::string& key, const char* what) {
   auto it = answer.find("seq");
@@ -460,7 +456,7 @@ struct CollectionView::Impl {
 CollectionView::CollectionView(Client& client, const std::string& full_key, CollectionCallbacks callbacks,
                                CollectionOptions options) {
   if (options.queue_limit == 0) throw ValueError("a collection view needs a queue_limit of at least 1");
-  auto impl = std::make_shared<Impl>(client, lower(full_key), std::move(callbacks), std::move(options));
+  auto impl = std::make_shared<Impl>(client, ascii_lower(full_key), std::move(callbacks), std::move(options));
   Json description = client.description(impl->key);
   std::string type = description.value("type", std::string());
   if (type != "collection")

@@ -4,6 +4,7 @@
 // no meaning here are accepted and listed (Config::ignored), so an mkio file
 // loads unchanged; anything else unknown is an error with a suggestion.
 #include "collections/config.hpp"
+#include "common/text.hpp"
 
 #include "collections/column.hpp"
 #include "collections/toml.hpp"
@@ -51,15 +52,11 @@ const char* kind_name(Kind kind) {
 }
 
 namespace {
+using mktl::detail::ascii_lower;
+using mktl::detail::shown;
 
 using detail::pointer_token;
 using detail::suggestion;
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
@@ -68,12 +65,6 @@ std::string joined(const std::vector<std::string>& names) {
 }
 
 // A short JSON rendering of an offending value.
-std::string shown(const Json& value) {
-  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
-
 std::string type_of(const Json& value) {
   if (value.is_number_integer()) return "an integer";
   if (value.is_number_float()) return "a number with a fraction";
@@ -270,7 +261,7 @@ class Parser {
   void check_sql_name(const std::string& name, const std::string& pointer, const char* what) const {
     if (!is_identifier(name))
       fail(pointer, std::string("the ") + what + " name '" + name + "' is not a plain SQL name; use letters, digits and '_', not starting with a digit");
-    if (lower(name).rfind("sqlite_", 0) == 0) fail(pointer, std::string("the ") + what + " name '" + name + "' starts with 'sqlite_', which SQLite reserves; rename it");
+    if (ascii_lower(name).rfind("sqlite_", 0) == 0) fail(pointer, std::string("the ") + what + " name '" + name + "' starts with 'sqlite_', which SQLite reserves; rename it");
   }
 
   // ---- unknown keys -------------------------------------------------------
@@ -288,7 +279,7 @@ class Parser {
     for (const auto& [name, spec] : value.items()) {
       const std::string at = pointer + "/" + pointer_token(name);
       check_sql_name(name, at, "table");
-      if (auto [it, inserted] = seen.emplace(lower(name), name); !inserted)
+      if (auto [it, inserted] = seen.emplace(ascii_lower(name), name); !inserted)
         fail(at, "table '" + name + "' and table '" + it->second + "' differ only in case, which SQLite does not tell apart; rename one");
       config_.tables.push_back(parse_table(name, spec, at));
     }
@@ -310,7 +301,7 @@ class Parser {
     for (const auto& [column, decl] : columns.items()) {
       const std::string at = columns_at + "/" + pointer_token(column);
       check_sql_name(column, at, "column");
-      if (auto [it, inserted] = seen.emplace(lower(column), column); !inserted)
+      if (auto [it, inserted] = seen.emplace(ascii_lower(column), column); !inserted)
         fail(at, "column '" + column + "' and column '" + it->second + "' differ only in case, which SQLite does not tell apart; rename one");
       const std::string& text = string_value(decl, at, "the SQL type and constraints, e.g. \"TEXT NOT NULL\"");
       try {
@@ -373,7 +364,7 @@ class Parser {
         continue;
       }
       check_item_name(name, at, "service");
-      if (auto [it, inserted] = names.emplace(lower(name), name); !inserted)
+      if (auto [it, inserted] = names.emplace(ascii_lower(name), name); !inserted)
         fail(at, "service '" + name + "' and service '" + it->second + "' differ only in case; item keys are case-insensitive: rename one");
       check_service_keys(name, type, spec, at);
       if (type == "transaction") parse_transaction(name, spec, at);
@@ -421,7 +412,7 @@ class Parser {
   void parse_transaction(const std::string& name, const Json& spec, const std::string& pointer) {
     ignore_underscored(spec, pointer);
     Transaction t;
-    t.name = lower(name);
+    t.name = ascii_lower(name);
     t.change_log_size = default_change_log_;
     if (spec.contains("description")) t.description = string_value(spec["description"], pointer + "/description", "what the service does");
     if (spec.contains("change_log_size"))
@@ -479,7 +470,7 @@ class Parser {
           check_item_name(set_name, set_at, "op set");
           OpSet set;
           set.name = set_name;
-          set.item = t.name + "_" + lower(set_name);
+          set.item = t.name + "_" + ascii_lower(set_name);
           set.description = descriptions.contains(set_name) ? descriptions[set_name].get<std::string>() : t.description;
           if (!list.is_array())
             fail(set_at, "expected an array of ops [{table, op_type, ...}, ...] for op set '" + set_name + "', got " + type_of(list));
@@ -633,7 +624,7 @@ class Parser {
   void parse_collection(const std::string& name, const std::string& type, const Json& spec, const std::string& pointer) {
     ignore_underscored(spec, pointer);
     Collection c;
-    c.name = lower(name);
+    c.name = ascii_lower(name);
     c.kind = type == "subpub" ? Kind::keyed : type == "stream" ? Kind::stream : Kind::table;
     c.change_log_size = default_change_log_;
     if (spec.contains("description")) c.description = string_value(spec["description"], pointer + "/description", "what the service serves");

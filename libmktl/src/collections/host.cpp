@@ -139,7 +139,7 @@ class RecordItem : public Item {
 
   persist::Tables& tables_;
   const OpSet& set_;
-  detail::Runtime& runtime_;
+  mktl::detail::Runtime& runtime_;
   const std::string topic_;  // the item's broadcast topic, "store.key."
   mutable std::mutex last_mu_;
   std::shared_ptr<const std::string> last_;  // the broadcast of the last transaction committed since the start

@@ -1,4 +1,5 @@
 #include "collections/live.hpp"
+#include "common/text.hpp"
 
 #include "config/logger.hpp"
 #include "persist/sqlite.hpp"
@@ -26,6 +27,7 @@
 namespace mktl::collections {
 
 namespace {
+using mktl::detail::shown;
 
 spdlog::logger& log() {
   static const std::shared_ptr<spdlog::logger> logger = mktl::logger("mktl.collections");
@@ -38,11 +40,6 @@ std::string random_epoch() {
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
   return text;
-}
-
-std::string shown(const Json& value) {
-  std::string text = json::dump(value);
-  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
 }
 
 // One committed transaction, as the collections thread needs it.

@@ -1,4 +1,5 @@
 #include "discovery/registry_state.hpp"
+#include "common/text.hpp"
 
 #include "discovery/logger.hpp"
 
@@ -11,11 +12,7 @@
 namespace mktl::discovery {
 
 namespace {
-
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-  return text;
-}
+using mktl::detail::ascii_lower;
 
 [[noreturn]] void invalid(const std::string& pointer, const std::string& problem) {
   throw ValueError("invalid catalog block: " + pointer + ": " + problem);
@@ -98,10 +95,10 @@ RegistryState::Outcome RegistryState::process(Json block, bool override) {
     }
   }
   validate(block);
-  const std::string store = lower(block["store"].get<std::string>());
+  const std::string store = ascii_lower(block["store"].get<std::string>());
   block["store"] = store;
   const std::string uuid = block["uuid"].get<std::string>();
-  const std::string alias = lower(block["alias"].get<std::string>());
+  const std::string alias = ascii_lower(block["alias"].get<std::string>());
   const Json& origin = block["provenance"][0];
 
   for (const auto& entry : block["provenance"])
@@ -143,17 +140,17 @@ RegistryState::Outcome RegistryState::process(Json block, bool override) {
   }
 
   std::set<std::string> keys;
-  for (const auto& [key, description] : block["items"].items()) keys.insert(lower(key));
+  for (const auto& [key, description] : block["items"].items()) keys.insert(ascii_lower(key));
 
   for (const auto& [old_uuid, old] : known) {
     if (old_uuid == uuid) continue;
     std::string clash;
-    if (lower(old["alias"].get<std::string>()) == alias) {
+    if (ascii_lower(old["alias"].get<std::string>()) == alias) {
       clash = "the alias '" + alias + "'";
     } else {
       for (const auto& [key, description] : old["items"].items())
-        if (keys.count(lower(key))) {
-          clash = "the key '" + store + "." + lower(key) + "'";
+        if (keys.count(ascii_lower(key))) {
+          clash = "the key '" + store + "." + ascii_lower(key) + "'";
           break;
         }
     }
@@ -206,7 +203,7 @@ Json RegistryState::hashes() const {
 }
 
 Json RegistryState::hashes(const std::string& store_name) const {
-  const std::string store = lower(store_name);
+  const std::string store = ascii_lower(store_name);
   std::lock_guard lock(mutex_);
   auto it = blocks_.find(store);
   if (it == blocks_.end() || it->second.empty()) throw KeyError::python("this registry knows no catalog for '" + store + "'");
@@ -216,7 +213,7 @@ Json RegistryState::hashes(const std::string& store_name) const {
 }
 
 Json RegistryState::catalog(const std::string& store_name) const {
-  const std::string store = lower(store_name);
+  const std::string store = ascii_lower(store_name);
   std::lock_guard lock(mutex_);
   auto it = blocks_.find(store);
   if (it == blocks_.end() || it->second.empty()) throw KeyError::python("this registry knows no catalog for '" + store + "'");

@@ -2,6 +2,7 @@
 // refers to a literal or a row's field where it can, so that a comparison
 // such as `status == 'filled'` copies nothing.
 #include "expr/ast.hpp"
+#include "common/text.hpp"
 #include "expr/value.hpp"
 
 #include <mktl/error.hpp>
@@ -135,7 +136,7 @@ Val call(const Node& node, const Json& row) {
       if (!v.get().is_string()) return v;  // mkio: anything else unchanged
       Json text = std::move(v).take();
       std::string& s = text.get_ref<std::string&>();
-      s = node.function->builtin == Builtin::upper ? ascii_upper(std::move(s)) : ascii_lower(std::move(s));
+      s = node.function->builtin == Builtin::upper ? ascii_upper(std::move(s)) : mktl::detail::ascii_lower(s);
       return Val(std::move(text));
     }
     case Builtin::round: {

@@ -219,12 +219,6 @@ std::string ascii_upper(std::string text) {
   return text;
 }
 
-std::string ascii_lower(std::string text) {
-  for (char& c : text)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return text;
-}
-
 const char* op_text(Op op) {
   switch (op) {
     case Op::eq: return "'=='";

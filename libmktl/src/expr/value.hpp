@@ -41,6 +41,5 @@ Json round_value(const Json& x, const Json* digits, std::uint32_t column);
 Json abs_value(const Json& x, std::uint32_t column);
 Json len_value(const Json& x, std::uint32_t column);
 std::string ascii_upper(std::string text);
-std::string ascii_lower(std::string text);
 
 }  // namespace mktl::expr

@@ -3,6 +3,7 @@
 // that a typo in a catalog stops markd at start-up with the file, the field
 // and what was expected, instead of failing a SET hours later.
 #include <mktl/catalog.hpp>
+#include "common/text.hpp"
 
 #include <mktl/error.hpp>
 #include <mktl/format.hpp>
@@ -26,13 +27,8 @@
 namespace mktl {
 
 namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
+using mktl::detail::ascii_lower;
+using mktl::detail::shown;
 
 // RFC 6901 escaping of one reference token.
 std::string pointer_token(std::string_view key) {
@@ -46,17 +42,6 @@ std::string pointer_token(std::string_view key) {
 }
 
 // A short JSON rendering of an offending value for error messages.
-std::string shown(const Json& value) {
-  std::string text;
-  try {
-    text = json::dump(value);
-  } catch (const std::exception&) {
-    text = value.type_name();
-  }
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
-
 constexpr const char* kTypeNames = "boolean, enumerated, mask, numeric, numeric array, string, bulk, record, collection";
 
 class Normaliser {
@@ -69,7 +54,7 @@ class Normaliser {
     for (const auto& [key, description] : items.items()) {
       const std::string pointer = "/" + pointer_token(key);
       check_key(key, pointer);
-      const std::string lowered = lower(key);
+      const std::string lowered = ascii_lower(key);
       if (out.contains(lowered))
         throw ConfigError(source_, pointer, "duplicate key: keys are case-insensitive and \"" + lowered + "\" is already defined");
       out[lowered] = item(description, pointer);
@@ -98,7 +83,7 @@ class Normaliser {
 
     ItemType type = ItemType::typeless;
     if (auto it = out.find("type"); it != out.end()) {
-      const std::string name = it->is_string() ? lower(it->get_ref<const std::string&>()) : std::string();
+      const std::string name = it->is_string() ? ascii_lower(it->get_ref<const std::string&>()) : std::string();
       if (!it->is_string() || (name != "" && name != "boolean" && name != "enumerated" && name != "mask" &&
                                name != "numeric" && name != "numeric array" && name != "string" && name != "bulk" &&
                                name != "record" && name != "collection"))
@@ -296,7 +281,7 @@ std::string daemon_uuid(const std::string& mktl_home, const std::string& store, 
   if (store.empty() || alias.empty() || store.find('/') != std::string::npos || alias.find('/') != std::string::npos)
     throw ValueError("store and alias must be non-empty names without '/'");
   namespace fs = std::filesystem;
-  const fs::path directory = fs::path(mktl_home) / "daemon" / "store" / lower(store);
+  const fs::path directory = fs::path(mktl_home) / "daemon" / "store" / ascii_lower(store);
   const fs::path path = directory / (alias + ".uuid");
   std::error_code ec;
   fs::create_directories(directory, ec);

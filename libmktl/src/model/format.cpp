@@ -3,6 +3,7 @@
 // from_format(), so that a Python client sees the same exceptions; where the
 // reference crashes or misbehaves we say so next to the fix.
 #include <mktl/format.hpp>
+#include "common/text.hpp"
 
 #include <mktl/error.hpp>
 
@@ -21,13 +22,7 @@
 namespace mktl {
 
 namespace {
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
+using mktl::detail::ascii_lower;
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
@@ -149,9 +144,9 @@ std::optional<std::string> enumerator_key(const Json& enumerators, const Json& v
   if (!plain.is_string()) return std::nullopt;
   // Beyond the reference: a name in any case, or an integer spelled loosely
   // ("01", " 1 "), identifies the enumerator too.
-  const std::string wanted = lower(trim(shown));
+  const std::string wanted = ascii_lower(trim(shown));
   for (const auto& [k, name] : enumerators.items())
-    if (name.is_string() && lower(name.get_ref<const std::string&>()) == wanted) return k;
+    if (name.is_string() && ascii_lower(name.get_ref<const std::string&>()) == wanted) return k;
   if (auto i = python::parse_int(shown)) {
     const std::string canonical = python::str(*i);
     if (enumerators.contains(canonical)) return canonical;
@@ -265,7 +260,7 @@ std::optional<AngleUnits> angle_units(const Json& description) {
   const auto& name = formatted->get_ref<const std::string&>();
   AngleUnits out{wire->get<std::string>(), false};
   if (units::is_sexagesimal_hours(name)) out.hours = true;
-  else if (!units::is_sexagesimal_degrees(name)) throw ValueError("unrecognized target units: " + lower(name));
+  else if (!units::is_sexagesimal_degrees(name)) throw ValueError("unrecognized target units: " + ascii_lower(name));
   return out;
 }
 
@@ -458,7 +453,7 @@ ItemType item_type(const Json& description) {
   if (type.is_null()) return ItemType::typeless;
   if (!type.is_string())
     throw ValueError(std::string("item type must be a string, not '") + python::type_name(type) + "'");
-  const std::string name = lower(type.get_ref<const std::string&>());
+  const std::string name = ascii_lower(type.get_ref<const std::string&>());
   if (name.empty() || name == "typeless") return ItemType::typeless;
   if (name == "boolean") return ItemType::boolean;
   if (name == "enumerated") return ItemType::enumerated;
@@ -536,21 +531,21 @@ Json parse_formatted(const Json& description, std::string_view text) {
         auto number = python::parse_int(*key);
         if (number) return type == ItemType::boolean ? Json(!(number->is_number_integer() && number->get<std::int64_t>() == 0)) : *number;
       }
-      throw KeyError::python("invalid enumeration value: " + python::repr(lower(trimmed)));
+      throw KeyError::python("invalid enumeration value: " + python::repr(ascii_lower(trimmed)));
     }
     case ItemType::mask: {
       const Json& enumerators = field(description, "enumerators");
-      const std::string wanted = lower(trimmed);
+      const std::string wanted = ascii_lower(trimmed);
       if (wanted.empty() || wanted == "none") return Json(0);
       // The all-clear name parses back to 0 (format_value shows it).
-      if (enumerators.is_object() && enumerators.contains("None") && lower(name_text(enumerators.at("None"))) == wanted)
+      if (enumerators.is_object() && enumerators.contains("None") && ascii_lower(name_text(enumerators.at("None"))) == wanted)
         return Json(0);
       if (python::parse_int(trimmed)) return validate_mask(description, Json(std::string(trimmed)));
       const auto bits = mask_bits(enumerators);
       std::uint64_t value = 0;
       for (auto part : split(wanted, ',')) {
         const std::string name(trim(part));
-        auto it = std::find_if(bits.begin(), bits.end(), [&](const auto& b) { return lower(b.second) == name; });
+        auto it = std::find_if(bits.begin(), bits.end(), [&](const auto& b) { return ascii_lower(b.second) == name; });
         if (it == bits.end()) throw KeyError::python("invalid bit name in mask value: " + python::repr(name));
         value |= std::uint64_t{1} << it->first;
       }

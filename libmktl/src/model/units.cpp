@@ -1,4 +1,5 @@
 #include "model/units.hpp"
+#include "common/text.hpp"
 
 #include <array>
 #include <cmath>
@@ -7,6 +8,7 @@
 namespace mktl::units {
 
 namespace {
+using mktl::detail::ascii_lower;
 
 enum Dimension { angle, length, time, temperature, pressure, frequency };
 
@@ -51,22 +53,15 @@ const std::array kUnits = {
     Unit{"GHz", frequency, 1e9},
 };
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 const Unit* find(std::string_view name) {
   for (const auto& unit : kUnits)
     if (unit.name == name) return &unit;
   // Case matters for prefixes (mK vs MK); fall back to a case-blind match
   // only when it is unambiguous.
   const Unit* found = nullptr;
-  const std::string wanted = lower(name);
+  const std::string wanted = ascii_lower(name);
   for (const auto& unit : kUnits) {
-    if (lower(unit.name) != wanted) continue;
+    if (ascii_lower(unit.name) != wanted) continue;
     if (found && (found->dimension != unit.dimension || found->factor != unit.factor)) return nullptr;
     found = &unit;
   }
@@ -85,12 +80,12 @@ std::optional<double> convert(double value, std::string_view from, std::string_v
 }
 
 bool is_sexagesimal_degrees(std::string_view name) {
-  const auto n = lower(name);
+  const auto n = ascii_lower(name);
   return n == "d" || n == "deg" || n == "degs" || n == "degree" || n == "degrees";
 }
 
 bool is_sexagesimal_hours(std::string_view name) {
-  const auto n = lower(name);
+  const auto n = ascii_lower(name);
   return n == "h" || n == "hour" || n == "hours";
 }
 

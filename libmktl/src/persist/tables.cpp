@@ -1,4 +1,5 @@
 #include "persist/tables.hpp"
+#include "common/text.hpp"
 
 #include "config/logger.hpp"
 #include "persist/sqlite.hpp"
@@ -39,6 +40,7 @@ using sql::quote;
 using sql::Stmt;
 
 namespace {
+using mktl::detail::shown;
 
 spdlog::logger& log() {
   static const std::shared_ptr<spdlog::logger> logger = mktl::logger("mktl.tables");
@@ -77,11 +79,6 @@ Affinity affinity(const std::string& type) {
   if (t.find("REAL") != std::string::npos || t.find("FLOA") != std::string::npos || t.find("DOUB") != std::string::npos)
     return Affinity::real;
   return Affinity::numeric;
-}
-
-std::string shown(const Json& value) {
-  std::string text = json::dump(value);
-  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
 }
 
 std::optional<Json> number_from_text(const std::string& text) {

@@ -1,4 +1,5 @@
 #include "runtime/builtins.hpp"
+#include "common/text.hpp"
 #include "collections/host.hpp"
 #include "runtime/runtime.hpp"
 
@@ -27,11 +28,7 @@
 namespace mktl {
 
 namespace {
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+using mktl::detail::ascii_lower;
 
 std::string this_hostname() {
   char buf[256] = {};
@@ -72,8 +69,8 @@ struct Daemon::Impl {
 Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions options, std::string source)
     : impl_(std::make_unique<Impl>()) {
   auto& I = *impl_;
-  I.store = lower(std::move(store));
-  I.alias = lower(std::move(alias));
+  I.store = ascii_lower(std::move(store));
+  I.alias = ascii_lower(std::move(alias));
   check_name("store", I.store);
   check_name("alias", I.alias);
   I.source = std::move(source);
@@ -86,7 +83,7 @@ Daemon::Daemon(std::string store, std::string alias, Json items, DaemonOptions o
       const Json added = I.collections->descriptions();  // held: items() of a temporary would dangle
       for (auto& [key, description] : added.items()) {
         for (auto& [existing, unused] : items.items())
-          if (lower(existing) == key)
+          if (ascii_lower(existing) == key)
             throw ConfigError(I.options.collections_source, "/services",
                               "the service item '" + key + "' has the name of an item of the catalog " +
                                   (I.source.empty() ? std::string() : I.source + " ") +
@@ -247,7 +244,7 @@ Item& Daemon::item(const std::string& key) {
 }
 
 Item* Daemon::find_item(const std::string& key) {
-  auto it = impl_->item_map.find(lower(key));
+  auto it = impl_->item_map.find(ascii_lower(key));
   return it == impl_->item_map.end() ? nullptr : it->second.get();
 }
 
