@@ -5,8 +5,10 @@
 # dictionary and -timeout=5. A crash, leak, UB report, hang or broken
 # invariant fails the script (exit 1), naming the input libFuzzer saved.
 #
-# Usage: scripts/fuzz.sh [--seconds N] [--target NAME]... [--parallel P] [--build-dir DIR]
+# Usage: scripts/fuzz.sh [--seconds N] [--runs R] [--target NAME]... [--parallel P] [--build-dir DIR]
 #   --seconds N   time per target (default $MKTL_FUZZ_SECONDS, else 15)
+#   --runs R      stop a target after R executions (the long run: 10000000),
+#                 or at --seconds, whichever comes first
 #   --target NAME run only this target (daemon_request, expr, ...); repeatable
 #   --parallel P  targets run at a time (default 2)
 # scripts/test.sh runs it as its last stage; a long run is the same command
@@ -18,20 +20,23 @@ cd "$(dirname "$0")/.."
 
 seconds=${MKTL_FUZZ_SECONDS:-15}
 parallel=2
+runs=
 dir=build-fuzz
 targets=()
 while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --target) targets+=("$2"); shift 2 ;;
     --parallel) parallel=$2; shift 2 ;;
     --build-dir) dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "fuzz.sh: --seconds needs a positive integer" >&2; exit 2; }
 [[ $parallel =~ ^[0-9]+$ && $parallel -gt 0 ]] || { echo "fuzz.sh: --parallel needs a positive integer" >&2; exit 2; }
+[[ -z $runs || ( $runs =~ ^[0-9]+$ && $runs -gt 0 ) ]] || { echo "fuzz.sh: --runs needs a positive integer" >&2; exit 2; }
 
 if ! command -v clang++-14 >/dev/null || ! dpkg-query -W -f='${Status}' libfuzzer-14-dev 2>/dev/null | grep -q "ok installed"; then
   echo "fuzz.sh: needs clang-14 and libfuzzer-14-dev (scripts/deps.sh installs them)" >&2
@@ -65,6 +70,7 @@ run_target() {
   mkdir -p "$corpus" "$artifacts"
   local args=(-max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1
               -artifact_prefix="$artifacts")
+  [[ -n $runs ]] && args+=(-runs="$runs")
   [[ -f tests/fuzz/dict/$t.dict ]] && args+=(-dict="tests/fuzz/dict/$t.dict")
   local seeds=(tests/fuzz/corpus/"$t")
   [[ -d tests/fuzz/regressions/$t ]] && seeds+=(tests/fuzz/regressions/"$t")
@@ -81,7 +87,7 @@ summary() {
   printf '   %-20s %10s execs %7s/s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}"
 }
 
-echo "== fuzz: ${#targets[@]} target(s), ${seconds}s each, $parallel at a time"
+echo "== fuzz: ${#targets[@]} target(s), ${seconds}s each${runs:+ or $runs executions}, $parallel at a time"
 failed=()
 pids=() names=()
 wait_one() {
