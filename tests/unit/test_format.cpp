@@ -145,6 +145,13 @@ TEST_CASE("mask SET coercion checks the bits", "[format]") {
   CHECK(mktl::validate_type(d, Json(true)) == Json(1));
   CHECK(error_of([&] { mktl::validate_type(d, Json(4)); }) == "KeyError: 'value contains unknown active bits: 4'");
   CHECK(error_of([&] { mktl::validate_type(d, Json(-1)); }) == "KeyError: 'value contains unknown active bits: -1'");
+  // Floats beyond 64 bits either way (-1e19 once overflowed a cast to int64:
+  // tests/fuzz/regressions/json_payload/mask-float-below-int64).
+  CHECK(error_of([&] { mktl::validate_type(d, Json(-1e19)); }) ==
+        "KeyError: 'value contains unknown active bits: -10000000000000000000'");
+  CHECK(error_of([&] { mktl::validate_type(d, Json(1e20)); }) ==
+        "KeyError: 'value contains unknown active bits: 100000000000000000000'");
+  CHECK(error_of([&] { mktl::validate_type(d, Json(-2.5)); }) == "KeyError: 'value contains unknown active bits: -2'");
   CHECK(error_of([&] { mktl::validate_type(d, Json("abc")); }) ==
         "ValueError: invalid literal for int() with base 10: 'abc'");
   CHECK(error_of([&] { mktl::validate_type(d, Json("nan")); }) ==

@@ -15,6 +15,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -187,7 +188,9 @@ std::uint64_t mask_integer(const Json& value, bool& negative, bool& big) {
     if (std::isinf(d)) throw Error("OverflowError", "cannot convert float infinity to integer");
     const double t = std::trunc(d);  // int(1.7) == 1
     negative = t < 0;
-    if (std::fabs(t) >= 18446744073709551616.0) {
+    // Beyond 64 bits: 2^64 and up, or below int64's least (-2^63), where
+    // the cast to int64 below would overflow.
+    if (negative ? t < -9223372036854775808.0 : t >= 18446744073709551616.0) {
       big = true;
       return 0;
     }
@@ -235,6 +238,11 @@ Json validate_mask(const Json& description, const Json& value) {
     std::string shown;
     if (json::is_bigint(value)) shown = json::bigint_digits(value);
     else if (value.is_string()) shown = python::str(*python::parse_int(value.get_ref<const std::string&>()));
+    else if (value.is_number_float()) {  // int(x), every digit: a double up to 1.8e308 prints exactly
+      const double t = std::trunc(value.get<double>());
+      shown.resize(static_cast<std::size_t>(std::snprintf(nullptr, 0, "%.0f", t)) + 1);
+      shown.resize(static_cast<std::size_t>(std::snprintf(shown.data(), shown.size(), "%.0f", t)));
+    }
     else shown = negative ? std::to_string(static_cast<std::int64_t>(bits)) : std::to_string(bits);
     throw KeyError::python("value contains unknown active bits: " + shown);
   }
