@@ -389,6 +389,20 @@ TEST_CASE("persist: a failed write makes save() and flush() throw", "[persist]")
         ::_exit(14);
       } catch (const mktl::RuntimeError&) {
       }
+      // The same once the failed batch has ended before flush() is called
+      // (a save() queued behind it returns only then): flush() still reports
+      // it, once.
+      store->save_async("u", "big", payload(5), big);
+      try {
+        store->save("u", "behind", payload(6), std::nullopt);
+      } catch (const mktl::RuntimeError&) {  // it joined the failing batch
+      }
+      try {
+        store->flush();
+        ::_exit(16);
+      } catch (const mktl::RuntimeError&) {
+      }
+      store->flush();  // reported already
       code = 15;
       store->save("u", "after", payload(4), std::nullopt);  // the store recovers
       code = 0;

@@ -124,7 +124,8 @@ std::string write_marker(const std::string& path, std::uint64_t count) {
 struct Batch {
   std::map<std::pair<std::string, std::string>, Saved> values;  // (uuid, key): last wins
   bool done = false;
-  std::string error;  // empty on success
+  bool async = false;  // holds a value of save_async(): flush() reports its failure
+  std::string error;   // empty on success
 };
 
 }  // namespace
@@ -193,14 +194,18 @@ class Store::Impl {
   void save_async(const std::string& uuid, const std::string& key, std::string payload,
                   std::optional<std::string> bulk) {
     std::unique_lock lock(mu_);
-    enqueue(uuid, key, std::move(payload), std::move(bulk));
+    enqueue(uuid, key, std::move(payload), std::move(bulk))->async = true;
   }
 
   void flush() {
     std::unique_lock lock(mu_);
     // Batches commit in order, so the newest one covers everything before it.
     auto batch = !pending_->values.empty() ? pending_ : inflight_;
-    if (batch) wait(batch, lock);
+    if (batch) done_.wait(lock, [&] { return batch->done; });
+    // A batch of save_async() values may have failed before this call, with
+    // nobody waiting on it: its error waits here.
+    if (!async_failure_.empty()) throw RuntimeError(std::exchange(async_failure_, {}));
+    if (batch && !batch->error.empty()) throw RuntimeError(batch->error);
   }
 
   std::map<std::string, Saved> load(const std::string& uuid) {
@@ -250,6 +255,7 @@ class Store::Impl {
       std::string error = commit(*batch);
       lock.lock();
       batch->error = std::move(error);
+      if (!batch->error.empty() && batch->async) async_failure_ = batch->error;
       batch->done = true;
       if (inflight_ == batch) inflight_.reset();
       done_.notify_all();
@@ -333,6 +339,7 @@ class Store::Impl {
   std::condition_variable done_;
   std::shared_ptr<Batch> pending_ = std::make_shared<Batch>();
   std::shared_ptr<Batch> inflight_;
+  std::string async_failure_;  // the last failure of a save_async() batch not yet reported by flush()
   bool stopping_ = false;
   std::atomic<std::uint64_t> commits_{0};
 

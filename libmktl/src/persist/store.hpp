@@ -68,8 +68,9 @@ class Store {
   void save_async(const std::string& uuid, const std::string& key, std::string payload, std::optional<std::string> bulk);
 
   // Waits until everything queued so far is committed. Throws
-  // mktl::RuntimeError if the transaction holding the last queued values
-  // failed.
+  // mktl::RuntimeError if a value queued by save_async() since the last
+  // flush() was not saved (whether its transaction failed before this call
+  // or during it).
   void flush();
 
   // The saved values of one daemon block, key -> last value saved. Sees every
