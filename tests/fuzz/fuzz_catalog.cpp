@@ -31,7 +31,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Json again;
   expect(guarded("normalise_items of its output", [&] { again = mktl::normalise_items(normal, "fuzz.json"); }),
          "normalise_items refuses its own output " + mktl::json::dump(normal));
-  expect(again == normal, "normalise_items is not idempotent: " + mktl::json::dump(normal));
+  // Compared as text: a NaN the catalog carries through (in a field it does
+  // not know) is never == itself.
+  expect(mktl::json::dump(again) == mktl::json::dump(normal),
+         "normalise_items is not idempotent: " + mktl::json::dump(normal));
   expect(mktl::items_hash(again) == hash, "items_hash differs for equal items");
 
   for (auto& entry : normal.items()) {
