@@ -2,6 +2,7 @@
 // type, key, nullability and default, and to reject a misspelt constraint
 // with the config's file and place instead of a CREATE TABLE error later.
 #include "collections/column.hpp"
+#include "common/text.hpp"
 
 #include <mktl/error.hpp>
 
@@ -22,12 +23,6 @@ struct Token {
   std::size_t begin = 0, stop = 0;  // byte range in the declaration
 };
 
-std::string upper_of(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::vector<Token> tokenize(const std::string& decl) {
   std::vector<Token> out;
   std::size_t i = 0;
@@ -45,7 +40,7 @@ std::vector<Token> tokenize(const std::string& decl) {
       while (i < n && is_word(decl[i])) ++i;
       t.kind = Token::word;
       t.text = decl.substr(t.begin, i - t.begin);
-      t.upper = upper_of(t.text);
+      t.upper = mktl::detail::ascii_upper(t.text);
     } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '.' && i + 1 < n && std::isdigit(static_cast<unsigned char>(decl[i + 1])))) {
       while (i < n && (std::isalnum(static_cast<unsigned char>(decl[i])) || decl[i] == '.' ||
                        ((decl[i] == '+' || decl[i] == '-') && (decl[i - 1] == 'e' || decl[i - 1] == 'E'))))
@@ -85,7 +80,7 @@ std::vector<Token> tokenize(const std::string& decl) {
 
 // Optimal string alignment distance (a transposition counts one), ignoring case.
 std::size_t edit_distance(std::string_view a_in, std::string_view b_in) {
-  const std::string a = upper_of(a_in), b = upper_of(b_in);
+  const std::string a = mktl::detail::ascii_upper(a_in), b = mktl::detail::ascii_upper(b_in);
   std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
   for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
   for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
@@ -362,7 +357,7 @@ std::optional<Json> sql_literal(std::string_view text) {
     }
     return Json(out);
   }
-  const std::string upper = upper_of(text);
+  const std::string upper = mktl::detail::ascii_upper(text);
   if (upper == "NULL") return Json(nullptr);
   if (upper == "TRUE") return Json(1);  // what SQLite stores
   if (upper == "FALSE") return Json(0);

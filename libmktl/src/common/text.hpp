@@ -12,6 +12,10 @@ namespace mktl::detail {
 // compare this way, as they do in the Python reference.
 std::string ascii_lower(std::string_view text);
 
+// ASCII upper case, whatever the locale: SQL keywords and type names, the
+// expression language's UPPER().
+std::string ascii_upper(std::string_view text);
+
 // A value as an error message quotes it: its JSON, cut to 60 characters.
 std::string shown(const Json& value);
 

@@ -136,7 +136,7 @@ Val call(const Node& node, const Json& row) {
       if (!v.get().is_string()) return v;  // mkio: anything else unchanged
       Json text = std::move(v).take();
       std::string& s = text.get_ref<std::string&>();
-      s = node.function->builtin == Builtin::upper ? ascii_upper(std::move(s)) : mktl::detail::ascii_lower(s);
+      s = node.function->builtin == Builtin::upper ? mktl::detail::ascii_upper(s) : mktl::detail::ascii_lower(s);
       return Val(std::move(text));
     }
     case Builtin::round: {

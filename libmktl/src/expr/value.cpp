@@ -213,12 +213,6 @@ Json len_value(const Json& x, std::uint32_t column) {
   throw TypeError(where("LEN()", column) + ": " + type_name(x) + " has no length (only strings, arrays, objects)");
 }
 
-std::string ascii_upper(std::string text) {
-  for (char& c : text)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return text;
-}
-
 const char* op_text(Op op) {
   switch (op) {
     case Op::eq: return "'=='";

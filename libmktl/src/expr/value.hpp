@@ -40,6 +40,5 @@ Json negate(const Json& a, std::uint32_t column);
 Json round_value(const Json& x, const Json* digits, std::uint32_t column);
 Json abs_value(const Json& x, std::uint32_t column);
 Json len_value(const Json& x, std::uint32_t column);
-std::string ascii_upper(std::string text);
 
 }  // namespace mktl::expr

@@ -229,23 +229,27 @@ Json mask_json(std::uint64_t bits) {
   return Json(bits);
 }
 
+// The text of Python's int(value), every digit, as a mask error quotes it;
+// `bits` and `negative` are mask_integer's result for the values that fit.
+std::string mask_integer_text(const Json& value, std::uint64_t bits, bool negative) {
+  if (json::is_bigint(value)) return json::bigint_digits(value);
+  if (value.is_string()) return python::str(*python::parse_int(value.get_ref<const std::string&>()));
+  if (value.is_number_float()) {  // a double up to 1.8e308 prints exactly
+    const double t = std::trunc(value.get<double>());
+    std::string text(static_cast<std::size_t>(std::snprintf(nullptr, 0, "%.0f", t)) + 1, '\0');
+    text.resize(static_cast<std::size_t>(std::snprintf(text.data(), text.size(), "%.0f", t)));
+    return text;
+  }
+  return negative ? std::to_string(static_cast<std::int64_t>(bits)) : std::to_string(bits);
+}
+
 Json validate_mask(const Json& description, const Json& value) {
   bool negative = false, big = false;
   const std::uint64_t bits = mask_integer(value, negative, big);
   std::uint64_t known = 0;
   for (const auto& [bit, name] : mask_bits(field(description, "enumerators"))) known |= std::uint64_t{1} << bit;
-  if (negative || big || (bits & ~known) != 0) {
-    std::string shown;
-    if (json::is_bigint(value)) shown = json::bigint_digits(value);
-    else if (value.is_string()) shown = python::str(*python::parse_int(value.get_ref<const std::string&>()));
-    else if (value.is_number_float()) {  // int(x), every digit: a double up to 1.8e308 prints exactly
-      const double t = std::trunc(value.get<double>());
-      shown.resize(static_cast<std::size_t>(std::snprintf(nullptr, 0, "%.0f", t)) + 1);
-      shown.resize(static_cast<std::size_t>(std::snprintf(shown.data(), shown.size(), "%.0f", t)));
-    }
-    else shown = negative ? std::to_string(static_cast<std::int64_t>(bits)) : std::to_string(bits);
-    throw KeyError::python("value contains unknown active bits: " + shown);
-  }
+  if (negative || big || (bits & ~known) != 0)
+    throw KeyError::python("value contains unknown active bits: " + mask_integer_text(value, bits, negative));
   return mask_json(bits);
 }
 
