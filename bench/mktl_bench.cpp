@@ -13,21 +13,17 @@
 // Groups: rt (sequential round trips), inflight (64 in flight, fire and
 // forget), bcast (broadcasts), bulk (8 MiB), mk (`mk get` as a process),
 // startup (10,000-item daemon), txn (committed transactions through `markd
-// --mkio` against a raw SQLite loop, see run_txn), live (live collections
-// against plain item broadcasts of the same markd, bench/live_group.cpp),
-// reference (with
-// $MKTL_REFERENCE: the Python reference's daemon and client on the same
-// workloads, see run_reference).
+// --mkio` against a raw SQLite loop, bench/txn_group.cpp), live (live
+// collections against plain item broadcasts of the same markd,
+// bench/live_group.cpp), reference (with $MKTL_REFERENCE: the Python
+// reference's daemon and client on the same workloads, see run_reference).
 #include "bench_util.hpp"
 #include "live_group.hpp"
+#include "txn_group.hpp"
 
 #include <mktl/mktl.hpp>
 
 #include <nlohmann/json.hpp>
-#include <pthread.h>
-#include <sched.h>
-#include <sqlite3.h>
-#include <time.h>
 #include <zmq.hpp>
 
 #include <algorithm>
@@ -44,7 +40,6 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -418,324 +413,6 @@ void write_fill_catalog(const std::string& path) {
                   {"units", "V"}, {"initial", k}};
   }
   std::ofstream(path) << items.dump();
-}
-
-// ---- transactions (group txn) ---------------------------------------------------
-//
-// Committed single-row transactions through the real `markd --mkio`: a record
-// item log_add whose op set inserts one row into the table log, with 1 and
-// with 64 transactions in flight. The baseline is a raw SQLite loop in this
-// process doing the same inserts (the same table, the same INSERT ...
-// RETURNING statement the daemon's writer prepares, the same values), with
-// the same durability (WAL, synchronous=FULL: one fsync per COMMIT), on a file
-// in the same directory, in batches of the size the daemon's writer made in
-// the slice just before (its stats, GET {"stats": true}: transactions per
-// commit).
-
-// The daemon's configuration, mkio-shaped; the database sits next to it.
-constexpr const char* kTxnConfig = R"({
-  "db_path": "txn.sqlite3",
-  "tables": {
-    "log": {"columns": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "t": "REAL NOT NULL", "v": "INTEGER NOT NULL"}}
-  },
-  "services": {
-    "log": {"type": "transaction", "description": "benchmark: one row per transaction",
-            "ops": {"add": [{"table": "log", "op_type": "insert", "fields": ["t", "v"]}]}}
-  }
-})";
-
-// The table as the daemon creates it (columns in name order), and the
-// statement its writer prepares for the op set.
-constexpr const char* kTxnTable =
-    "CREATE TABLE IF NOT EXISTS \"log\" (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT, \"t\" REAL NOT NULL, "
-    "\"v\" INTEGER NOT NULL)";
-constexpr const char* kTxnInsert = "INSERT INTO \"log\" (\"t\", \"v\") VALUES (?, ?) RETURNING *";
-
-// The values of the n-th transaction, the same on both sides.
-double txn_t(long n) { return 1.8e9 + static_cast<double>(n) * 1e-3; }
-
-// The raw SQLite loop (the baseline): sqlite3 alone, no mktl code.
-class RawSqlite {
- public:
-  explicit RawSqlite(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
-    if (rc != SQLITE_OK) fail("open " + path);
-    if (query_text("PRAGMA journal_mode=WAL") != "wal") fail("WAL journal mode");
-    if (sqlite3_exec(db_, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr) != SQLITE_OK) fail("synchronous=FULL");
-    if (sqlite3_exec(db_, kTxnTable, nullptr, nullptr, nullptr) != SQLITE_OK) fail("create table");
-    begin_ = prepare("BEGIN IMMEDIATE");
-    commit_ = prepare("COMMIT");
-    insert_ = prepare(kTxnInsert);
-  }
-  ~RawSqlite() {
-    for (auto* s : {begin_, commit_, insert_}) sqlite3_finalize(s);
-    sqlite3_close(db_);
-  }
-  RawSqlite(const RawSqlite&) = delete;
-  RawSqlite& operator=(const RawSqlite&) = delete;
-
-  // Inserts for `duration` seconds in COMMITs of `per_commit` rows on average
-  // (sizes alternate, e.g. 63 and 64, so that the mean is exact), numbering
-  // the values from `n`; returns the rows committed.
-  long run(double per_commit, double duration, long& n) {
-    per_commit = std::max(per_commit, 1.0);
-    long rows = 0, batches = 0;
-    auto start = Clock::now();
-    do {
-      long size = static_cast<long>(std::floor((batches + 1) * per_commit)) -
-                  static_cast<long>(std::floor(batches * per_commit));
-      ++batches;
-      step_done(begin_, "BEGIN");
-      for (long i = 0; i < size; ++i, ++n) {
-        sqlite3_bind_double(insert_, 1, txn_t(n));
-        sqlite3_bind_int64(insert_, 2, n);
-        int rc;
-        while ((rc = sqlite3_step(insert_)) == SQLITE_ROW) {  // the RETURNING row, read as the daemon reads it
-          (void)sqlite3_column_int64(insert_, 0);
-          (void)sqlite3_column_double(insert_, 1);
-          (void)sqlite3_column_int64(insert_, 2);
-        }
-        sqlite3_reset(insert_);
-        if (rc != SQLITE_DONE) fail("INSERT");
-      }
-      step_done(commit_, "COMMIT");
-      rows += size;
-    } while (seconds_since(start) < duration);
-    return rows;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error("raw SQLite loop: " + what + ": " + (db_ ? sqlite3_errmsg(db_) : "out of memory"));
-  }
-  sqlite3_stmt* prepare(const char* text) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_, text, -1, &stmt, nullptr) != SQLITE_OK) fail(std::string("prepare ") + text);
-    return stmt;
-  }
-  std::string query_text(const char* text) {
-    sqlite3_stmt* stmt = prepare(text);
-    std::string out;
-    if (sqlite3_step(stmt) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    sqlite3_finalize(stmt);
-    return out;
-  }
-  void step_done(sqlite3_stmt* stmt, const char* what) {
-    int rc = sqlite3_step(stmt);
-    sqlite3_reset(stmt);
-    if (rc != SQLITE_DONE) fail(what);
-  }
-
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt *begin_ = nullptr, *commit_ = nullptr, *insert_ = nullptr;
-};
-
-// Wakes every CPU every 100 µs while it exists: one thread pinned to each
-// CPU, sleeping 100 µs at a time. On a VM whose idle vCPUs halt (this
-// benchmark's machines), an I/O completion that finds its vCPU halted waits
-// for the next timer tick, so an fsync by a lone thread takes 4 ms instead of
-// 0.2 ms, while a process with other threads at work (the daemon) rarely
-// waits: the comparison would measure the VM. Spinning threads (SCHED_IDLE)
-// would keep the CPUs awake too, but they slowed the daemon's thread
-// hand-offs and made the raw loop erratic; these ticks cost a few percent of
-// a CPU and leave at most 100 µs of the wait.
-double thread_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-}
-
-class WakeCpus {
- public:
-  WakeCpus() {
-    unsigned n = std::max(1u, std::thread::hardware_concurrency());
-    tids_.resize(n);
-    for (unsigned i = 0; i < n; ++i)
-      threads_.emplace_back([i, this](std::stop_token stop) {
-        tids_[i] = static_cast<pid_t>(gettid());
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(i, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort
-        timespec tick{0, 100'000};
-        while (!stop.stop_requested()) nanosleep(&tick, nullptr);
-      });
-  }
-  // Its threads, to leave out of the client's CPU time (each has set its id
-  // by the time the first transaction completes).
-  const std::vector<pid_t>& tids() const { return tids_; }
-
- private:
-  std::vector<pid_t> tids_;
-  std::vector<std::jthread> threads_;
-};
-
-struct TxnRun {
-  long completed = 0;  // REPs received within the window
-  double seconds = 0;
-  std::vector<double> latency_ms;  // of each of those, SET sent to REP received
-};
-
-// `depth` transactions in flight on `key` for `duration` seconds: set_then
-// handlers that each issue the next, as a client pipelining transactions
-// would; then the ones in flight drain. Values are numbered from `n`.
-TxnRun txn_pipeline(mktl::Client& client, const std::string& key, int depth, double duration, std::atomic<long>& n) {
-  TxnRun run;
-  std::mutex m;
-  std::condition_variable drained, stopped;
-  std::atomic<bool> stop{false};
-  int outstanding = 0;  // under m
-  std::exception_ptr error;
-  std::function<void()> issue = [&] {
-    {
-      std::lock_guard lock(m);
-      ++outstanding;
-    }
-    long i = n++;
-    auto sent = Clock::now();
-    client.set_then(key, mktl::Reading(mktl::Json{{"t", txn_t(i)}, {"v", i}}), [&, sent](std::exception_ptr e) {
-      {
-        std::lock_guard lock(m);
-        if (e) {
-          if (!error) error = e;
-          stop = true;
-          stopped.notify_all();
-        } else if (!stop.load()) {
-          ++run.completed;
-          run.latency_ms.push_back(seconds_since(sent) * 1e3);
-        }
-      }
-      if (!stop.load()) issue();
-      std::lock_guard lock(m);
-      if (--outstanding == 0) drained.notify_all();
-    });
-  };
-  auto start = Clock::now();
-  for (int i = 0; i < depth; ++i) issue();
-  std::unique_lock lock(m);
-  // A wait, not a polling loop: on a VM, a thread that keeps waking a CPU
-  // makes fsyncs return sooner (see WakeCpus), and the raw loop has no such help.
-  stopped.wait_until(lock, start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration)),
-                     [&] { return stop.load(); });
-  stop = true;  // no completion is counted after this
-  run.seconds = seconds_since(start);
-  if (!drained.wait_for(lock, std::chrono::seconds(30), [&] { return outstanding == 0; }))
-    throw std::runtime_error("transactions: the daemon did not answer every transaction within 30 s");
-  if (error) std::rethrow_exception(error);
-  return run;
-}
-
-void run_txn(const Options& o, Results& R) {
-  const std::string what_raw1 = "raw SQLite loop, 1 insert per COMMIT (WAL, synchronous=FULL)";
-  const std::string what_txn1 = "mktl transactions, 1 in flight (`markd --mkio`, REP after COMMIT)";
-  const std::string what_raw64 = "raw SQLite loop, inserts per COMMIT as the daemon batched them";
-  const std::string what_txn64 = "mktl transactions, 64 in flight";
-  struct Depth {
-    Depth(int depth_in, std::string raw_in, std::string txn_in, std::string raw_what_in, std::string txn_what_in)
-        : depth(depth_in), raw(std::move(raw_in)), txn(std::move(txn_in)), raw_what(std::move(raw_what_in)),
-          txn_what(std::move(txn_what_in)) {}
-    int depth;
-    std::string raw, txn, raw_what, txn_what;
-    // Per rep, summed over its slices.
-    long raw_rows = 0, txn_done = 0;
-    double raw_seconds = 0, txn_seconds = 0, transactions = 0, commits = 0;
-    // CPU time: markd's threads and the client's during the daemon's runs,
-    // the raw loop's thread during its own.
-    double daemon_cpu = 0, client_cpu = 0, raw_cpu = 0;
-    std::vector<double> latency_ms;
-  };
-  std::vector<Depth> depths;
-  depths.emplace_back(1, "raw_txn1", "mktl_txn1", what_raw1, what_txn1);
-  depths.emplace_back(64, "raw_txn64", "mktl_txn64", what_raw64, what_txn64);
-  std::vector<Series*> all;
-  for (auto& d : depths) {  // table order
-    all.push_back(&R.get(d.raw, d.raw_what, Unit::rate));
-    all.push_back(&R.get(d.txn, d.txn_what, Unit::rate));
-    all.push_back(&R.get(d.txn + "_batch", "… transactions per COMMIT (mean, daemon's stats)", Unit::number));
-    all.push_back(&R.get(d.txn + "_p50", "… latency seen by the client, median", Unit::ms));
-    all.push_back(&R.get(d.txn + "_p99", "… latency seen by the client, p99", Unit::ms));
-    all.push_back(&R.get(d.txn + "_cpu_daemon", "… markd CPU per transaction (all its threads)", Unit::us));
-    all.push_back(&R.get(d.txn + "_cpu_client", "… client CPU per transaction (mktl::Client, all its threads)", Unit::us));
-    all.push_back(&R.get(d.raw + "_cpu", "… raw loop CPU per row (its thread, COMMIT included)", Unit::us));
-  }
-  if (!executable(o.markd)) {
-    for (auto* s : all) s->note = o.markd + " not built";
-    return;
-  }
-
-  const fs::path dir = fs::path(std::getenv("MKTL_HOME")) / "txn";
-  fs::create_directories(dir);
-  const std::string config = (dir / "log.json").string();
-  std::ofstream(config) << kTxnConfig;
-  auto daemon = bench::Child::spawn({o.markd, "--mkio", config, "--no-discovery", "--bind", "127.0.0.1", "--hostname",
-                                     "127.0.0.1", "txn", "txn1"});
-  auto ready = daemon.wait_for("markd: txn txn1 ready", 60);
-  if (!ready) throw std::runtime_error("markd --mkio did not print its ready line");
-  const std::string key = "txn.log_add";
-  mktl::ClientOptions copts = mktl::ClientOptions::from_env();
-  copts.ack_timeout = 5;
-  mktl::Client client(copts);
-  client.connect("tcp://127.0.0.1:" + std::to_string(ports_of(*ready).rep), "txn");
-  RawSqlite raw((dir / "raw.sqlite3").string());
-  std::optional<WakeCpus> wake;
-  if (!o.txn_idle) wake.emplace();
-
-  auto stats = [&] {
-    auto v = client.call("GET", key, mktl::Json{{"stats", true}}).at("value");
-    return std::pair<double, double>(v.at("transactions").get<double>(), v.at("commits").get<double>());
-  };
-  std::atomic<long> n_txn{0};
-  long n_raw = 0;
-  // Warm-up: statements prepared, pages cached, on both sides.
-  txn_pipeline(client, key, 1, o.quick ? 0.01 : 0.1, n_txn);
-  txn_pipeline(client, key, 64, o.quick ? 0.01 : 0.1, n_txn);
-  raw.run(1, o.quick ? 0.01 : 0.1, n_raw);
-  raw.run(64, o.quick ? 0.01 : 0.1, n_raw);
-
-  const int slices = o.quick ? 1 : 4;
-  const double slice = o.duration / slices;
-  for (int rep = 0; rep < o.reps; ++rep) {
-    for (auto& d : depths) d.raw_rows = d.txn_done = 0, d.raw_seconds = d.txn_seconds = d.transactions = d.commits = 0,
-                           d.latency_ms.clear();
-    for (int s = 0; s < slices; ++s)
-      for (std::size_t k = 0; k < depths.size(); ++k) {
-        // The depths alternate which goes first; the raw loop follows the
-        // daemon's run, whose batch size it copies.
-        auto& d = depths[(k + static_cast<std::size_t>(s)) % depths.size()];
-        auto before = stats();
-        const std::vector<pid_t> not_client = wake ? wake->tids() : std::vector<pid_t>{};
-        const double daemon_cpu = bench::cpu_seconds(daemon.pid()), client_cpu = bench::cpu_seconds(0, not_client);
-        TxnRun run = txn_pipeline(client, key, d.depth, slice, n_txn);
-        d.daemon_cpu += bench::cpu_seconds(daemon.pid()) - daemon_cpu;
-        d.client_cpu += bench::cpu_seconds(0, not_client) - client_cpu;
-        auto after = stats();
-        double transactions = after.first - before.first, commits = after.second - before.second;
-        if (commits <= 0) throw std::runtime_error("transactions: the daemon's stats show no commit");
-        d.txn_done += run.completed;
-        d.txn_seconds += run.seconds;
-        d.latency_ms.insert(d.latency_ms.end(), run.latency_ms.begin(), run.latency_ms.end());
-        d.transactions += transactions;
-        d.commits += commits;
-        auto start = Clock::now();
-        const double raw_cpu = thread_cpu_seconds();
-        d.raw_rows += raw.run(transactions / commits, slice, n_raw);
-        d.raw_cpu += thread_cpu_seconds() - raw_cpu;
-        d.raw_seconds += seconds_since(start);
-      }
-    for (auto& d : depths) {
-      R.add(d.raw, d.raw_what, Unit::rate, d.raw_rows / d.raw_seconds);
-      R.add(d.txn, d.txn_what, Unit::rate, d.txn_done / d.txn_seconds);
-      R.add(d.txn + "_batch", "", Unit::number, d.transactions / d.commits);
-      R.add(d.txn + "_p50", "", Unit::ms, bench::percentile(d.latency_ms, 0.5));
-      R.add(d.txn + "_p99", "", Unit::ms, bench::percentile(d.latency_ms, 0.99));
-      // Per transaction the daemon made (the drain after each window included).
-      R.add(d.txn + "_cpu_daemon", "", Unit::us, d.daemon_cpu / d.transactions * 1e6);
-      R.add(d.txn + "_cpu_client", "", Unit::us, d.client_cpu / d.transactions * 1e6);
-      R.add(d.raw + "_cpu", "", Unit::us, d.raw_cpu / static_cast<double>(d.raw_rows) * 1e6);
-    }
-  }
-  daemon.terminate();
 }
 
 // ---- the Python reference (MKTL_REFERENCE) ------------------------------------
@@ -1157,12 +834,407 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-void run_all(const Options& o, Results& R) {
+// ---- the groups, and run_all ---------------------------------------------------
+
+void say(const std::string& what) { std::cerr << "mktl_bench: " << what << std::endl; }
+
+// The clients of the two servers that groups rt, inflight, bcast and bulk
+// measure (mktl_bench_raw_server: cppzmq alone; mktl_bench_daemon:
+// mktl::Daemon).
+struct Servers {
+  RawClient& raw;            // of the raw server
+  RawClient& raw_to_daemon;  // a raw client of the daemon
+  mktl::Client& client;      // of the daemon
+  std::string rep_endpoint;  // the daemon's
+};
+
+// Group rt: sequential round trips.
+void run_rt(const Options& o, Results& R, Servers& servers) {
   const int reps = o.reps;
   const double D = o.duration;
   const int warmup = o.quick ? 5 : 100;
-  auto log = [](const std::string& what) { std::cerr << "mktl_bench: " << what << std::endl; };
+  auto& raw = servers.raw;
+  auto& raw_to_daemon = servers.raw_to_daemon;
+  auto& client = servers.client;
+  say("sequential round trips");
+  // Each rep alternates short slices of every workload (rotating which goes
+  // first), so that a burst of load from elsewhere hits them all alike.
+  struct Workload {
+    std::string name, what;
+    std::function<void(long)> one;
+    long ops = 0;
+    double seconds = 0;
+  };
+  double v = 100, sink = 0;
+  std::vector<Workload> work = {
+      {"raw_rt", "raw DEALER→ROUTER round trip", [&](long i) { raw.one("bench.echo", false, i); }},
+      {"raw_rt_json", "raw round trip + JSON (nlohmann) each side",
+       [&](long i) { sink += raw.one("bench.json", true, i); }},
+      {"raw_rt_json_ack", "raw round trip + JSON + ACK (mKTL's 2 replies)",
+       [&](long i) { sink += raw.one("bench.json_ack", true, i); }},
+      {"raw_to_daemon_get", "raw client → mktl daemon GET (+ JSON decode)",
+       [&](long i) { sink += raw_to_daemon.one("bench.value", true, i); }},
+      {"mktl_get", "mktl GET sequential", [&](long) { sink += client.get("bench.value").value.get<double>(); }},
+      {"raw_to_daemon_set", "raw client → mktl daemon SET (+ JSON)",
+       [&](long i) { sink += raw_to_daemon.one("bench.value", true, i, "SET"); }},
+      {"mktl_set", "mktl SET sequential (REP awaited)",
+       [&](long) { client.set("bench.value", mktl::Reading(mktl::Json(v++))); }},
+  };
+  for (auto& w : work) {
+    R.get(w.name, w.what, Unit::rate);
+    for (int i = 0; i < warmup; ++i) w.one(i);
+  }
+  const int slices = o.quick ? 1 : 8;
+  for (int rep = 0; rep < reps; ++rep) {
+    for (auto& w : work) w.ops = 0, w.seconds = 0;
+    for (int slice = 0; slice < slices; ++slice)
+      for (std::size_t k = 0; k < work.size(); ++k) {
+        auto& w = work[(k + slice) % work.size()];
+        auto start = Clock::now();
+        do {
+          for (int j = 0; j < 8; ++j) w.one(w.ops++);
+        } while (seconds_since(start) < D / slices);
+        w.seconds += seconds_since(start);
+      }
+    for (auto& w : work) R.add(w.name, w.what, Unit::rate, w.ops / w.seconds + (sink < -1 ? 1 : 0));
+  }
+}
 
+// Group inflight: 64 requests in flight, and fire and forget.
+void run_inflight(const Options& o, Results& R, Servers& servers) {
+  const int reps = o.reps;
+  const double D = o.duration;
+  auto& raw = servers.raw;
+  auto& raw_to_daemon = servers.raw_to_daemon;
+  auto& client = servers.client;
+  say("requests in flight");
+  long counter_value = 0;
+  double v = 1e6;
+  for (int rep = 0; rep < reps; ++rep) {
+    // As the sequential round trips do, every workload runs in 8 short
+    // slices per rep, in a rotating order, so that load from elsewhere hits
+    // them all alike; a slice starts with 64 requests outstanding and ends
+    // with them drained. A workload's rate is the mean of its slices'.
+    struct Piped {
+      std::string name, what;
+      std::function<double(double)> rate;  // runs one slice of the given length
+      double sum = 0;
+    };
+    std::vector<Piped> piped = {
+        {"raw_inflight", "raw round trip, 64 in flight", [&](double d) { return raw.in_flight(64, d); }},
+        {"raw_inflight_ack", "raw round trip + ACK (mKTL's 2 replies), 64 in flight",
+         [&](double d) { return raw.in_flight(64, d, "bench.echo_ack"); }},
+        {"raw_to_daemon_inflight", "raw client → mktl daemon GET, 64 in flight",
+         [&](double d) { return raw_to_daemon.in_flight(64, d, "bench.value"); }},
+        {"mktl_get64_then", "mktl GET, 64 in flight (get_then handlers)",
+         [&](double d) {
+           // Each handler issues the next GET, from the client's I/O thread,
+           // until the time is up; then the ones in flight drain.
+           std::atomic<long> completed{0};
+           std::atomic<bool> stop{false};
+           std::atomic<int> outstanding{0};
+           std::mutex m;
+           std::condition_variable drained;
+           std::function<void()> issue = [&] {
+             ++outstanding;
+             client.get_then("bench.value", [&](mktl::Reading, std::exception_ptr e) {
+               if (!e) ++completed;
+               if (!stop.load()) issue();
+               if (--outstanding == 0) {
+                 std::lock_guard lock(m);
+                 drained.notify_all();
+               }
+             });
+           };
+           auto start = Clock::now();
+           for (int i = 0; i < 64; ++i) issue();
+           while (seconds_since(start) < d) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+           double rate = completed.load() / seconds_since(start);
+           stop = true;
+           std::unique_lock lock(m);
+           drained.wait_for(lock, std::chrono::seconds(10), [&] { return outstanding.load() == 0; });
+           return rate;
+         }},
+        {"mktl_get64", "mktl GET, 64 in flight (get_async)",
+         [&](double d) {
+           // 64 GETs in flight on the client's one socket, as the raw baseline does.
+           std::deque<mktl::Future<mktl::Reading>> in_flight;
+           for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
+           long n = 0;
+           auto start = Clock::now();
+           do {
+             for (int k = 0; k < 16; ++k, ++n) {
+               in_flight.front().get();
+               in_flight.pop_front();
+               in_flight.push_back(client.get_async("bench.value"));
+             }
+           } while (seconds_since(start) < d);
+           double rate = n / seconds_since(start);
+           for (auto& f : in_flight) f.get();
+           return rate;
+         }},
+        {"mktl_set64", "mktl SET, 64 in flight (set_async)",
+         [&](double d) {
+           std::deque<mktl::Future<void>> in_flight;
+           for (int i = 0; i < 64; ++i)
+             in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+           long n = 0;
+           auto start = Clock::now();
+           do {
+             for (int k = 0; k < 16; ++k, ++n) {
+               in_flight.front().get();
+               in_flight.pop_front();
+               in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
+             }
+           } while (seconds_since(start) < d);
+           double rate = n / seconds_since(start);
+           for (auto& f : in_flight) f.get();
+           return rate;
+         }},
+    };
+    const int slices = o.quick ? 1 : 8;
+    for (int slice = 0; slice < slices; ++slice)
+      for (std::size_t k = 0; k < piped.size(); ++k) {
+        auto& w = piped[(k + slice) % piped.size()];
+        w.sum += w.rate(D / slices);
+      }
+    for (auto& w : piped) R.add(w.name, w.what, Unit::rate, w.sum / slices);
+    {
+      long count = o.quick ? 200 : 30000;
+      auto start = Clock::now();
+      for (long i = 0; i < count; ++i) client.set_nowait("bench.counter", mktl::Reading(mktl::Json(++counter_value)));
+      // Done when the daemon has applied the last one (SETs to one item apply in order).
+      while (client.get("bench.counter").value.get<long>() != counter_value) {
+        if (seconds_since(start) > 60) throw std::runtime_error("set_nowait: the daemon never applied the last SET");
+      }
+      R.add("mktl_nowait", "mktl SET fire-and-forget (until applied)", Unit::rate, count / seconds_since(start));
+    }
+  }
+}
+
+// Group bcast: broadcasts received, `count` per burst, through the subscription
+// that `bcast` counts.
+void run_bcast(const Options& o, Results& R, Servers& servers, Counter& bcast, long count) {
+  const int reps = o.reps;
+  auto& raw = servers.raw;
+  auto& client = servers.client;
+  const std::string& rep_endpoint = servers.rep_endpoint;
+  say("broadcasts");
+  R.get("raw_pubsub", "raw PUB→SUB, ~100-byte messages", Unit::rate);
+  R.get("mktl_bcast", "mktl broadcasts received (subscribe callback)", Unit::rate);
+  for (int rep = 0; rep < reps; ++rep) {
+    R.add("raw_pubsub", "raw PUB→SUB, ~100-byte messages", Unit::rate, raw.pubsub(count));
+    R.add("mktl_bcast", "mktl broadcasts received (subscribe callback)", Unit::rate,
+          mktl_bcast_run(client, bcast, count, &R));
+    {
+      // Another client process whose callback blocks forever.
+      auto stalled = bench::Child::spawn({o.bindir + "/mktl_bench", "stall-sub", rep_endpoint});
+      bool ok = false;
+      for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
+        client.set("bench.bcast", mktl::Reading(mktl::Json("stall" + std::to_string(attempt))));
+        ok = stalled.read_line(0.05).has_value();
+      }
+      if (!ok) throw std::runtime_error("the stalled subscriber never subscribed");
+      R.add("mktl_bcast_stalled", "… with a stalled subscriber in another process", Unit::rate,
+            mktl_bcast_run(client, bcast, count));
+      stalled.kill(SIGKILL);
+    }
+    {
+      // A second subscription of the same Client whose callback blocks
+      // until the measurement is over.
+      std::mutex m;
+      std::condition_variable cv;
+      bool release = false, entered = false;
+      auto stall_sub = client.subscribe("bench.stall", [&](const std::string&, const mktl::Reading&) {
+        std::unique_lock lock(m);
+        entered = true;
+        cv.notify_all();
+        cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+      });
+      bool blocked = false;
+      for (int attempt = 0; attempt < 200 && !blocked; ++attempt) {
+        client.set("bench.stall", mktl::Reading(mktl::Json(rep * 1000 + attempt)));
+        std::unique_lock lock(m);
+        blocked = cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return entered; });
+      }
+      double rate = 0;
+      if (blocked) {
+        bcast.reset();
+        client.set("bench.burst", mktl::Reading(mktl::Json(count)));
+        bcast.wait(count, 0.3, 5);
+        rate = bcast.count < 2 ? 0 : (bcast.count - 1) / bcast.span();
+      }
+      {
+        std::lock_guard lock(m);
+        release = true;
+      }
+      cv.notify_all();
+      stall_sub.cancel();
+      R.add("mktl_bcast_stalled_same", "… with a stalled callback in the same Client", Unit::rate, rate);
+    }
+  }
+}
+
+// Group bulk: 8 MiB GETs and broadcasts, the latter through the subscription
+// that `image` counts.
+void run_bulk(const Options& o, Results& R, Servers& servers, Counter& image) {
+  const int reps = o.reps;
+  const double D = o.duration;
+  auto& raw = servers.raw;
+  auto& client = servers.client;
+  say("bulk");
+  const long bursts = o.quick ? 2 : 24;
+  for (int rep = 0; rep < reps; ++rep) {
+    R.add("raw_bulk_get", "raw GET of 8 MiB (zero-copy)", Unit::bytes_rate, raw.bulk(D));
+    {
+      long n = 0;
+      std::size_t bytes = 0;
+      auto start = Clock::now();
+      do {
+        auto r = client.get("bench.image");
+        bytes += r.bulk ? r.bulk->size() : 0;
+        ++n;
+      } while (n < 3 || seconds_since(start) < D);
+      R.add("mktl_bulk_get", "mktl GET of 8 MiB bulk", Unit::bytes_rate, bytes / seconds_since(start));
+    }
+    {
+      image.settle(0.05);
+      image.reset();
+      auto start = Clock::now();
+      client.set("bench.bulkburst", mktl::Reading(mktl::Json(bursts)));
+      image.wait(bursts, 1.0);
+      double span = std::chrono::duration<double>(
+                        Clock::duration(image.last_ns.load() - start.time_since_epoch().count())).count();
+      R.add("mktl_bulk_pub", "mktl PUB of 8 MiB bulk (received)", Unit::bytes_rate,
+            image.count ? static_cast<double>(image.bytes) / span : 0);
+    }
+  }
+}
+
+// Groups bcast and bulk, which share the subscriptions to the daemon's items.
+void run_bcast_bulk(const Options& o, Results& R, Servers& servers) {
+  auto& client = servers.client;
+  Counter bcast, image;
+  // Image first: both share one SUB connection, so once bcast is live, so is image.
+  auto image_sub = client.subscribe("bench.image", [&](const std::string&, const mktl::Reading& r) {
+    image.hit(r.bulk ? r.bulk->size() : 0);
+  });
+  auto bcast_sub = client.subscribe("bench.bcast", [&](const std::string&, const mktl::Reading& r) {
+    bcast.hit(r.value.is_string() ? r.value.get_ref<const std::string&>().size() : 0);
+  });
+  sync_bcast(client, bcast, "sync");
+  const long count = o.quick ? 500 : 100000;
+
+  if (o.wants("bcast")) run_bcast(o, R, servers, bcast, count);
+  if (o.wants("bulk")) run_bulk(o, R, servers, image);
+}
+
+// Group mk: `mk get` as a process.
+void run_mk(const Options& o, Results& R) {
+  const int reps = o.reps;
+  say("mk get");
+  auto& s = R.get("mk_get", "`mk get bench.value` (whole process)", Unit::ms);
+  if (!executable(o.mk)) {
+    s.note = o.mk + " not built";
+  } else {
+    int runs = o.quick ? 2 : std::max(20, reps * 4);
+    for (int i = 0; i < runs + 1; ++i) {
+      auto start = Clock::now();
+      auto child = bench::Child::spawn({o.mk, "get", "bench.value"});
+      std::string out;
+      while (auto l = child.read_line(30)) out += *l;
+      int status = child.wait();
+      double ms = seconds_since(start) * 1e3;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty()) {
+        s.note = "mk get failed (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
+        s.values.clear();
+        break;
+      }
+      if (i > 0) s.values.push_back(ms);  // the first run warms the page cache
+    }
+  }
+}
+
+// Group startup: the 10,000-item daemon, and the same catalog through markd.
+void run_startup(const Options& o, Results& R) {
+  const int reps = o.reps;
+  say("10,000-item daemon");
+  int n = o.quick ? 1 : std::max(3, reps / 2 + 1);
+  for (int i = 0; i < n; ++i) {
+    {
+      auto start = Clock::now();
+      std::string ready;
+      auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "10000"}, "bench_daemon ready", &ready);
+      double ms = seconds_since(start) * 1e3;
+      R.add("ready10k", "10,000 items: process start to ready", Unit::ms, ms);
+      R.add("ready10k_inproc", "10,000 items: Daemon construction + start()", Unit::ms,
+            std::atof(bench::field_of(ready, "construct_ms").c_str()) + std::atof(bench::field_of(ready, "start_ms").c_str()));
+      R.add("rss10k", "10,000 items: RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
+      R.add("threads10k", "10,000 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
+      d.terminate();
+    }
+    {
+      std::string ready;
+      auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "7"}, "bench_daemon ready", &ready);
+      R.add("threads_small", "7 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
+      d.terminate();
+    }
+  }
+  // The same catalog through markd, if it is built: what an operator sees.
+  auto& s = R.get("markd10k", "10,000 items: `markd` start to its ready line", Unit::ms);
+  if (!executable(o.markd)) {
+    s.note = o.markd + " not built";
+  } else {
+    std::string catalog = std::string(std::getenv("MKTL_HOME")) + "/fill10k.json";
+    write_fill_catalog(catalog);
+    for (int i = 0; i < n; ++i) {
+      auto start = Clock::now();
+      auto d = bench::Child::spawn({o.markd, "--catalog", catalog, "--no-discovery", "--bind", "127.0.0.1",
+                                    "--hostname", "127.0.0.1", "fillstore", "fill"});
+      auto ready = d.wait_for("markd: fillstore fill ready", 60);
+      if (!ready) {
+        s.note = "markd did not print its ready line";
+        s.values.clear();
+        break;
+      }
+      s.values.push_back(seconds_since(start) * 1e3);
+      R.add("markd10k_rss", "10,000 items: `markd` RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
+      d.terminate();
+    }
+  }
+}
+
+Unit unit_of(bench::live::Unit unit) {
+  switch (unit) {
+    case bench::live::Unit::rate: return Unit::rate;
+    case bench::live::Unit::ms: return Unit::ms;
+    case bench::live::Unit::count: return Unit::count;
+  }
+  return Unit::rate;
+}
+
+Unit unit_of(bench::txn::Unit unit) {
+  switch (unit) {
+    case bench::txn::Unit::rate: return Unit::rate;
+    case bench::txn::Unit::ms: return Unit::ms;
+    case bench::txn::Unit::us: return Unit::us;
+    case bench::txn::Unit::number: return Unit::number;
+  }
+  return Unit::rate;
+}
+
+// The rows of a group that lives in files of its own (bench::live,
+// bench::txn), in its order.
+template <class Rows>
+void add_rows(Results& R, const Rows& rows) {
+  for (auto& s : rows) {
+    auto& series = R.get(s.name, s.what, unit_of(s.unit));
+    series.values = s.values;
+    series.note = s.note;
+  }
+}
+
+void run_all(const Options& o, Results& R) {
   std::string line;
   auto raw_server = start_server({o.bindir + "/mktl_bench_raw_server"}, "raw_server ready", &line);
   Ports raw_ports = ports_of(line);
@@ -1179,344 +1251,24 @@ void run_all(const Options& o, Results& R) {
   copts.ack_timeout = 5;
   mktl::Client client(copts);
   client.connect(rep_endpoint, "bench");
+  Servers servers{raw, raw_to_daemon, client, rep_endpoint};
 
-  if (o.wants("rt")) {
-    log("sequential round trips");
-    // Each rep alternates short slices of every workload (rotating which goes
-    // first), so that a burst of load from elsewhere hits them all alike.
-    struct Workload {
-      std::string name, what;
-      std::function<void(long)> one;
-      long ops = 0;
-      double seconds = 0;
-    };
-    double v = 100, sink = 0;
-    std::vector<Workload> work = {
-        {"raw_rt", "raw DEALER→ROUTER round trip", [&](long i) { raw.one("bench.echo", false, i); }},
-        {"raw_rt_json", "raw round trip + JSON (nlohmann) each side",
-         [&](long i) { sink += raw.one("bench.json", true, i); }},
-        {"raw_rt_json_ack", "raw round trip + JSON + ACK (mKTL's 2 replies)",
-         [&](long i) { sink += raw.one("bench.json_ack", true, i); }},
-        {"raw_to_daemon_get", "raw client → mktl daemon GET (+ JSON decode)",
-         [&](long i) { sink += raw_to_daemon.one("bench.value", true, i); }},
-        {"mktl_get", "mktl GET sequential", [&](long) { sink += client.get("bench.value").value.get<double>(); }},
-        {"raw_to_daemon_set", "raw client → mktl daemon SET (+ JSON)",
-         [&](long i) { sink += raw_to_daemon.one("bench.value", true, i, "SET"); }},
-        {"mktl_set", "mktl SET sequential (REP awaited)",
-         [&](long) { client.set("bench.value", mktl::Reading(mktl::Json(v++))); }},
-    };
-    for (auto& w : work) {
-      R.get(w.name, w.what, Unit::rate);
-      for (int i = 0; i < warmup; ++i) w.one(i);
-    }
-    const int slices = o.quick ? 1 : 8;
-    for (int rep = 0; rep < reps; ++rep) {
-      for (auto& w : work) w.ops = 0, w.seconds = 0;
-      for (int slice = 0; slice < slices; ++slice)
-        for (std::size_t k = 0; k < work.size(); ++k) {
-          auto& w = work[(k + slice) % work.size()];
-          auto start = Clock::now();
-          do {
-            for (int j = 0; j < 8; ++j) w.one(w.ops++);
-          } while (seconds_since(start) < D / slices);
-          w.seconds += seconds_since(start);
-        }
-      for (auto& w : work) R.add(w.name, w.what, Unit::rate, w.ops / w.seconds + (sink < -1 ? 1 : 0));
-    }
-  }
-
-  if (o.wants("inflight")) {
-    log("requests in flight");
-    long counter_value = 0;
-    double v = 1e6;
-    for (int rep = 0; rep < reps; ++rep) {
-      // As the sequential round trips do, every workload runs in 8 short
-      // slices per rep, in a rotating order, so that load from elsewhere hits
-      // them all alike; a slice starts with 64 requests outstanding and ends
-      // with them drained. A workload's rate is the mean of its slices'.
-      struct Piped {
-        std::string name, what;
-        std::function<double(double)> rate;  // runs one slice of the given length
-        double sum = 0;
-      };
-      std::vector<Piped> piped = {
-          {"raw_inflight", "raw round trip, 64 in flight", [&](double d) { return raw.in_flight(64, d); }},
-          {"raw_inflight_ack", "raw round trip + ACK (mKTL's 2 replies), 64 in flight",
-           [&](double d) { return raw.in_flight(64, d, "bench.echo_ack"); }},
-          {"raw_to_daemon_inflight", "raw client → mktl daemon GET, 64 in flight",
-           [&](double d) { return raw_to_daemon.in_flight(64, d, "bench.value"); }},
-          {"mktl_get64_then", "mktl GET, 64 in flight (get_then handlers)",
-           [&](double d) {
-             // Each handler issues the next GET, from the client's I/O thread,
-             // until the time is up; then the ones in flight drain.
-             std::atomic<long> completed{0};
-             std::atomic<bool> stop{false};
-             std::atomic<int> outstanding{0};
-             std::mutex m;
-             std::condition_variable drained;
-             std::function<void()> issue = [&] {
-               ++outstanding;
-               client.get_then("bench.value", [&](mktl::Reading, std::exception_ptr e) {
-                 if (!e) ++completed;
-                 if (!stop.load()) issue();
-                 if (--outstanding == 0) {
-                   std::lock_guard lock(m);
-                   drained.notify_all();
-                 }
-               });
-             };
-             auto start = Clock::now();
-             for (int i = 0; i < 64; ++i) issue();
-             while (seconds_since(start) < d) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-             double rate = completed.load() / seconds_since(start);
-             stop = true;
-             std::unique_lock lock(m);
-             drained.wait_for(lock, std::chrono::seconds(10), [&] { return outstanding.load() == 0; });
-             return rate;
-           }},
-          {"mktl_get64", "mktl GET, 64 in flight (get_async)",
-           [&](double d) {
-             // 64 GETs in flight on the client's one socket, as the raw baseline does.
-             std::deque<mktl::Future<mktl::Reading>> in_flight;
-             for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
-             long n = 0;
-             auto start = Clock::now();
-             do {
-               for (int k = 0; k < 16; ++k, ++n) {
-                 in_flight.front().get();
-                 in_flight.pop_front();
-                 in_flight.push_back(client.get_async("bench.value"));
-               }
-             } while (seconds_since(start) < d);
-             double rate = n / seconds_since(start);
-             for (auto& f : in_flight) f.get();
-             return rate;
-           }},
-          {"mktl_set64", "mktl SET, 64 in flight (set_async)",
-           [&](double d) {
-             std::deque<mktl::Future<void>> in_flight;
-             for (int i = 0; i < 64; ++i)
-               in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-             long n = 0;
-             auto start = Clock::now();
-             do {
-               for (int k = 0; k < 16; ++k, ++n) {
-                 in_flight.front().get();
-                 in_flight.pop_front();
-                 in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-               }
-             } while (seconds_since(start) < d);
-             double rate = n / seconds_since(start);
-             for (auto& f : in_flight) f.get();
-             return rate;
-           }},
-      };
-      const int slices = o.quick ? 1 : 8;
-      for (int slice = 0; slice < slices; ++slice)
-        for (std::size_t k = 0; k < piped.size(); ++k) {
-          auto& w = piped[(k + slice) % piped.size()];
-          w.sum += w.rate(D / slices);
-        }
-      for (auto& w : piped) R.add(w.name, w.what, Unit::rate, w.sum / slices);
-      {
-        long count = o.quick ? 200 : 30000;
-        auto start = Clock::now();
-        for (long i = 0; i < count; ++i) client.set_nowait("bench.counter", mktl::Reading(mktl::Json(++counter_value)));
-        // Done when the daemon has applied the last one (SETs to one item apply in order).
-        while (client.get("bench.counter").value.get<long>() != counter_value) {
-          if (seconds_since(start) > 60) throw std::runtime_error("set_nowait: the daemon never applied the last SET");
-        }
-        R.add("mktl_nowait", "mktl SET fire-and-forget (until applied)", Unit::rate, count / seconds_since(start));
-      }
-    }
-  }
-
-  if (o.wants("bcast") || o.wants("bulk")) {
-    Counter bcast, image;
-    // Image first: both share one SUB connection, so once bcast is live, so is image.
-    auto image_sub = client.subscribe("bench.image", [&](const std::string&, const mktl::Reading& r) {
-      image.hit(r.bulk ? r.bulk->size() : 0);
-    });
-    auto bcast_sub = client.subscribe("bench.bcast", [&](const std::string&, const mktl::Reading& r) {
-      bcast.hit(r.value.is_string() ? r.value.get_ref<const std::string&>().size() : 0);
-    });
-    sync_bcast(client, bcast, "sync");
-    const long count = o.quick ? 500 : 100000;
-
-    if (o.wants("bcast")) {
-      log("broadcasts");
-      R.get("raw_pubsub", "raw PUB→SUB, ~100-byte messages", Unit::rate);
-      R.get("mktl_bcast", "mktl broadcasts received (subscribe callback)", Unit::rate);
-      for (int rep = 0; rep < reps; ++rep) {
-        R.add("raw_pubsub", "raw PUB→SUB, ~100-byte messages", Unit::rate, raw.pubsub(count));
-        R.add("mktl_bcast", "mktl broadcasts received (subscribe callback)", Unit::rate,
-              mktl_bcast_run(client, bcast, count, &R));
-        {
-          // Another client process whose callback blocks forever.
-          auto stalled = bench::Child::spawn({o.bindir + "/mktl_bench", "stall-sub", rep_endpoint});
-          bool ok = false;
-          for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
-            client.set("bench.bcast", mktl::Reading(mktl::Json("stall" + std::to_string(attempt))));
-            ok = stalled.read_line(0.05).has_value();
-          }
-          if (!ok) throw std::runtime_error("the stalled subscriber never subscribed");
-          R.add("mktl_bcast_stalled", "… with a stalled subscriber in another process", Unit::rate,
-                mktl_bcast_run(client, bcast, count));
-          stalled.kill(SIGKILL);
-        }
-        {
-          // A second subscription of the same Client whose callback blocks
-          // until the measurement is over.
-          std::mutex m;
-          std::condition_variable cv;
-          bool release = false, entered = false;
-          auto stall_sub = client.subscribe("bench.stall", [&](const std::string&, const mktl::Reading&) {
-            std::unique_lock lock(m);
-            entered = true;
-            cv.notify_all();
-            cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
-          });
-          bool blocked = false;
-          for (int attempt = 0; attempt < 200 && !blocked; ++attempt) {
-            client.set("bench.stall", mktl::Reading(mktl::Json(rep * 1000 + attempt)));
-            std::unique_lock lock(m);
-            blocked = cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return entered; });
-          }
-          double rate = 0;
-          if (blocked) {
-            bcast.reset();
-            client.set("bench.burst", mktl::Reading(mktl::Json(count)));
-            bcast.wait(count, 0.3, 5);
-            rate = bcast.count < 2 ? 0 : (bcast.count - 1) / bcast.span();
-          }
-          {
-            std::lock_guard lock(m);
-            release = true;
-          }
-          cv.notify_all();
-          stall_sub.cancel();
-          R.add("mktl_bcast_stalled_same", "… with a stalled callback in the same Client", Unit::rate, rate);
-        }
-      }
-    }
-
-    if (o.wants("bulk")) {
-      log("bulk");
-      const long bursts = o.quick ? 2 : 24;
-      for (int rep = 0; rep < reps; ++rep) {
-        R.add("raw_bulk_get", "raw GET of 8 MiB (zero-copy)", Unit::bytes_rate, raw.bulk(D));
-        {
-          long n = 0;
-          std::size_t bytes = 0;
-          auto start = Clock::now();
-          do {
-            auto r = client.get("bench.image");
-            bytes += r.bulk ? r.bulk->size() : 0;
-            ++n;
-          } while (n < 3 || seconds_since(start) < D);
-          R.add("mktl_bulk_get", "mktl GET of 8 MiB bulk", Unit::bytes_rate, bytes / seconds_since(start));
-        }
-        {
-          image.settle(0.05);
-          image.reset();
-          auto start = Clock::now();
-          client.set("bench.bulkburst", mktl::Reading(mktl::Json(bursts)));
-          image.wait(bursts, 1.0);
-          double span = std::chrono::duration<double>(
-                            Clock::duration(image.last_ns.load() - start.time_since_epoch().count())).count();
-          R.add("mktl_bulk_pub", "mktl PUB of 8 MiB bulk (received)", Unit::bytes_rate,
-                image.count ? static_cast<double>(image.bytes) / span : 0);
-        }
-      }
-    }
-  }
-
-  if (o.wants("mk")) {
-    log("mk get");
-    auto& s = R.get("mk_get", "`mk get bench.value` (whole process)", Unit::ms);
-    if (!executable(o.mk)) {
-      s.note = o.mk + " not built";
-    } else {
-      int runs = o.quick ? 2 : std::max(20, reps * 4);
-      for (int i = 0; i < runs + 1; ++i) {
-        auto start = Clock::now();
-        auto child = bench::Child::spawn({o.mk, "get", "bench.value"});
-        std::string out;
-        while (auto l = child.read_line(30)) out += *l;
-        int status = child.wait();
-        double ms = seconds_since(start) * 1e3;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.empty()) {
-          s.note = "mk get failed (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
-          s.values.clear();
-          break;
-        }
-        if (i > 0) s.values.push_back(ms);  // the first run warms the page cache
-      }
-    }
-  }
-
-  if (o.wants("startup")) {
-    log("10,000-item daemon");
-    int n = o.quick ? 1 : std::max(3, reps / 2 + 1);
-    for (int i = 0; i < n; ++i) {
-      {
-        auto start = Clock::now();
-        std::string ready;
-        auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "10000"}, "bench_daemon ready", &ready);
-        double ms = seconds_since(start) * 1e3;
-        R.add("ready10k", "10,000 items: process start to ready", Unit::ms, ms);
-        R.add("ready10k_inproc", "10,000 items: Daemon construction + start()", Unit::ms,
-              std::atof(bench::field_of(ready, "construct_ms").c_str()) + std::atof(bench::field_of(ready, "start_ms").c_str()));
-        R.add("rss10k", "10,000 items: RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
-        R.add("threads10k", "10,000 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
-        d.terminate();
-      }
-      {
-        std::string ready;
-        auto d = start_server({o.bindir + "/mktl_bench_daemon", "--fill", "7"}, "bench_daemon ready", &ready);
-        R.add("threads_small", "7 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
-        d.terminate();
-      }
-    }
-    // The same catalog through markd, if it is built: what an operator sees.
-    auto& s = R.get("markd10k", "10,000 items: `markd` start to its ready line", Unit::ms);
-    if (!executable(o.markd)) {
-      s.note = o.markd + " not built";
-    } else {
-      std::string catalog = std::string(std::getenv("MKTL_HOME")) + "/fill10k.json";
-      write_fill_catalog(catalog);
-      for (int i = 0; i < n; ++i) {
-        auto start = Clock::now();
-        auto d = bench::Child::spawn({o.markd, "--catalog", catalog, "--no-discovery", "--bind", "127.0.0.1",
-                                      "--hostname", "127.0.0.1", "fillstore", "fill"});
-        auto ready = d.wait_for("markd: fillstore fill ready", 60);
-        if (!ready) {
-          s.note = "markd did not print its ready line";
-          s.values.clear();
-          break;
-        }
-        s.values.push_back(seconds_since(start) * 1e3);
-        R.add("markd10k_rss", "10,000 items: `markd` RSS when ready", Unit::mb, bench::proc_status(d.pid(), "VmRSS") / 1024.0);
-        d.terminate();
-      }
-    }
-  }
+  if (o.wants("rt")) run_rt(o, R, servers);
+  if (o.wants("inflight")) run_inflight(o, R, servers);
+  if (o.wants("bcast") || o.wants("bulk")) run_bcast_bulk(o, R, servers);
+  if (o.wants("mk")) run_mk(o, R);
+  if (o.wants("startup")) run_startup(o, R);
 
   raw_server.terminate();
   daemon.terminate();
 
   if (o.wants("txn")) {
-    log("transactions");
-    run_txn(o, R);
+    say("transactions");
+    add_rows(R, bench::txn::run({o.reps, o.duration, o.quick, o.markd, o.txn_idle}));
   }
   if (o.wants("live")) {
-    log("live collections");
-    for (auto& s : bench::live::run({o.reps, o.duration, o.quick, o.markd})) {
-      Unit unit = s.unit == bench::live::Unit::ms ? Unit::ms : s.unit == bench::live::Unit::count ? Unit::count : Unit::rate;
-      auto& series = R.get(s.name, s.what, unit);
-      series.values = s.values;
-      series.note = s.note;
-    }
+    say("live collections");
+    add_rows(R, bench::live::run({o.reps, o.duration, o.quick, o.markd}));
   }
   if (o.wants("reference")) run_reference(o, R);
 }
