@@ -316,8 +316,12 @@ std::vector<Series> run(const Settings& o) {
   const int slices = o.quick ? 1 : 4;
   const double slice = o.duration / slices;
   for (int rep = 0; rep < o.reps; ++rep) {
-    for (auto& d : depths) d.raw_rows = d.txn_done = 0, d.raw_seconds = d.txn_seconds = d.transactions = d.commits = 0,
-                           d.latency_ms.clear();
+    for (auto& d : depths) {
+      d.raw_rows = d.txn_done = 0;
+      d.raw_seconds = d.txn_seconds = d.transactions = d.commits = 0;
+      d.daemon_cpu = d.client_cpu = d.raw_cpu = 0;  // per rep, as the counts they are divided by
+      d.latency_ms.clear();
+    }
     for (int s = 0; s < slices; ++s)
       for (std::size_t k = 0; k < depths.size(); ++k) {
         // The depths alternate which goes first; the raw loop follows the
