@@ -1,8 +1,10 @@
 #include "persist/tables.hpp"
 #include "common/text.hpp"
 
-#include "config/logger.hpp"
+#include "persist/migration.hpp"
 #include "persist/sqlite.hpp"
+#include "persist/tables_common.hpp"
+#include "persist/txn_log.hpp"
 #include "collections/column.hpp"
 #include "json/detail.hpp"
 
@@ -21,9 +23,7 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
-#include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -41,32 +41,6 @@ using sql::Stmt;
 
 namespace {
 using mktl::detail::shown;
-
-spdlog::logger& log() {
-  static const std::shared_ptr<spdlog::logger> logger = mktl::logger("mktl.tables");
-  return *logger;
-}
-
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// Upper case, runs of blanks made one space, trimmed: how two declarations are compared.
-std::string normal_decl(const std::string& decl) {
-  std::string out;
-  bool blank = false;
-  for (char c : decl) {
-    if (std::isspace(static_cast<unsigned char>(c))) {
-      blank = true;
-      continue;
-    }
-    if (blank && !out.empty()) out += ' ';
-    blank = false;
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
 
 // SQLite's type affinity of a declared type (datatype3.html, section 3.1).
 enum class Affinity { integer, text, blob, real, numeric };
@@ -172,12 +146,6 @@ Json row_of(sqlite3_stmt* stmt) {
   return row;
 }
 
-// The rows of a transaction log entry (column i holds {"rows": ROWS}), as JSON text.
-std::string logged_rows(sqlite3_stmt* stmt, int i) {
-  auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
-  return json::dump(json::parse(text ? text : "{}").value("rows", Json()));
-}
-
 // mkio's ref form, "YYYYMMDD HH:MM:SS.mmmuuunnnppp" in UTC: sortable and
 // unique, the last three digits counting refs made in one nanosecond. The
 // date and time of day are formatted once per second.
@@ -245,46 +213,7 @@ void append_column(std::string& out, sqlite3_stmt* stmt, int i) {
   }
 }
 
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
-
-// ---- schema ---------------------------------------------------------------
-
-bool has_word(const std::string& decl, const char* word) { return normal_decl(decl).find(word) != std::string::npos; }
-
-std::string create_sql(const Table& table, const std::string& name) {
-  std::string sql = "CREATE TABLE " + quote(name) + " (";
-  bool column_pk = false;
-  for (std::size_t i = 0; i < table.columns.size(); ++i) {
-    const auto& c = table.columns[i];
-    sql += (i ? ", " : "") + quote(c.name) + (c.decl.empty() ? "" : " " + c.decl);
-    column_pk = column_pk || has_word(c.decl, "PRIMARY KEY");
-  }
-  if (!column_pk && !table.primary_key.empty()) {
-    std::vector<std::string> quoted;
-    for (auto& k : table.primary_key) quoted.push_back(quote(k));
-    sql += ", PRIMARY KEY (" + joined(quoted) + ")";
-  }
-  return sql + ")";
-}
-
-struct OldColumn {
-  std::string name;
-  std::string decl;  // exact when we created the table, else rebuilt from PRAGMA table_info
-  std::string type;
-  bool exact = false;
-};
-
 }  // namespace
-
-std::string SchemaChange::text() const {
-  std::string out = table + ": " + what;
-  if (lossy) out += " (" + std::to_string(rows) + " row" + (rows == 1 ? "" : "s") + " affected)";
-  return out;
-}
 
 Json Committed::to_json() const { return json::parse(value_json()); }
 
@@ -335,7 +264,8 @@ class Tables::Impl {
     if (!sql::exec(db_.get(), "PRAGMA synchronous=FULL")) fail_open(errmsg(db_.get()));
     if (!sql::query_text(db_.get(), "PRAGMA quick_check", text)) fail_open(errmsg(db_.get()));
     if (text != "ok") fail_open("integrity check failed: " + text.substr(0, 300));
-    migrate();
+    if (!TxnLog::create(db_.get())) fail_open("cannot create its own tables: " + errmsg(db_.get()));
+    applied_ = migrate(db_.get(), config_, options_);
     reader_ = open_connection(SQLITE_OPEN_READONLY);
     prepare_statements();
     writer_ = std::jthread([this] { run_writer(); });
@@ -372,12 +302,12 @@ class Tables::Impl {
 
   std::optional<Committed> lookup(const std::string& ref, const std::string& item) {
     std::lock_guard lock(reader_mu_);
-    return read_one(by_ref_.get(), ref, item);
+    return txn_log_->lookup(ref, item);
   }
 
   std::optional<Committed> last(const std::string& item) {
     std::lock_guard lock(reader_mu_);
-    return read_one(last_of_.get(), item);
+    return txn_log_->last(item);
   }
 
   void on_commit(Listener listener) {
@@ -410,11 +340,7 @@ class Tables::Impl {
   }
 
  private:
-  [[noreturn]] void fail_open(const std::string& what) const {
-    std::string message = "tables database " + options_.path + " is not usable: " + what;
-    log().error("{}", message);
-    throw RuntimeError(message);
-  }
+  [[noreturn]] void fail_open(const std::string& what) const { persist::fail_open(options_.path, what); }
 
   Db open_connection(int flags) {
     sqlite3* raw = nullptr;
@@ -426,53 +352,14 @@ class Tables::Impl {
     return db;
   }
 
-  Stmt must_prepare(sqlite3* db, const std::string& text) {
-    Stmt stmt = sql::prepare(db, text.c_str());
-    if (!stmt) fail_open("cannot prepare \"" + text + "\": " + errmsg(db));
-    return stmt;
-  }
-
   void prepare_statements() {
     sqlite3* db = db_.get();
-    begin_ = must_prepare(db, "BEGIN IMMEDIATE");
-    commit_ = must_prepare(db, "COMMIT");
-    savepoint_ = must_prepare(db, "SAVEPOINT txn");
-    release_ = must_prepare(db, "RELEASE txn");
-    rollback_to_ = must_prepare(db, "ROLLBACK TO txn");
-    log_insert_ = must_prepare(db, "INSERT INTO _mktl_log(ref, item, time, result) VALUES (?1, ?2, ?3, ?4)");
-    log_find_ = must_prepare(db, "SELECT seq, time, result FROM _mktl_log WHERE item = ?2 AND ref = ?1");
-    prune_ = must_prepare(db,
-                          "DELETE FROM _mktl_log WHERE item = ?1 AND seq <= (SELECT seq FROM _mktl_log WHERE item = ?1 "
-                          "ORDER BY seq DESC LIMIT 1 OFFSET ?2)");
-    by_ref_ = must_prepare(reader_.get(), "SELECT seq, time, result, ref FROM _mktl_log WHERE ref = ?1 AND (?2 IS NULL OR item = ?2)");
-    last_of_ = must_prepare(reader_.get(),
-                            "SELECT seq, time, result, ref FROM _mktl_log WHERE item = ?1 ORDER BY seq DESC LIMIT 1");
-    for (auto& service : config_.transactions)
-      for (auto& set : service.op_sets) keep_[set.item] = service.change_log_size;
-  }
-
-  // The log entry the statement finds for ?1 (and ?2, when `second` is not empty; else ?2 is NULL).
-  std::optional<Committed> read_one(sqlite3_stmt* stmt, const std::string& key, const std::string& second = {}) {
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-    sqlite3_bind_text64(stmt, 1, key.data(), key.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    if (!second.empty()) sqlite3_bind_text64(stmt, 2, second.data(), second.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    int rc = sqlite3_step(stmt);
-    std::optional<Committed> out;
-    if (rc == SQLITE_ROW) {
-      Committed c;
-      c.seq = sqlite3_column_int64(stmt, 0);
-      c.time = sqlite3_column_double(stmt, 1);
-      c.rows = logged_rows(stmt, 2);
-      c.ref = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
-      out = std::move(c);
-    } else if (rc != SQLITE_DONE) {
-      std::string message = errmsg(reader_.get());
-      sqlite3_reset(stmt);
-      throw RuntimeError("tables database " + options_.path + ": cannot read the transaction log: " + message);
-    }
-    sqlite3_reset(stmt);
-    return out;
+    begin_ = must_prepare(db, "BEGIN IMMEDIATE", options_.path);
+    commit_ = must_prepare(db, "COMMIT", options_.path);
+    savepoint_ = must_prepare(db, "SAVEPOINT txn", options_.path);
+    release_ = must_prepare(db, "RELEASE txn", options_.path);
+    rollback_to_ = must_prepare(db, "ROLLBACK TO txn", options_.path);
+    txn_log_ = std::make_unique<TxnLog>(db, reader_.get(), config_, options_.path);
   }
 
   // ---- checks before queueing ---------------------------------------------
@@ -576,7 +463,7 @@ class Tables::Impl {
           try {
             listener(committed);
           } catch (const std::exception& e) {
-            log().error("the change listener failed: {}", e.what());
+            tables_log().error("the change listener failed: {}", e.what());
           }
         }
       }
@@ -584,7 +471,7 @@ class Tables::Impl {
         try {
           job.done(job.error, job.error ? nullptr : &job.result);
         } catch (const std::exception& e) {
-          log().error("a transaction's completion failed: {}", e.what());
+          tables_log().error("a transaction's completion failed: {}", e.what());
         }
       }
       batch.clear();
@@ -606,14 +493,7 @@ class Tables::Impl {
     return rc == SQLITE_DONE;
   }
 
-  [[noreturn]] void throw_db(const std::string& what) {
-    sqlite3* db = db_.get();
-    int code = sqlite3_extended_errcode(db) & 0xff;
-    std::string text = what + ": " + errmsg(db);
-    if (code == SQLITE_CONSTRAINT || code == SQLITE_MISMATCH || code == SQLITE_TOOBIG || code == SQLITE_RANGE)
-      throw ValueError(text);
-    throw RuntimeError(text);
-  }
+  [[noreturn]] void throw_db(const std::string& what) { persist::throw_db(db_.get(), what); }
 
   void execute(std::vector<Job>& batch, bool with_changes) {
     sqlite3* db = db_.get();
@@ -662,7 +542,7 @@ class Tables::Impl {
     }
     if (++since_prune_ >= 1024) {
       since_prune_ = 0;
-      prune();
+      txn_log_->prune();
     }
     if (!step_done(commit_.get())) {
       auto error = std::make_exception_ptr(
@@ -670,22 +550,11 @@ class Tables::Impl {
       if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
       for (auto& job : batch) job.error = error;
       failed_ += batch.size();
-      log().error("commit of {} transaction(s) failed: {}", batch.size(), errmsg(db));
+      tables_log().error("commit of {} transaction(s) failed: {}", batch.size(), errmsg(db));
       return;
     }
     commits_.fetch_add(1);
     for (auto& job : batch) (job.error ? failed_ : transactions_).fetch_add(1);
-  }
-
-  void prune() {
-    for (auto& [item, keep] : keep_) {
-      sqlite3_stmt* stmt = prune_.get();
-      sqlite3_reset(stmt);
-      sqlite3_bind_text64(stmt, 1, item.data(), item.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      sqlite3_bind_int64(stmt, 2, std::max(keep, 1));
-      if (sqlite3_step(stmt) != SQLITE_DONE) log().warn("pruning the transaction log of {}: {}", item, errmsg(db_.get()));
-      sqlite3_reset(stmt);
-    }
   }
 
   // ---- running one transaction ----------------------------------------------
@@ -815,24 +684,7 @@ class Tables::Impl {
   void run(Job& job, double time, bool with_changes, bool& unclean) {
     const OpSet& set = *job.set;
     Committed& result = job.result;
-    if (!job.ref.empty()) {
-      sqlite3_stmt* find = log_find_.get();
-      sqlite3_reset(find);
-      sqlite3_bind_text64(find, 1, job.ref.data(), job.ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      sqlite3_bind_text64(find, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
-      int rc = sqlite3_step(find);
-      if (rc == SQLITE_ROW) {
-        result.ref = job.ref;
-        result.seq = sqlite3_column_int64(find, 0);
-        result.time = sqlite3_column_double(find, 1);
-        result.rows = logged_rows(find, 2);
-        result.duplicate = true;
-        sqlite3_reset(find);
-        return;
-      }
-      sqlite3_reset(find);
-      if (rc != SQLITE_DONE) throw_db("reading the transaction log");
-    }
+    if (!job.ref.empty() && txn_log_->find(job.ref, set.item, result)) return;
     result.ref = job.ref.empty() ? refs_.next() : job.ref;
     result.time = time;
     // The log entry {"rows": [...]}; its inner array is the result's rows.
@@ -846,17 +698,8 @@ class Tables::Impl {
     }
     text.append("]}");
     unclean = true;
-    sqlite3_stmt* ins = log_insert_.get();
-    sqlite3_reset(ins);
-    sqlite3_bind_text64(ins, 1, result.ref.data(), result.ref.size(), SQLITE_STATIC, SQLITE_UTF8);
-    sqlite3_bind_text64(ins, 2, set.item.data(), set.item.size(), SQLITE_STATIC, SQLITE_UTF8);
-    sqlite3_bind_double(ins, 3, time);
-    sqlite3_bind_text64(ins, 4, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
-    int rc = sqlite3_step(ins);
-    sqlite3_reset(ins);
-    if (rc != SQLITE_DONE) throw_db("recording transaction " + result.ref);
+    result.seq = txn_log_->record(result.ref, set.item, time, text);
     unclean = false;
-    result.seq = sqlite3_last_insert_rowid(db_.get());
     result.rows.assign(text, 8, text.size() - 9);  // without {"rows": and }
   }
 
@@ -949,227 +792,19 @@ class Tables::Impl {
     }
   }
 
-  // ---- schema migration ----------------------------------------------------
-
-  std::int64_t count(const std::string& text) {
-    Stmt stmt = sql::prepare(db_.get(), text.c_str());
-    if (!stmt) fail_open("cannot count rows (" + text + "): " + errmsg(db_.get()));
-    std::int64_t n = 0;
-    if (sqlite3_step(stmt.get()) == SQLITE_ROW) n = sqlite3_column_int64(stmt.get(), 0);
-    return n;
-  }
-
-  std::vector<std::string> existing_tables() {
-    std::vector<std::string> out;
-    Stmt stmt = sql::prepare(db_.get(), "SELECT name FROM sqlite_master WHERE type = 'table'");
-    if (!stmt) fail_open(errmsg(db_.get()));
-    while (sqlite3_step(stmt.get()) == SQLITE_ROW)
-      out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0)));
-    return out;
-  }
-
-  // Columns as recorded when we created the table, else as SQLite reports them.
-  std::vector<OldColumn> old_columns(const std::string& table, std::vector<std::string>& pk) {
-    std::vector<OldColumn> out;
-    {
-      Stmt stmt = sql::prepare(db_.get(), "SELECT columns, primary_key FROM _mktl_schema WHERE name = ?1");
-      if (!stmt) fail_open(errmsg(db_.get()));
-      sqlite3_bind_text64(stmt.get(), 1, table.data(), table.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      if (sqlite3_step(stmt.get()) == SQLITE_ROW) {
-        Json columns = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0)));
-        Json keys = json::parse(reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1)));
-        for (auto& c : columns) {
-          OldColumn oc{c.at(0).get<std::string>(), c.at(1).get<std::string>(), c.at(2).get<std::string>(), true};
-          out.push_back(std::move(oc));
-        }
-        for (auto& k : keys) pk.push_back(k.get<std::string>());
-        return out;
-      }
-    }
-    Stmt stmt = sql::prepare(db_.get(), ("PRAGMA table_info(" + quote(table) + ")").c_str());
-    if (!stmt) fail_open(errmsg(db_.get()));
-    std::vector<std::pair<int, std::string>> keys;
-    while (sqlite3_step(stmt.get()) == SQLITE_ROW) {
-      OldColumn c;
-      c.name = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 1));
-      auto type = sqlite3_column_text(stmt.get(), 2);
-      c.type = type ? reinterpret_cast<const char*>(type) : "";
-      c.decl = c.type;
-      if (sqlite3_column_int(stmt.get(), 3)) c.decl += " NOT NULL";
-      if (auto d = sqlite3_column_text(stmt.get(), 4)) c.decl += std::string(" DEFAULT ") + reinterpret_cast<const char*>(d);
-      if (int k = sqlite3_column_int(stmt.get(), 5)) keys.emplace_back(k, c.name);
-      out.push_back(std::move(c));
-    }
-    std::sort(keys.begin(), keys.end());
-    for (auto& k : keys) pk.push_back(k.second);
-    return out;
-  }
-
-  struct Plan {
-    std::vector<SchemaChange> changes;
-    std::vector<std::string> create;                                  // new tables
-    std::vector<std::pair<std::string, const Column*>> add_columns;  // table, column
-    std::vector<std::string> rebuild;                                 // tables copied into a new definition
-    std::vector<std::string> drop;                                    // tables no longer configured
-  };
-
-  Plan plan() {
-    Plan p;
-    auto existing = existing_tables();
-    std::set<std::string> present(existing.begin(), existing.end());
-    for (const Table& table : config_.tables) {
-      if (!present.count(table.name)) {
-        p.create.push_back(table.name);
-        p.changes.push_back({table.name, "new table", false, 0});
-        continue;
-      }
-      std::vector<std::string> old_pk;
-      auto old = old_columns(table.name, old_pk);
-      bool rebuild = false;
-      std::int64_t rows = -1;
-      auto rows_now = [&] {
-        if (rows < 0) rows = count("SELECT COUNT(*) FROM " + quote(table.name));
-        return rows;
-      };
-      for (const Column& c : table.columns) {
-        auto it = std::find_if(old.begin(), old.end(), [&](auto& o) { return o.name == c.name; });
-        if (it == old.end()) {
-          // ALTER TABLE ADD COLUMN takes neither an expression nor CURRENT_TIME/DATE/TIMESTAMP as default.
-          bool constant_default = c.default_sql && c.default_sql->find('(') == std::string::npos &&
-                                  upper(*c.default_sql).find("CURRENT_") == std::string::npos;
-          bool simple = !c.primary_key && !has_word(c.decl, "UNIQUE") && (!c.not_null || constant_default) &&
-                        (!c.default_sql || constant_default);
-          if (simple) {
-            p.add_columns.emplace_back(table.name, &c);
-            p.changes.push_back({table.name, "new column " + c.name + " " + c.decl, false, 0});
-          } else {
-            rebuild = true;
-            p.changes.push_back({table.name, "new column " + c.name + " " + c.decl + " (needs the table rebuilt)", true, rows_now()});
-          }
-          continue;
-        }
-        if (normal_decl(it->type) != normal_decl(c.type)) {
-          rebuild = true;
-          p.changes.push_back({table.name, "column " + c.name + ": type " + (it->type.empty() ? "(none)" : it->type) + " -> " +
-                                               (c.type.empty() ? "(none)" : c.type),
-                               true,
-                               count("SELECT COUNT(*) FROM " + quote(table.name) + " WHERE " + quote(c.name) + " IS NOT NULL")});
-        } else if (it->exact && normal_decl(it->decl) != normal_decl(c.decl)) {
-          rebuild = true;
-          p.changes.push_back({table.name, "column " + c.name + ": " + it->decl + " -> " + c.decl, true, rows_now()});
-        }
-      }
-      for (auto& o : old) {
-        if (table.column(o.name) || o.name.rfind("_mkio_", 0) == 0) continue;
-        rebuild = true;
-        p.changes.push_back({table.name, "dropped column " + o.name, true,
-                             count("SELECT COUNT(*) FROM " + quote(table.name) + " WHERE " + quote(o.name) + " IS NOT NULL")});
-      }
-      if (old_pk != table.primary_key) {
-        rebuild = true;
-        p.changes.push_back({table.name, "primary key (" + joined(old_pk) + ") -> (" + joined(table.primary_key) + ")", true,
-                             rows_now()});
-      }
-      if (rebuild) p.rebuild.push_back(table.name);
-    }
-    for (auto& name : existing) {
-      if (name.rfind("sqlite_", 0) == 0 || name.rfind("_mktl_", 0) == 0 || config_.table(name)) continue;
-      p.drop.push_back(name);
-      p.changes.push_back({name, "dropped table", true, count("SELECT COUNT(*) FROM " + quote(name))});
-    }
-    return p;
-  }
-
-  void migrate() {
-    sqlite3* db = db_.get();
-    if (!sql::exec(db,
-                   "CREATE TABLE IF NOT EXISTS _mktl_log (seq INTEGER PRIMARY KEY, ref TEXT NOT NULL, "
-                   "item TEXT NOT NULL, time REAL NOT NULL, result TEXT NOT NULL, UNIQUE (item, ref))") ||
-        !sql::exec(db, "CREATE INDEX IF NOT EXISTS _mktl_log_item ON _mktl_log (item, seq)") ||
-        !sql::exec(db,
-                   "CREATE TABLE IF NOT EXISTS _mktl_schema (name TEXT PRIMARY KEY, columns TEXT NOT NULL, "
-                   "primary_key TEXT NOT NULL)"))
-      fail_open("cannot create its own tables: " + errmsg(db));
-    Plan p = plan();
-    bool lossy = std::any_of(p.changes.begin(), p.changes.end(), [](auto& c) { return c.lossy; });
-    bool allowed = options_.migrate || config_.auto_migrate;
-    if (lossy && !allowed) {
-      std::string text = "the tables in " + options_.path + " need changes that can lose data:";
-      for (auto& c : p.changes)
-        if (c.lossy) text += "\n  - " + c.text();
-      text += "\nback up the file, then run markd with --migrate (or set auto_migrate = true) to apply them; or change "
-              "the configuration back";
-      throw ConfigError(options_.source, "/tables", text);
-    }
-    if (!p.changes.empty()) {
-      if (!sql::exec(db, "BEGIN IMMEDIATE")) fail_open("cannot begin the migration: " + errmsg(db));
-      try {
-        auto run_sql = [&](const std::string& text) {
-          if (!sql::exec(db, text)) throw RuntimeError(text + ": " + errmsg(db));
-        };
-        for (auto& name : p.drop) run_sql("DROP TABLE " + quote(name));
-        for (auto& name : p.create) run_sql(create_sql(*config_.table(name), name));
-        for (auto& [name, column] : p.add_columns)
-          if (std::find(p.rebuild.begin(), p.rebuild.end(), name) == p.rebuild.end())
-            run_sql("ALTER TABLE " + quote(name) + " ADD COLUMN " + quote(column->name) + " " + column->decl);
-        for (auto& name : p.rebuild) {
-          const Table& table = *config_.table(name);
-          std::vector<std::string> pk;
-          auto old = old_columns(name, pk);
-          std::string common;
-          for (auto& c : table.columns)
-            if (std::any_of(old.begin(), old.end(), [&](auto& o) { return o.name == c.name; }))
-              common += (common.empty() ? "" : ", ") + quote(c.name);
-          std::string fresh = "_mktl_new_" + name;
-          run_sql(create_sql(table, fresh));
-          if (!common.empty())
-            run_sql("INSERT INTO " + quote(fresh) + " (" + common + ") SELECT " + common + " FROM " + quote(name));
-          run_sql("DROP TABLE " + quote(name));
-          run_sql("ALTER TABLE " + quote(fresh) + " RENAME TO " + quote(name));
-        }
-        for (auto& name : p.drop) run_sql("DELETE FROM _mktl_schema WHERE name = '" + name + "'");
-        if (!sql::exec(db, "COMMIT")) throw RuntimeError("commit: " + errmsg(db));
-      } catch (const std::exception& e) {
-        if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
-        fail_open(std::string("the migration failed and was rolled back, the file is as it was: ") + e.what());
-      }
-      for (auto& c : p.changes) log().info("{}: {}", options_.path, c.text());
-    }
-    record_schema();
-    applied_ = std::move(p.changes);
-  }
-
-  // What each configured table is, for the next start's comparison.
-  void record_schema() {
-    Stmt stmt = sql::prepare(db_.get(),
-                             "INSERT INTO _mktl_schema (name, columns, primary_key) VALUES (?1, ?2, ?3) ON CONFLICT (name) "
-                             "DO UPDATE SET columns = excluded.columns, primary_key = excluded.primary_key");
-    if (!stmt) fail_open(errmsg(db_.get()));
-    for (const Table& table : config_.tables) {
-      Json columns = Json::array();
-      for (auto& c : table.columns) columns.push_back(Json::array({c.name, c.decl, c.type}));
-      std::string cols = json::dump(columns), keys = json::dump(Json(table.primary_key));
-      sqlite3_reset(stmt.get());
-      sqlite3_bind_text64(stmt.get(), 1, table.name.data(), table.name.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      sqlite3_bind_text64(stmt.get(), 2, cols.data(), cols.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      sqlite3_bind_text64(stmt.get(), 3, keys.data(), keys.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-      if (sqlite3_step(stmt.get()) != SQLITE_DONE) fail_open("cannot record the schema: " + errmsg(db_.get()));
-    }
-  }
-
   const collections::Config& config_;
   TablesOptions options_;
   Db db_;      // the writer's connection: open() and then the writer thread only
   Db reader_;  // lookups, under reader_mu_
   std::mutex reader_mu_;
-  Stmt begin_, commit_, savepoint_, release_, rollback_to_, log_insert_, log_find_, prune_, by_ref_, last_of_;
+  Stmt begin_, commit_, savepoint_, release_, rollback_to_;
+  std::unique_ptr<TxnLog> txn_log_;  // its writer half on the writer thread; lookups under reader_mu_
   // The writer's: op plans by op set, and scratch space reused by every transaction.
   std::unordered_map<const OpSet*, std::vector<OpPlan>> plans_;
   std::vector<const Json*> values_;
   std::string written_, log_text_;
   std::vector<Json> first_rows_;  // per op of the running transaction, when a later op binds to it
   std::unordered_map<std::string, Stmt> selects_;     // select(), by text, on reader_ under reader_mu_
-  std::map<std::string, int> keep_;                   // record item -> log entries kept
   std::vector<SchemaChange> applied_;
   RefClock refs_;
   int since_prune_ = 0;
