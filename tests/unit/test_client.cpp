@@ -382,6 +382,38 @@ TEST_CASE("SETs to one item apply in the order each thread sent them", "[client]
   CHECK(c.get("demo.seq").value == applied.back());
 }
 
+TEST_CASE("a blocking SET after set_nowait and set_async from the same thread applies after them", "[client]") {
+  // The blocking calls have a socket of their own per thread; the others go
+  // through the client's shared one. One thread's SETs must still apply in
+  // the order it made them, whichever calls it mixes.
+  Fixture f;
+  auto& c = *f.client;
+  constexpr int kRounds = 20, kEach = 40;
+  int value = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<mktl::Future<void>> pending;
+    for (int i = 0; i < kEach; ++i) {
+      if (i % 2) pending.push_back(c.set_async("demo.seq", Json(++value)));
+      else c.set_nowait("demo.seq", Json(++value));
+    }
+    c.set("demo.seq", Json(++value));
+    CHECK(c.get("demo.seq").value == value);
+    for (auto& fu : pending) {
+      REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+      fu.get();
+    }
+  }
+  std::vector<int> applied;
+  {
+    std::lock_guard lock(f.daemon.recorder->mutex);
+    applied = f.daemon.recorder->applied;
+  }
+  REQUIRE(applied.size() == static_cast<std::size_t>(value));
+  int out_of_order = 0;
+  for (std::size_t i = 0; i < applied.size(); ++i) out_of_order += applied[i] != static_cast<int>(i) + 1;
+  CHECK(out_of_order == 0);
+}
+
 TEST_CASE("client: no ACK within ack_timeout raises TimeoutError quickly", "[client]") {
   test::TempDir home;
   FakeDaemon fake(FakeDaemon::Mode::never_ack);

@@ -137,6 +137,8 @@ class Client {
   // One request. `full_key` is "store.key" or a special target ("_hash",
   // "store._catalog"). Errors from the daemon are raised as mktl::Error with
   // the remote type and text; no ACK within ack_timeout raises TimeoutError.
+  // The SETs one thread makes to one item apply in the order it made them,
+  // whichever of these calls it mixes (set, set_async, set_then, set_nowait).
   Reading get(const std::string& full_key, bool refresh = false, std::optional<double> timeout = {});
   void set(const std::string& full_key, Reading value, std::optional<double> timeout = {});
   // Many requests in flight on the client's one socket per daemon: each

@@ -142,12 +142,25 @@ Json Client::Impl::request(const std::string& endpoint, protocol::MessageType ty
                       std::move(bulk), bulk_out);
 }
 
+void Client::Impl::sent_through_engine(const std::string& endpoint) {
+  std::lock_guard lock(order_mutex);
+  engine_since_blocking.emplace(std::this_thread::get_id(), endpoint);
+  engine_used.store(true, std::memory_order_relaxed);
+}
+
+bool Client::Impl::take_engine_order(const std::string& endpoint) {
+  if (!engine_used.load(std::memory_order_relaxed)) return false;
+  std::lock_guard lock(order_mutex);
+  return engine_since_blocking.erase({std::this_thread::get_id(), endpoint}) > 0;
+}
+
 detail::DirectRequests::Answer Client::Impl::exchange(const std::string& endpoint, protocol::MessageType type,
                                                       const std::string& target, const std::string& payload,
                                                       std::optional<double> timeout, std::optional<Bulk> bulk) {
   keys->check(endpoint);
   double wait = timeout.value_or(options.timeout);
-  if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) return std::move(*answer);
+  if (!take_engine_order(endpoint))
+    if (auto answer = direct->request(endpoint, type, target, payload, bulk, wait)) return std::move(*answer);
   auto pending = std::make_shared<detail::WaitedPending>(endpoint, type, target, 0, payload, std::move(bulk));
   engine->send_and_wait(pending, wait, target + " @ " + endpoint);
   return {std::move(pending->payload), std::move(pending->bulk)};
@@ -360,6 +373,7 @@ std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::str
   std::string target = lower_target(full_key);
   auto rep = impl.locate(target, client, [](const auto& where) { return where.rep; });
   impl.keys->check(rep);
+  impl.sent_through_engine(rep);
   return std::make_shared<P>(std::move(rep), type, std::move(target), flags, std::move(payload), std::move(bulk),
                              std::forward<Extra>(extra)...);
 }

@@ -77,6 +77,19 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
 
   Json request(const std::string& endpoint, protocol::MessageType type, const std::string& target, const Json& payload,
                std::optional<double> timeout, std::optional<Bulk> bulk = {}, std::optional<Bulk>* bulk_out = nullptr);
+  // Order of one thread's requests to one daemon. The blocking calls use a
+  // socket of the calling thread's own; the others go through the engine's
+  // socket, and a daemon reads two connections in no set order. So once a
+  // thread has sent through the engine to a daemon, its next blocking
+  // request to that daemon goes the same way, behind them; the ones after
+  // it use the thread's socket again (the daemon has read everything sent
+  // before, and queues the SETs of one item in the order read).
+  void sent_through_engine(const std::string& endpoint);
+  bool take_engine_order(const std::string& endpoint);
+  std::atomic<bool> engine_used{false};  // skips the lock until a thread sends through the engine
+  std::mutex order_mutex;
+  std::set<std::pair<std::thread::id, std::string>> engine_since_blocking;  // (thread, endpoint)
+
   // A blocking request: on the caller's thread when it can, else through the
   // engine. Returns the REP's payload text and bulk frame.
   detail::DirectRequests::Answer exchange(const std::string& endpoint, protocol::MessageType type,
