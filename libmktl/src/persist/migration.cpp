@@ -31,7 +31,7 @@ std::string normal_decl(const std::string& decl) {
     }
     if (blank && !out.empty()) out += ' ';
     blank = false;
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    out += (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;  // ASCII, whatever the locale
   }
   return out;
 }
@@ -166,7 +166,7 @@ MigrationPlan plan_migration(sqlite3* db, const collections::Config& config, con
       if (it == old.end()) {
         // ALTER TABLE ADD COLUMN takes neither an expression nor CURRENT_TIME/DATE/TIMESTAMP as default.
         bool constant_default = c.default_sql && c.default_sql->find('(') == std::string::npos &&
-                                upper(*c.default_sql).find("CURRENT_") == std::string::npos;
+                                mktl::detail::ascii_upper(*c.default_sql).find("CURRENT_") == std::string::npos;
         bool simple = !c.primary_key && !has_word(c.decl, "UNIQUE") && (!c.not_null || constant_default) &&
                       (!c.default_sql || constant_default);
         if (simple) {

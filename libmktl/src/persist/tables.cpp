@@ -45,7 +45,7 @@ using mktl::detail::shown;
 // SQLite's type affinity of a declared type (datatype3.html, section 3.1).
 enum class Affinity { integer, text, blob, real, numeric };
 Affinity affinity(const std::string& type) {
-  std::string t = upper(type);
+  std::string t = mktl::detail::ascii_upper(type);
   if (t.find("INT") != std::string::npos) return Affinity::integer;
   if (t.find("CHAR") != std::string::npos || t.find("CLOB") != std::string::npos || t.find("TEXT") != std::string::npos)
     return Affinity::text;

@@ -3,12 +3,12 @@
 // SQLite call, and two text helpers. Any thread.
 #pragma once
 
+#include "common/text.hpp"
 #include "config/logger.hpp"
 #include "persist/sqlite.hpp"
 
 #include <mktl/error.hpp>
 
-#include <cctype>
 #include <string>
 #include <vector>
 
@@ -42,11 +42,6 @@ inline sql::Stmt must_prepare(sqlite3* db, const std::string& text, const std::s
   if (code == SQLITE_CONSTRAINT || code == SQLITE_MISMATCH || code == SQLITE_TOOBIG || code == SQLITE_RANGE)
     throw ValueError(text);
   throw RuntimeError(text);
-}
-
-inline std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
 }
 
 // "a, b, c"
