@@ -142,16 +142,36 @@ Json Client::Impl::request(const std::string& endpoint, protocol::MessageType ty
                       std::move(bulk), bulk_out);
 }
 
-void Client::Impl::sent_through_engine(const std::string& endpoint) {
-  std::lock_guard lock(order_mutex);
-  engine_since_blocking.emplace(std::this_thread::get_id(), endpoint);
-  engine_used.store(true, std::memory_order_relaxed);
+namespace {
+
+// This thread's (client, daemon) pairs it sent to through the engine since
+// its last blocking request there. A client's address is only compared:
+// should a new client reuse a gone one's, its first blocking request takes
+// the engine's way once, which costs nothing but a hop.
+struct EngineMark {
+  const void* client;
+  std::string endpoint;
+};
+thread_local std::vector<EngineMark> engine_marks;
+
+}  // namespace
+
+void Client::Impl::sent_through_engine(const std::string& endpoint) const {
+  for (const auto& m : engine_marks)
+    if (m.client == this && m.endpoint == endpoint) return;
+  // A thread that went through many clients without a blocking request
+  // forgets its oldest marks rather than grow without bound.
+  if (engine_marks.size() >= 256) engine_marks.erase(engine_marks.begin());
+  engine_marks.push_back({this, endpoint});
 }
 
-bool Client::Impl::take_engine_order(const std::string& endpoint) {
-  if (!engine_used.load(std::memory_order_relaxed)) return false;
-  std::lock_guard lock(order_mutex);
-  return engine_since_blocking.erase({std::this_thread::get_id(), endpoint}) > 0;
+bool Client::Impl::take_engine_order(const std::string& endpoint) const {
+  for (auto it = engine_marks.begin(); it != engine_marks.end(); ++it)
+    if (it->client == this && it->endpoint == endpoint) {
+      engine_marks.erase(it);
+      return true;
+    }
+  return false;
 }
 
 detail::DirectRequests::Answer Client::Impl::exchange(const std::string& endpoint, protocol::MessageType type,

@@ -84,11 +84,9 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // request to that daemon goes the same way, behind them; the ones after
   // it use the thread's socket again (the daemon has read everything sent
   // before, and queues the SETs of one item in the order read).
-  void sent_through_engine(const std::string& endpoint);
-  bool take_engine_order(const std::string& endpoint);
-  std::atomic<bool> engine_used{false};  // skips the lock until a thread sends through the engine
-  std::mutex order_mutex;
-  std::set<std::pair<std::thread::id, std::string>> engine_since_blocking;  // (thread, endpoint)
+  // The marks are the thread's own (thread_local, no lock on the hot path).
+  void sent_through_engine(const std::string& endpoint) const;
+  bool take_engine_order(const std::string& endpoint) const;
 
   // A blocking request: on the caller's thread when it can, else through the
   // engine. Returns the REP's payload text and bulk frame.
