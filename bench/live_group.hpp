@@ -4,22 +4,12 @@
 // docs/performance.md, "Live collections".
 #pragma once
 
+#include "series.hpp"
+
 #include <string>
 #include <vector>
 
 namespace bench::live {
-
-enum class Unit { rate, ms, count };
-
-// One row of the benchmark table: a value per repetition, or a note saying
-// why there is none.
-struct Series {
-  std::string name;
-  std::string what;
-  Unit unit = Unit::rate;
-  std::vector<double> values;
-  std::string note;
-};
 
 struct Settings {
   int reps = 7;

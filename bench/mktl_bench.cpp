@@ -19,6 +19,7 @@
 // reference's daemon and client on the same workloads, see run_reference).
 #include "bench_util.hpp"
 #include "live_group.hpp"
+#include "series.hpp"
 #include "txn_group.hpp"
 
 #include <mktl/mktl.hpp>
@@ -65,15 +66,8 @@ struct Options {
   bool wants(const std::string& group) const { return only.empty() || only.count(group); }
 };
 
-enum class Unit { rate, bytes_rate, ms, us, mb, count, number };
-
-struct Series {
-  std::string name;
-  std::string what;
-  Unit unit = Unit::rate;
-  std::vector<double> values;
-  std::string note;  // why it was skipped, if it was
-};
+using bench::Series;
+using bench::Unit;
 
 struct Target {
   std::string what;
@@ -1204,31 +1198,11 @@ void run_startup(const Options& o, Results& R) {
   }
 }
 
-Unit unit_of(bench::live::Unit unit) {
-  switch (unit) {
-    case bench::live::Unit::rate: return Unit::rate;
-    case bench::live::Unit::ms: return Unit::ms;
-    case bench::live::Unit::count: return Unit::count;
-  }
-  return Unit::rate;
-}
-
-Unit unit_of(bench::txn::Unit unit) {
-  switch (unit) {
-    case bench::txn::Unit::rate: return Unit::rate;
-    case bench::txn::Unit::ms: return Unit::ms;
-    case bench::txn::Unit::us: return Unit::us;
-    case bench::txn::Unit::number: return Unit::number;
-  }
-  return Unit::rate;
-}
-
 // The rows of a group that lives in files of its own (bench::live,
 // bench::txn), in its order.
-template <class Rows>
-void add_rows(Results& R, const Rows& rows) {
+void add_rows(Results& R, const std::vector<Series>& rows) {
   for (auto& s : rows) {
-    auto& series = R.get(s.name, s.what, unit_of(s.unit));
+    auto& series = R.get(s.name, s.what, s.unit);
     series.values = s.values;
     series.note = s.note;
   }

@@ -3,22 +3,12 @@
 // durability. See bench/txn_group.cpp and docs/performance.md.
 #pragma once
 
+#include "series.hpp"
+
 #include <string>
 #include <vector>
 
 namespace bench::txn {
-
-enum class Unit { rate, ms, us, number };
-
-// One row of the benchmark table: a value per repetition, or a note saying
-// why there is none.
-struct Series {
-  std::string name;
-  std::string what;
-  Unit unit = Unit::rate;
-  std::vector<double> values;
-  std::string note;
-};
 
 struct Settings {
   int reps = 7;

@@ -1,0 +1,20 @@
+// One row of mktl_bench's table, as every group of it fills one: a value
+// per repetition, or a note saying why there is none. Not part of libmktl.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bench {
+
+enum class Unit { rate, bytes_rate, ms, us, mb, count, number };
+
+struct Series {
+  std::string name;
+  std::string what;
+  Unit unit = Unit::rate;
+  std::vector<double> values;
+  std::string note;  // why it was skipped, if it was
+};
+
+}  // namespace bench
