@@ -895,6 +895,26 @@ void run_rt(const Options& o, Results& R, Servers& servers) {
 }
 
 // Group inflight: 64 requests in flight, and fire and forget.
+// Keeps 64 requests in flight for `seconds`, each made by `issue` (which
+// returns its mktl::Future), waiting on the oldest; returns completions/s.
+template <class Issue>
+double futures_in_flight(double seconds, Issue issue) {
+  std::deque<decltype(issue())> in_flight;
+  for (int i = 0; i < 64; ++i) in_flight.push_back(issue());
+  long n = 0;
+  auto start = Clock::now();
+  do {
+    for (int k = 0; k < 16; ++k, ++n) {
+      in_flight.front().get();
+      in_flight.pop_front();
+      in_flight.push_back(issue());
+    }
+  } while (seconds_since(start) < seconds);
+  double rate = n / seconds_since(start);
+  for (auto& f : in_flight) f.get();
+  return rate;
+}
+
 void run_inflight(const Options& o, Results& R, Servers& servers) {
   const int reps = o.reps;
   const double D = o.duration;
@@ -952,38 +972,11 @@ void run_inflight(const Options& o, Results& R, Servers& servers) {
         {"mktl_get64", "mktl GET, 64 in flight (get_async)",
          [&](double d) {
            // 64 GETs in flight on the client's one socket, as the raw baseline does.
-           std::deque<mktl::Future<mktl::Reading>> in_flight;
-           for (int i = 0; i < 64; ++i) in_flight.push_back(client.get_async("bench.value"));
-           long n = 0;
-           auto start = Clock::now();
-           do {
-             for (int k = 0; k < 16; ++k, ++n) {
-               in_flight.front().get();
-               in_flight.pop_front();
-               in_flight.push_back(client.get_async("bench.value"));
-             }
-           } while (seconds_since(start) < d);
-           double rate = n / seconds_since(start);
-           for (auto& f : in_flight) f.get();
-           return rate;
+           return futures_in_flight(d, [&] { return client.get_async("bench.value"); });
          }},
         {"mktl_set64", "mktl SET, 64 in flight (set_async)",
          [&](double d) {
-           std::deque<mktl::Future<void>> in_flight;
-           for (int i = 0; i < 64; ++i)
-             in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-           long n = 0;
-           auto start = Clock::now();
-           do {
-             for (int k = 0; k < 16; ++k, ++n) {
-               in_flight.front().get();
-               in_flight.pop_front();
-               in_flight.push_back(client.set_async("bench.value", mktl::Reading(mktl::Json(v++))));
-             }
-           } while (seconds_since(start) < d);
-           double rate = n / seconds_since(start);
-           for (auto& f : in_flight) f.get();
-           return rate;
+           return futures_in_flight(d, [&] { return client.set_async("bench.value", mktl::Reading(mktl::Json(v++))); });
          }},
     };
     const int slices = o.quick ? 1 : 8;
