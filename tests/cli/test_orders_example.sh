@@ -119,7 +119,9 @@ check() {
     return
   fi
   for regex in "${regexes[@]}"; do
-    if ! printf '%s\n%s\n' "$out" "$err" | grep -Eq -- "$regex"; then
+    # A here-string, not a pipe: grep -q stops reading at its match, and under
+    # pipefail the writer's SIGPIPE would then fail the check.
+    if ! grep -Eq -- "$regex" <<<"$out"$'\n'"$err"; then
       fail "$command: no line matches /$regex/; stdout: $out; stderr: $err"
       return
     fi
