@@ -424,6 +424,44 @@ TEST_CASE("codec: read_reading reads what reading_from_payload does, straight fr
   CHECK_THROWS_AS(protocol::read_reading(R"({"value" 1})", std::nullopt, 0.0), mktl::ValueError);
 }
 
+TEST_CASE("codec: read_error takes only the error member, and checks the rest as parse_payload does", "[codec]") {
+  // What a SET's completion reads: a transaction's rows are not built, but
+  // a payload parse_payload refuses is refused the same way.
+  CHECK(protocol::read_error(R"({"value": {"ref": "r1", "rows": [{"id": 1, "t": "a\u00e9"}]}, "time": 1.5})").is_null());
+  CHECK(protocol::read_error("").is_null());
+  CHECK(protocol::read_error(R"({})").is_null());
+  CHECK(protocol::read_error(R"({"value": [1, {"error": "inside a value is not the REP's"}]})").is_null());
+  CHECK(protocol::read_error(R"({"value": null, "error": {"type": "KeyError", "text": "no"}})") ==
+        Json{{"type", "KeyError"}, {"text", "no"}});
+  CHECK(protocol::read_error(R"({"error": 1, "error": {"type": "ValueError", "text": "last"}})") ==
+        Json{{"type", "ValueError"}, {"text", "last"}});
+  const char* bad[] = {
+      "[1]",
+      "{\"a\":",
+      R"({"value": [1, 2} })",
+      R"({"value": {"a" 1}})",
+      R"({"value": "unterminated})",
+      R"({"value": "\x"})",
+      R"({"value": tru})",
+      R"({"value": 1} x)",
+  };
+  for (const char* text : bad) {
+    INFO(text);
+    std::string expected;
+    try {
+      (void)protocol::parse_payload(text);
+    } catch (const mktl::ValueError& e) {
+      expected = e.what();
+    }
+    REQUIRE_FALSE(expected.empty());
+    CHECK_THROWS_WITH(protocol::read_error(text), expected);
+  }
+  // The nesting limit holds in a value that is not built, too.
+  std::string deep = "{\"value\": " + std::string(600, '[') + std::string(600, ']') + "}";
+  CHECK_THROWS_WITH(protocol::read_error(deep), Catch::Contains("nesting no deeper than 512"));
+  CHECK_THROWS_WITH(protocol::parse_payload(deep), Catch::Contains("nesting no deeper than 512"));
+}
+
 TEST_CASE("codec: bulk dtypes, readings and requests", "[codec]") {
   CHECK(mktl::dtype_size("uint8") == 1);
   CHECK(mktl::dtype_size("int16") == 2);

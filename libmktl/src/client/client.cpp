@@ -332,6 +332,12 @@ class ReadPending : public detail::Pending {
  protected:
   void receive(std::string_view rep_payload, std::optional<Bulk> rep_bulk) override {
     try {
+      // A SET's completion tells only whether it failed: its value (a
+      // transaction's rows, say) is checked, not built.
+      if (type == protocol::MessageType::SET) {
+        throw_remote(protocol::read_error(rep_payload));
+        return;
+      }
       reading_ = reply_reading(rep_payload, std::move(rep_bulk));
     } catch (...) {
       error_ = std::current_exception();

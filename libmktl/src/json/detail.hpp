@@ -35,6 +35,9 @@ bool valid_utf8(std::string_view text) noexcept;
 struct MemberVisitor {
   virtual ~MemberVisitor() = default;
   virtual void member(std::string_view key, Json&& value) = 0;
+  // False for a member whose value the visitor does not need: the value is
+  // still checked as JSON, but not built, and member() is not called.
+  virtual bool wants(std::string_view /*key*/) { return true; }
 };
 void parse_members(std::string_view text, MemberVisitor& visitor);
 

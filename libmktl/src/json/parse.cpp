@@ -34,7 +34,10 @@ class Parser {
   void run_members(detail::MemberVisitor& visitor) {
     skip_ws();
     if (p_ == end_ || *p_ != '{') fail("'{' to start an object");
-    parse_members(1, [&](const std::string& key, Json&& value) { visitor.member(key, std::move(value)); });
+    parse_members(1, [&](const std::string& key) {
+      if (visitor.wants(key)) visitor.member(key, parse_value(1));
+      else check_value(1);
+    });
     skip_ws();
     if (p_ != end_) fail("end of input after the value");
   }
@@ -102,8 +105,8 @@ class Parser {
     fail("a value");
   }
 
-  // The object at p_ ('{'), each member handed to on_member(key, value) in
-  // order; values nest at `depth`.
+  // The object at p_ ('{'): for each member in order, on_member(key) reads
+  // its value, which nests at `depth`.
   template <class OnMember>
   void parse_members(int depth, OnMember&& on_member) {
     if (depth > kMaxDepth) fail("nesting no deeper than 512");
@@ -122,7 +125,7 @@ class Parser {
       if (p_ == end_ || *p_ != ':') fail("':' after an object key");
       ++p_;
       skip_ws();
-      on_member(key, parse_value(depth));
+      on_member(key);  // reads the value
       skip_ws();
       if (p_ < end_ && *p_ == ',') {
         ++p_;
@@ -141,7 +144,7 @@ class Parser {
     Json result(Json::value_t::object);
     auto& object = result.get_ref<Json::object_t&>();
     // A repeated key keeps its last value, as Python's json does.
-    parse_members(depth, [&](const std::string& key, Json&& value) { object.insert_or_assign(key, std::move(value)); });
+    parse_members(depth, [&](const std::string& key) { object.insert_or_assign(key, parse_value(depth)); });
     return result;
   }
 
@@ -166,6 +169,50 @@ class Parser {
       if (p_ < end_ && *p_ == ']') {
         ++p_;
         return result;
+      }
+      fail("',' or ']' in an array");
+    }
+  }
+
+  // As parse_value, without building anything: the value at p_ is read and
+  // checked (the same errors, the same nesting limit), then dropped.
+  void check_value(int depth) {
+    if (p_ == end_) fail("a value");
+    switch (*p_) {
+      case '{':
+        parse_members(depth + 1, [&](const std::string&) { check_value(depth + 1); });
+        return;
+      case '[':
+        check_array(depth + 1);
+        return;
+      case '"':
+        scratch_.clear();
+        parse_string(scratch_);
+        return;
+      default:
+        (void)parse_value(depth);  // a number or a literal: nothing to build
+    }
+  }
+
+  void check_array(int depth) {
+    if (depth > kMaxDepth) fail("nesting no deeper than 512");
+    ++p_;  // '['
+    skip_ws();
+    if (p_ < end_ && *p_ == ']') {
+      ++p_;
+      return;
+    }
+    for (;;) {
+      check_value(depth);
+      skip_ws();
+      if (p_ < end_ && *p_ == ',') {
+        ++p_;
+        skip_ws();
+        continue;
+      }
+      if (p_ < end_ && *p_ == ']') {
+        ++p_;
+        return;
       }
       fail("',' or ']' in an array");
     }
@@ -332,6 +379,7 @@ class Parser {
   const char* begin_;
   const char* p_;
   const char* end_;
+  std::string scratch_;  // check_value's strings
 };
 
 }  // namespace

@@ -326,4 +326,19 @@ Reading read_reading(std::string_view payload, std::optional<Bulk> bulk, double 
   return std::move(v.r);
 }
 
+Json read_error(std::string_view payload) {
+  auto first = payload.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || payload[first] != '{') {
+    (void)parse_payload(payload);  // empty, or its error
+    return nullptr;
+  }
+  struct Visitor final : json::detail::MemberVisitor {
+    Json error;
+    bool wants(std::string_view key) override { return key == "error"; }
+    void member(std::string_view, Json&& value) override { error = std::move(value); }
+  } v;
+  json::detail::parse_members(payload, v);
+  return std::move(v.error);
+}
+
 }  // namespace mktl::protocol

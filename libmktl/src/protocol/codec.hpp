@@ -129,6 +129,11 @@ Reading reading_from_payload(const Json& payload, std::optional<Bulk> bulk, doub
 // ValueError as parse_payload() does.
 Reading read_reading(std::string_view payload, std::optional<Bulk> bulk, double default_time, Json* error = nullptr);
 
+// Only the payload's `error` member (null when there is none), for a REP
+// whose value nobody reads (a SET's): the rest is checked as JSON, not built.
+// Throws ValueError as parse_payload() does.
+Json read_error(std::string_view payload);
+
 // Splits "store.key" at the first '.'; nullopt when there is no '.'.
 struct Target {
   std::string store;
