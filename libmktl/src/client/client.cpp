@@ -302,7 +302,8 @@ void Client::set(const std::string& full_key, Reading value, std::optional<doubl
   std::string target = lower_target(full_key);
   std::string payload = set_payload(value);
   impl_->with_stale_retry(target, *this, false, [&](const Where& where) {
-    impl_->request_text(where.rep, protocol::MessageType::SET, target, payload, timeout, value.bulk);
+    auto answer = impl_->exchange(where.rep, protocol::MessageType::SET, target, payload, timeout, value.bulk);
+    throw_remote(protocol::read_error(answer.payload));  // the value is not returned: not built
     return 0;
   });
 }
