@@ -148,18 +148,19 @@ class Parser {
     return result;
   }
 
-  Json parse_array(int depth) {
+  // The array at p_ ('['): on_element() reads each element in order, which
+  // nests at `depth`.
+  template <class OnElement>
+  void parse_elements(int depth, OnElement&& on_element) {
     if (depth > kMaxDepth) fail("nesting no deeper than 512");
     ++p_;  // '['
-    Json result(Json::value_t::array);
-    auto& array = result.get_ref<Json::array_t&>();
     skip_ws();
     if (p_ < end_ && *p_ == ']') {
       ++p_;
-      return result;
+      return;
     }
     for (;;) {
-      array.push_back(parse_value(depth));
+      on_element();
       skip_ws();
       if (p_ < end_ && *p_ == ',') {
         ++p_;
@@ -168,10 +169,17 @@ class Parser {
       }
       if (p_ < end_ && *p_ == ']') {
         ++p_;
-        return result;
+        return;
       }
       fail("',' or ']' in an array");
     }
+  }
+
+  Json parse_array(int depth) {
+    Json result(Json::value_t::array);
+    auto& array = result.get_ref<Json::array_t&>();
+    parse_elements(depth, [&] { array.push_back(parse_value(depth)); });
+    return result;
   }
 
   // As parse_value, without building anything: the value at p_ is read and
@@ -183,7 +191,7 @@ class Parser {
         parse_members(depth + 1, [&](const std::string&) { check_value(depth + 1); });
         return;
       case '[':
-        check_array(depth + 1);
+        parse_elements(depth + 1, [&] { check_value(depth + 1); });
         return;
       case '"':
         scratch_.clear();
@@ -191,30 +199,6 @@ class Parser {
         return;
       default:
         (void)parse_value(depth);  // a number or a literal: nothing to build
-    }
-  }
-
-  void check_array(int depth) {
-    if (depth > kMaxDepth) fail("nesting no deeper than 512");
-    ++p_;  // '['
-    skip_ws();
-    if (p_ < end_ && *p_ == ']') {
-      ++p_;
-      return;
-    }
-    for (;;) {
-      check_value(depth);
-      skip_ws();
-      if (p_ < end_ && *p_ == ',') {
-        ++p_;
-        skip_ws();
-        continue;
-      }
-      if (p_ < end_ && *p_ == ']') {
-        ++p_;
-        return;
-      }
-      fail("',' or ']' in an array");
     }
   }
 
