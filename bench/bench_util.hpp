@@ -27,6 +27,8 @@ namespace bench {
 
 using Clock = std::chrono::steady_clock;
 
+inline bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
+
 inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }

@@ -354,21 +354,15 @@ std::vector<Series> run(const Settings& o) {
   work[4].follow = [](mktl::Client& c, Stamps& s) { return subscribe_value(c, s, "live.feed", true); };
 
   std::vector<Series> out;
-  auto series = [&](const std::string& name, const std::string& what, Unit unit) -> Series& {
-    for (auto& s : out)
-      if (s.name == name) return s;
-    out.push_back(Series{name, what, unit, {}, {}});
-    return out.back();
-  };
   for (auto& w : work) {  // table order
-    series(w.name, w.what, Unit::rate);
-    if (!w.set_what.empty()) series(w.name + "_set", w.set_what, Unit::rate);
+    row_of(out, w.name, w.what, Unit::rate);
+    if (!w.set_what.empty()) row_of(out, w.name + "_set", w.set_what, Unit::rate);
     if (w.name == "live_stream")
-      series(w.name + "_share", "… changes received / transactions answered (%)", Unit::count);
-    series(w.name + "_p50", "… REP → callback latency, median", Unit::ms);
-    series(w.name + "_p99", "… REP → callback latency, p99", Unit::ms);
+      row_of(out, w.name + "_share", "… changes received / transactions answered (%)", Unit::count);
+    row_of(out, w.name + "_p50", "… REP → callback latency, median", Unit::ms);
+    row_of(out, w.name + "_p99", "… REP → callback latency, p99", Unit::ms);
   }
-  if (o.markd.empty() || access(o.markd.c_str(), X_OK) != 0) {
+  if (!executable(o.markd)) {
     for (auto& s : out) s.note = o.markd + " not built";
     return out;
   }
@@ -414,12 +408,12 @@ std::vector<Series> run(const Settings& o) {
         run_slice(writer, subscriber, work[(k + static_cast<std::size_t>(s + rep)) % work.size()], stamps, next,
                   slice);
     for (auto& w : work) {
-      series(w.name, "", Unit::rate).values.push_back(w.span > 0 ? (w.received - w.slices) / w.span : 0);
-      if (!w.set_what.empty()) series(w.name + "_set", "", Unit::rate).values.push_back(w.in_window / w.window);
+      row_of(out, w.name, "", Unit::rate).values.push_back(w.span > 0 ? (w.received - w.slices) / w.span : 0);
+      if (!w.set_what.empty()) row_of(out, w.name + "_set", "", Unit::rate).values.push_back(w.in_window / w.window);
       if (w.name == "live_stream")
-        series(w.name + "_share", "", Unit::count).values.push_back(100.0 * w.received / std::max(w.answered, 1L));
-      series(w.name + "_p50", "", Unit::ms).values.push_back(percentile(w.latency_ms, 0.5));
-      series(w.name + "_p99", "", Unit::ms).values.push_back(percentile(w.latency_ms, 0.99));
+        row_of(out, w.name + "_share", "", Unit::count).values.push_back(100.0 * w.received / std::max(w.answered, 1L));
+      row_of(out, w.name + "_p50", "", Unit::ms).values.push_back(percentile(w.latency_ms, 0.5));
+      row_of(out, w.name + "_p99", "", Unit::ms).values.push_back(percentile(w.latency_ms, 0.99));
       w.received = w.answered = w.in_window = w.slices = 0;
       w.span = w.window = 0;
       w.latency_ms.clear();

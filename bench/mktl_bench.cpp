@@ -47,6 +47,7 @@
 
 namespace fs = std::filesystem;
 using bench::Clock;
+using bench::executable;
 using bench::seconds_since;
 
 namespace {
@@ -395,7 +396,6 @@ bench::Child start_server(const std::vector<std::string>& argv, const std::strin
   return child;
 }
 
-bool executable(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
 
 // The 10,000-item catalog of the start-up benchmarks, as a catalog file.
 void write_fill_catalog(const std::string& path) {

@@ -17,4 +17,13 @@ struct Series {
   std::string note;  // why it was skipped, if it was
 };
 
+// The row `name` of a group's rows, added at the end (in table order) the
+// first time it is asked for.
+inline Series& row_of(std::vector<Series>& rows, const std::string& name, const std::string& what, Unit unit) {
+  for (auto& s : rows)
+    if (s.name == name) return s;
+  rows.push_back(Series{name, what, unit, {}, {}});
+  return rows.back();
+}
+
 }  // namespace bench

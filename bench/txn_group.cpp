@@ -261,23 +261,17 @@ std::vector<Series> run(const Settings& o) {
   depths.emplace_back(1, "raw_txn1", "mktl_txn1", what_raw1, what_txn1);
   depths.emplace_back(64, "raw_txn64", "mktl_txn64", what_raw64, what_txn64);
   std::vector<Series> out;
-  auto series = [&](const std::string& name, const std::string& what, Unit unit) -> Series& {
-    for (auto& s : out)
-      if (s.name == name) return s;
-    out.push_back(Series{name, what, unit, {}, {}});
-    return out.back();
-  };
   for (auto& d : depths) {  // table order
-    series(d.raw, d.raw_what, Unit::rate);
-    series(d.txn, d.txn_what, Unit::rate);
-    series(d.txn + "_batch", "… transactions per COMMIT (mean, daemon's stats)", Unit::number);
-    series(d.txn + "_p50", "… latency seen by the client, median", Unit::ms);
-    series(d.txn + "_p99", "… latency seen by the client, p99", Unit::ms);
-    series(d.txn + "_cpu_daemon", "… markd CPU per transaction (all its threads)", Unit::us);
-    series(d.txn + "_cpu_client", "… client CPU per transaction (mktl::Client, all its threads)", Unit::us);
-    series(d.raw + "_cpu", "… raw loop CPU per row (its thread, COMMIT included)", Unit::us);
+    row_of(out, d.raw, d.raw_what, Unit::rate);
+    row_of(out, d.txn, d.txn_what, Unit::rate);
+    row_of(out, d.txn + "_batch", "… transactions per COMMIT (mean, daemon's stats)", Unit::number);
+    row_of(out, d.txn + "_p50", "… latency seen by the client, median", Unit::ms);
+    row_of(out, d.txn + "_p99", "… latency seen by the client, p99", Unit::ms);
+    row_of(out, d.txn + "_cpu_daemon", "… markd CPU per transaction (all its threads)", Unit::us);
+    row_of(out, d.txn + "_cpu_client", "… client CPU per transaction (mktl::Client, all its threads)", Unit::us);
+    row_of(out, d.raw + "_cpu", "… raw loop CPU per row (its thread, COMMIT included)", Unit::us);
   }
-  if (o.markd.empty() || access(o.markd.c_str(), X_OK) != 0) {
+  if (!executable(o.markd)) {
     for (auto& s : out) s.note = o.markd + " not built";
     return out;
   }
@@ -348,15 +342,15 @@ std::vector<Series> run(const Settings& o) {
         d.raw_seconds += seconds_since(start);
       }
     for (auto& d : depths) {
-      series(d.raw, "", Unit::rate).values.push_back(d.raw_rows / d.raw_seconds);
-      series(d.txn, "", Unit::rate).values.push_back(d.txn_done / d.txn_seconds);
-      series(d.txn + "_batch", "", Unit::number).values.push_back(d.transactions / d.commits);
-      series(d.txn + "_p50", "", Unit::ms).values.push_back(percentile(d.latency_ms, 0.5));
-      series(d.txn + "_p99", "", Unit::ms).values.push_back(percentile(d.latency_ms, 0.99));
+      row_of(out, d.raw, "", Unit::rate).values.push_back(d.raw_rows / d.raw_seconds);
+      row_of(out, d.txn, "", Unit::rate).values.push_back(d.txn_done / d.txn_seconds);
+      row_of(out, d.txn + "_batch", "", Unit::number).values.push_back(d.transactions / d.commits);
+      row_of(out, d.txn + "_p50", "", Unit::ms).values.push_back(percentile(d.latency_ms, 0.5));
+      row_of(out, d.txn + "_p99", "", Unit::ms).values.push_back(percentile(d.latency_ms, 0.99));
       // Per transaction the daemon made (the drain after each window included).
-      series(d.txn + "_cpu_daemon", "", Unit::us).values.push_back(d.daemon_cpu / d.transactions * 1e6);
-      series(d.txn + "_cpu_client", "", Unit::us).values.push_back(d.client_cpu / d.transactions * 1e6);
-      series(d.raw + "_cpu", "", Unit::us).values.push_back(d.raw_cpu / static_cast<double>(d.raw_rows) * 1e6);
+      row_of(out, d.txn + "_cpu_daemon", "", Unit::us).values.push_back(d.daemon_cpu / d.transactions * 1e6);
+      row_of(out, d.txn + "_cpu_client", "", Unit::us).values.push_back(d.client_cpu / d.transactions * 1e6);
+      row_of(out, d.raw + "_cpu", "", Unit::us).values.push_back(d.raw_cpu / static_cast<double>(d.raw_rows) * 1e6);
     }
   }
   daemon.terminate();
