@@ -454,8 +454,8 @@ int main(int argc, char** argv) {
   // shrunk at once (madvise), and its next growth faults the pages back in.
   // The tables writer frees and reallocates more than that with every
   // COMMIT (SQLite's pages, a batch's rows): in a profile of the
-  // transactions benchmark it spent about a fifth of its time in madvise,
-  // page faults and heap growth. Each heap now keeps up to 1 MiB free.
+  // transactions benchmark, madvise and page faults were 8 % of markd's
+  // samples (docs/performance.md). Each heap now keeps up to 1 MiB free.
   mallopt(M_TRIM_THRESHOLD, 1 << 20);
 
   std::optional<Options> opts;
