@@ -76,59 +76,88 @@ struct CurrentCallback {
 // ---- subscriptions ----------------------------------------------------------
 
 void Client::Impl::on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) {
-  post_event(Event{std::move(key), std::move(payload), std::move(bulk)});
+  // Batches stay small, so that callbacks start while the engine still reads.
+  constexpr std::size_t kBatch = 64, kKeys = 16;
+  auto it = std::find_if(gathered.begin(), gathered.end(), [&](const auto& events) { return events.front().key == key; });
+  if (it == gathered.end()) {
+    if (gathered.size() >= kKeys) on_broadcasts_read();
+    it = gathered.emplace(gathered.end());
+    it->reserve(8);
+  }
+  it->push_back(Event{std::move(key), std::move(payload), std::move(bulk)});
+  if (++gathered_count >= kBatch) on_broadcasts_read();
+}
+
+void Client::Impl::on_broadcasts_read() {
+  for (auto& events : gathered) post_events(std::move(events));
+  gathered.clear();
+  gathered_count = 0;
 }
 
 void Client::Impl::post_event(Event ev) {
-  if (queued.load(std::memory_order_relaxed) >= max_queued) {
-    if (dropped.fetch_add(1) % 1000 == 0)
-      logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", dropped.load());
-    return;
+  std::vector<Event> events;
+  events.push_back(std::move(ev));
+  post_events(std::move(events));
+}
+
+void Client::Impl::post_events(std::vector<Event> events) {
+  if (events.empty()) return;
+  // At most max_queued broadcasts wait for their callbacks; the rest are dropped, counted.
+  const std::size_t waiting = queued.load(std::memory_order_relaxed);
+  const std::size_t room = waiting >= max_queued ? 0 : max_queued - waiting;
+  if (events.size() > room) {
+    const std::uint64_t n = events.size() - room;
+    const std::uint64_t before = dropped.fetch_add(n);
+    if ((before + 999) / 1000 * 1000 < before + n)  // the 1st, the 1001st, ... dropped
+      logger("mktl.client")->warn("subscription callbacks fall behind: {} broadcasts dropped", before + n);
+    events.resize(room);
+    if (events.empty()) return;
   }
   std::shared_ptr<detail::Strand> strand;
   {
     std::lock_guard lock(strands_mutex);
-    auto& s = strands[ev.key];
+    auto& s = strands[events.front().key];
     if (!s) s = std::make_shared<detail::Strand>(*callback_pool);
     strand = s;
   }
-  ++queued;
-  strand->post(detail::share_task([this, ev = std::move(ev)]() mutable {
-    --queued;
-    if (!stopping) deliver(ev);
-  }));
+  queued += events.size();
+  strand->post(detail::share_task([this, events = std::move(events)]() mutable { deliver(events); }));
 }
 
-void Client::Impl::deliver(Event& ev) {
+void Client::Impl::deliver(std::vector<Event>& events) {
   std::vector<std::shared_ptr<detail::CallbackEntry>> targets;
   {
     std::lock_guard lock(mutex);
-    auto it = callbacks.find(ev.key);
-    if (it == callbacks.end()) return;
-    targets = it->second;
+    auto it = callbacks.find(events.front().key);
+    if (it != callbacks.end()) targets = it->second;
   }
-  Reading r;
-  Json whole;  // parsed only when a payload callback wants it
-  if (ev.refreshed)
-    std::erase_if(targets, [](const auto& entry) { return static_cast<bool>(entry->payload_callback); });
   bool any_reading = false, any_payload = false;
   for (auto& entry : targets) (entry->payload_callback ? any_payload : any_reading) = true;
-  try {
-    if (any_payload) whole = protocol::parse_payload(ev.payload);
-    if (any_reading) r = protocol::read_reading(ev.payload, std::move(ev.bulk), 0.0);
-  } catch (const std::exception& e) {
-    logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
-    return;
-  }
-  for (auto& entry : targets) {
-    std::lock_guard running(entry->running);
-    if (!entry->active) continue;
+  for (auto& ev : events) {
+    --queued;
+    if (stopping || targets.empty()) continue;
+    Reading r;
+    Json whole;  // parsed only when a payload callback wants it
+    // A GET's answer standing in for missed broadcasts goes to Reading callbacks only.
+    const bool payload_too = any_payload && !ev.refreshed;
     try {
-      CurrentCallback current(entry.get());
-      if (entry->payload_callback) entry->payload_callback(ev.key, whole);
-      else entry->callback(ev.key, r);
+      if (payload_too) whole = protocol::parse_payload(ev.payload);
+      if (any_reading) r = protocol::read_reading(ev.payload, std::move(ev.bulk), 0.0);
     } catch (const std::exception& e) {
-      logger("mktl.client")->warn("{}: a subscription callback threw: {}", ev.key, e.what());
+      logger("mktl.client")->warn("{}: dropped a broadcast with a bad payload: {}", ev.key, e.what());
+      continue;
+    }
+    for (auto& entry : targets) {
+      if (entry->payload_callback && !payload_too) continue;
+      std::lock_guard running(entry->running);
+      if (!entry->active) continue;
+      try {
+        CurrentCallback current(entry.get());
+        if (entry->payload_callback) entry->payload_callback(ev.key, whole);
+        else entry->callback(ev.key, r);
+      } catch (const std::exception& e) {
+        logger("mktl.client")->warn("{}: a subscription callback threw: {}", ev.key, e.what());
+      }
     }
   }
 }

@@ -71,9 +71,17 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   std::unique_ptr<detail::DirectRequests> direct;
 
   // ---- subscriptions and requests (client.cpp) ----------------------------
+  // Broadcasts are gathered per key while the engine reads them and handed
+  // to the key's strand a batch at a time (on_broadcasts_read): one task,
+  // one look-up of the callbacks per batch instead of per broadcast.
   void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) override;
-  void post_event(Event ev);
-  void deliver(Event& ev);
+  void on_broadcasts_read() override;
+  void post_event(Event ev);  // one event, from any thread
+  void post_events(std::vector<Event> events);  // of one key, in order
+  void deliver(std::vector<Event>& events);
+  // The engine thread's: broadcasts read and not handed on yet, per key.
+  std::vector<std::vector<Event>> gathered;
+  std::size_t gathered_count = 0;
 
   Json request(const std::string& endpoint, protocol::MessageType type, const std::string& target, const Json& payload,
                std::optional<double> timeout, std::optional<Bulk> bulk = {}, std::optional<Bulk>* bulk_out = nullptr);

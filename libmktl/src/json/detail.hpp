@@ -9,7 +9,30 @@
 #include <string>
 #include <string_view>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 namespace mktl::json::detail {
+
+// The first byte at or after `p` that a JSON string cannot hold as it is:
+// '"', '\\', a control character or a non-ASCII byte (end when there is none).
+// The reader and the writer copy everything before it in one go.
+inline const unsigned char* plain_run(const unsigned char* p, const unsigned char* end) noexcept {
+#ifdef __SSE2__
+  // 16 bytes at a time: signed, a byte below 0x20 or from 0x80 up is less than 0x20.
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+  while (end - p >= 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i stop =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)), _mm_cmplt_epi8(v, space));
+    if (const int mask = _mm_movemask_epi8(stop)) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    p += 16;
+  }
+#endif
+  while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') ++p;
+  return p;
+}
 
 // Subtype of the nlohmann binary value that holds a big integer's digits ('k').
 inline constexpr std::uint8_t kBigintSubtype = 0x6b;

@@ -59,8 +59,7 @@ void append_string(std::string& out, std::string_view text) {
   auto* end = p + text.size();
   while (p < end) {
     // Copy the longest run that needs no escaping in one go.
-    auto* run = p;
-    while (run < end && *run >= 0x20 && *run < 0x80 && *run != '"' && *run != '\\') ++run;
+    auto* run = plain_run(p, end);
     if (run != p) {
       out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(run - p));
       p = run;

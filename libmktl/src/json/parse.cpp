@@ -240,12 +240,8 @@ class Parser {
     ++p_;  // opening quote
     for (;;) {
       // Copy the longest plain ASCII run at once.
-      const char* run = p_;
-      while (run < end_) {
-        const unsigned char c = static_cast<unsigned char>(*run);
-        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
-        ++run;
-      }
+      const char* run = reinterpret_cast<const char*>(detail::plain_run(reinterpret_cast<const unsigned char*>(p_),
+                                                                         reinterpret_cast<const unsigned char*>(end_)));
       out.append(p_, run);
       p_ = run;
       if (p_ == end_) fail("'\"' to close a string");

@@ -199,27 +199,28 @@ void Runtime::notify_watchers(Item& item) {
 void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable) {
   std::shared_ptr<const std::string> encoded;
   std::vector<std::weak_ptr<ItemCore>> watchers;
+  const std::optional<Bulk> bulk = reading.bulk;  // shared, not copied
   {
     std::lock_guard lock(core.mutex);
     if (core.has_value && !repeat && core.current.same_value(reading)) return;
     encoded = std::make_shared<const std::string>(encode_reading(reading));
     core.encoded = encoded;
-    core.current = reading;
+    core.current = std::move(reading);
     core.has_value = true;
     watchers = core.watchers;
   }
-  if (server_) server_->publish(core.topic, encoded, reading.bulk);
+  if (server_) server_->publish(core.topic, encoded, bulk);
   if (core.persist && persist_) {
     auto key = core.full_key.substr(daemon_.store().size() + 1);
-    std::optional<std::string> bulk;
-    if (reading.bulk) {
-      auto b = reading.bulk->bytes();
-      bulk.emplace(reinterpret_cast<const char*>(b.data()), b.size());
+    std::optional<std::string> bytes;
+    if (bulk) {
+      auto b = bulk->bytes();
+      bytes.emplace(reinterpret_cast<const char*>(b.data()), b.size());
     }
     if (durable)
-      persist_->save(daemon_.uuid(), key, *encoded, std::move(bulk));
+      persist_->save(daemon_.uuid(), key, *encoded, std::move(bytes));
     else
-      persist_->save_async(daemon_.uuid(), key, *encoded, std::move(bulk));
+      persist_->save_async(daemon_.uuid(), key, *encoded, std::move(bytes));
   }
   for (auto& w : watchers)
     if (auto watcher = w.lock()) post_poll(watcher);

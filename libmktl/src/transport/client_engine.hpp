@@ -116,6 +116,10 @@ class WaitedPending final : public Pending {
 struct BroadcastHandler {
   virtual ~BroadcastHandler() = default;
   virtual void on_broadcast(std::string key, std::string payload, std::optional<Bulk> bulk) = 0;
+  // The broadcasts one look at a SUB socket found have all been handed to
+  // on_broadcast: a handler that gathers them passes them on here. On the
+  // I/O thread: must not block.
+  virtual void on_broadcasts_read() {}
   // A publisher the Engine subscribes to went out of reach (no connection
   // for Engine::kLostAfter: the daemon stopped, moved, or its host or link is
   // down) or came back. On the I/O thread: must not block.
