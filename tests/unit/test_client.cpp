@@ -10,6 +10,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -241,6 +242,48 @@ TEST_CASE("client subscription receives each new value", "[client]") {
   std::vector<int> expected;
   for (int v = 1; v <= 20; ++v) expected.push_back(v);
   CHECK(small == expected);
+}
+
+TEST_CASE("broadcasts of two keys read in one burst reach each key's callbacks in order, none lost", "[client]") {
+  // The client hands broadcasts to each key's strand in batches per key: a
+  // burst that interleaves two keys must come out as two ordered streams.
+  Fixture f;
+  auto& c = *f.client;
+  test::Collector temps, names;
+  auto s1 = c.subscribe("demo.temp", temps.callback());
+  auto s2 = c.subscribe("demo.name", names.callback());
+  REQUIRE(test::until_subscribed(
+      [&](int i) {
+        c.set("demo.temp", Json(-1000 - i));
+        c.set("demo.name", Json("sync" + std::to_string(i)));
+      },
+      [&] { return temps.size() > 0 && names.size() > 0; }));
+  constexpr int kCount = 500;
+  std::vector<mktl::Future<void>> futures;
+  for (int i = 0; i < kCount; ++i) {
+    futures.push_back(c.set_async("demo.temp", Json(i)));
+    futures.push_back(c.set_async("demo.name", Json("n" + std::to_string(i))));
+  }
+  for (auto& fu : futures) REQUIRE(fu.wait_for(20s) == std::future_status::ready);
+  REQUIRE(temps.wait_for_value(kCount - 1));
+  REQUIRE(names.wait_for_value("n" + std::to_string(kCount - 1)));
+  std::vector<int> got_temps, got_names;
+  {
+    std::lock_guard lock(temps.mutex);
+    for (auto& r : temps.readings)
+      if (r.value.get<double>() >= 0) got_temps.push_back(r.value.get<int>());
+  }
+  {
+    std::lock_guard lock(names.mutex);
+    for (auto& r : names.readings) {
+      const auto& text = r.value.get_ref<const std::string&>();
+      if (text.rfind("n", 0) == 0) got_names.push_back(std::stoi(text.substr(1)));
+    }
+  }
+  std::vector<int> expected(kCount);
+  std::iota(expected.begin(), expected.end(), 0);
+  CHECK(got_temps == expected);
+  CHECK(got_names == expected);
 }
 
 TEST_CASE("destroying one of two subscriptions to a key stops its callbacks, the other keeps going", "[client]") {
