@@ -330,12 +330,13 @@ void Engine::finish_received() {
 }
 
 void Engine::on_sub(Sub& s) {
+  read_broadcasts(s);
+  handler_.on_broadcasts_read();
+}
+
+void Engine::read_broadcasts(Sub& s) {
   auto& frames = s.frames;
   std::array<std::string_view, 8> parts;
-  struct Read {
-    BroadcastHandler& handler;
-    ~Read() { handler.on_broadcasts_read(); }
-  } read{handler_};
   for (int burst = 0; burst < 4096; ++burst) {
     try {
       if (!transport::recv_multipart(s.socket, frames, parts.size())) return;

@@ -168,6 +168,7 @@ class Engine {
   void execute(Control& control);
   void on_dealer(Dealer& d);
   void on_sub(Sub& s);
+  void read_broadcasts(Sub& s);  // on_sub's: hands each to the handler
   void on_monitor(Sub& s);
   void on_dealer_monitor(Dealer& d);
   zmq::socket_t open_monitor(zmq::socket_t& socket, int events);
