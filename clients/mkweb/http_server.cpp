@@ -11,6 +11,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <chrono>
 #include <optional>
 
@@ -32,7 +36,14 @@ constexpr auto kIdle = std::chrono::seconds(60);
 class WsSession : public Sink, public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(tcp::socket socket, Gateway& gateway, const ServerOptions& options)
-      : ws_(std::move(socket)), gateway_(gateway), queue_(options.ws_queue), max_message_(options.max_ws_message) {}
+      : ws_(std::move(socket)), gateway_(gateway), queue_(options.ws_queue), max_message_(options.max_ws_message) {
+    // A value goes out the moment it is written: with Nagle's algorithm on,
+    // the kernel held each small message back until the previous one was
+    // acknowledged (a median of 9 ms with two browsers or more). A backlog
+    // is corked instead (write()), so it still leaves in full segments.
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ec);
+  }
 
   void start(http::request<http::string_body> request) {
     // Pings keep a quiet connection (an item that does not change) open; a
@@ -107,6 +118,9 @@ class WsSession : public Sink, public std::enable_shared_from_this<WsSession> {
         if (!text) continue;
         next->text = *text;
       }
+      // More waiting behind this one: cork until the queue drains, so the
+      // messages share segments instead of one segment (and ACK) each.
+      if (!queue_.empty()) cork(true);
       writing_ = true;
       out_ = std::move(next->text);
       ws_.text(true);
@@ -117,6 +131,14 @@ class WsSession : public Sink, public std::enable_shared_from_this<WsSession> {
       });
       return;
     }
+    cork(false);  // drained: what is held back goes now
+  }
+
+  void cork(bool on) {
+    if (corked_ == on) return;
+    corked_ = on;
+    const int value = on ? 1 : 0;
+    ::setsockopt(beast::get_lowest_layer(ws_).socket().native_handle(), IPPROTO_TCP, TCP_CORK, &value, sizeof value);
   }
 
   void end(const char* what, beast::error_code ec) {
@@ -134,6 +156,7 @@ class WsSession : public Sink, public std::enable_shared_from_this<WsSession> {
   beast::flat_buffer in_;
   std::string out_;
   bool writing_ = false;
+  bool corked_ = false;
   bool closed_ = false;
 };
 
