@@ -430,6 +430,7 @@ TEST_CASE("codec: read_error takes only the error member, and checks the rest as
   CHECK(protocol::read_error(R"({"value": {"ref": "r1", "rows": [{"id": 1, "t": "a\u00e9"}]}, "time": 1.5})").is_null());
   CHECK(protocol::read_error("").is_null());
   CHECK(protocol::read_error(R"({})").is_null());
+  CHECK(protocol::read_error(R"({"value": [-Infinity, 1e5, -0.5, 0, 123456789012345678901234567890, NaN]})").is_null());
   CHECK(protocol::read_error(R"({"value": [1, {"error": "inside a value is not the REP's"}]})").is_null());
   CHECK(protocol::read_error(R"({"value": null, "error": {"type": "KeyError", "text": "no"}})") ==
         Json{{"type", "KeyError"}, {"text", "no"}});
@@ -444,6 +445,12 @@ TEST_CASE("codec: read_error takes only the error member, and checks the rest as
       R"({"value": "\x"})",
       R"({"value": tru})",
       R"({"value": 1} x)",
+      R"({"value": -})",
+      R"({"value": 1.})",
+      R"({"value": [1e]})",
+      R"({"value": [2, -x]})",
+      R"({"value": 01})",
+      R"({"value": -Inf})",
   };
   for (const char* text : bad) {
     INFO(text);

@@ -197,8 +197,13 @@ class Parser {
         scratch_.clear();
         parse_string(scratch_);
         return;
+      case '-':
+      case '0': case '1': case '2': case '3': case '4':
+      case '5': case '6': case '7': case '8': case '9':
+        (void)scan_number();
+        return;
       default:
-        (void)parse_value(depth);  // a number or a literal: nothing to build
+        (void)parse_value(depth);  // a literal: nothing to build
     }
   }
 
@@ -295,14 +300,28 @@ class Parser {
     }
   }
 
-  Json parse_number() {
-    const char* start = p_;
-    const bool negative = *p_ == '-';
-    if (negative) {
+  // Where a number's text lies: JSON's grammar, and -Infinity.
+  struct NumberText {
+    const char* start;
+    const char* int_start;
+    const char* int_end;
+    bool negative = false;
+    bool is_float = false;
+    bool minus_infinity = false;
+  };
+
+  // Moves p_ past the number there (check_value stops here: nothing to build).
+  NumberText scan_number() {
+    NumberText n{p_, p_, p_};
+    n.negative = *p_ == '-';
+    if (n.negative) {
       ++p_;
-      if (consume_literal("Infinity")) return Json(-std::numeric_limits<double>::infinity());
+      if (consume_literal("Infinity")) {
+        n.minus_infinity = true;
+        return n;
+      }
     }
-    const char* int_start = p_;
+    n.int_start = p_;
     if (p_ < end_ && *p_ == '0') {
       ++p_;
     } else if (p_ < end_ && *p_ >= '1' && *p_ <= '9') {
@@ -310,21 +329,31 @@ class Parser {
     } else {
       fail("a digit");
     }
-    const char* int_end = p_;
-    bool is_float = false;
+    n.int_end = p_;
     if (p_ < end_ && *p_ == '.') {
-      is_float = true;
+      n.is_float = true;
       ++p_;
       if (p_ == end_ || *p_ < '0' || *p_ > '9') fail("a digit after '.'");
       while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     }
     if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
-      is_float = true;
+      n.is_float = true;
       ++p_;
       if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
       if (p_ == end_ || *p_ < '0' || *p_ > '9') fail("a digit in the exponent");
       while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     }
+    return n;
+  }
+
+  Json parse_number() {
+    const NumberText n = scan_number();
+    if (n.minus_infinity) return Json(-std::numeric_limits<double>::infinity());
+    const char* start = n.start;
+    const char* int_start = n.int_start;
+    const char* int_end = n.int_end;
+    const bool negative = n.negative;
+    const bool is_float = n.is_float;
     if (is_float) {
       double d = 0;
       auto res = std::from_chars(start, p_, d);
