@@ -16,10 +16,15 @@
 // --mkio` against a raw SQLite loop, bench/txn_group.cpp), live (live
 // collections against plain item broadcasts of the same markd,
 // bench/live_group.cpp), reference (with $MKTL_REFERENCE: the Python
-// reference's daemon and client on the same workloads, see run_reference).
+// reference's daemon and client on the same workloads,
+// bench/reference_group.cpp). The table and the targets: bench/report.cpp.
 #include "bench_util.hpp"
 #include "live_group.hpp"
+#include "reference_group.hpp"
+#include "report.hpp"
+#include "results.hpp"
 #include "series.hpp"
+#include "servers.hpp"
 #include "txn_group.hpp"
 
 #include <mktl/mktl.hpp>
@@ -36,10 +41,8 @@
 #include <filesystem>
 #include <functional>
 #include <future>
-#include <iomanip>
 #include <iostream>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -67,75 +70,11 @@ struct Options {
   bool wants(const std::string& group) const { return only.empty() || only.count(group); }
 };
 
+using bench::Results;
 using bench::Series;
 using bench::Unit;
-
-struct Target {
-  std::string what;
-  std::string shown;   // the measured figure as text
-  std::string goal;
-  bool pass = false;
-  bool skipped = false;
-  bool info = false;  // shown for diagnosis, not a target
-};
-
-class Results {
- public:
-  Series& get(const std::string& name, const std::string& what, Unit unit) {
-    auto it = series_.find(name);
-    if (it == series_.end()) {
-      order_.push_back(name);
-      it = series_.emplace(name, Series{name, what, unit, {}, {}}).first;
-    }
-    return it->second;
-  }
-  void add(const std::string& name, const std::string& what, Unit unit, double value) {
-    get(name, what, unit).values.push_back(value);
-  }
-  const Series* find(const std::string& name) const {
-    auto it = series_.find(name);
-    return it == series_.end() || it->second.values.empty() ? nullptr : &it->second;
-  }
-  const std::vector<std::string>& order() const { return order_; }
-  const Series& at(const std::string& name) const { return series_.at(name); }
-
-  // Pairwise ratios a_i / b_i of two interleaved series.
-  std::vector<double> ratios(const std::string& a, const std::string& b) const {
-    std::vector<double> out;
-    auto* sa = find(a);
-    auto* sb = find(b);
-    if (!sa || !sb) return out;
-    for (std::size_t i = 0; i < std::min(sa->values.size(), sb->values.size()); ++i)
-      if (sb->values[i] > 0) out.push_back(sa->values[i] / sb->values[i]);
-    return out;
-  }
-
- private:
-  std::map<std::string, Series> series_;
-  std::vector<std::string> order_;
-};
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
-std::string show(double v, Unit unit) {
-  switch (unit) {
-    case Unit::rate:
-      if (v >= 1e6) return fixed(v / 1e6, 2) + " M/s";
-      if (v >= 1e3) return fixed(v / 1e3, 1) + " k/s";
-      return fixed(v, 0) + " /s";
-    case Unit::bytes_rate: return fixed(v / 1e9, 2) + " GB/s";
-    case Unit::ms: return fixed(v, v < 10 ? 2 : 1) + " ms";
-    case Unit::us: return fixed(v, v < 10 ? 2 : 1) + " µs";
-    case Unit::mb: return fixed(v, 1) + " MB";
-    case Unit::count: return fixed(v, 0);
-    case Unit::number: return fixed(v, 1);
-  }
-  return fixed(v, 2);
-}
+using bench::start_server;
+using bench::write_fill_catalog;
 
 // ---- the raw ZeroMQ client (cppzmq alone) ---------------------------------------
 
@@ -386,404 +325,6 @@ Ports ports_of(const std::string& line) {
   p.pub = std::atoi(bench::field_of(line, "pub").c_str());
   if (p.rep <= 0 || p.pub <= 0) throw std::runtime_error("no ports in '" + line + "'");
   return p;
-}
-
-bench::Child start_server(const std::vector<std::string>& argv, const std::string& prefix, std::string* line_out) {
-  auto child = bench::Child::spawn(argv);
-  auto line = child.wait_for(prefix, 60);
-  if (!line) throw std::runtime_error(argv[0] + " did not become ready");
-  if (line_out) *line_out = *line;
-  return child;
-}
-
-
-// The 10,000-item catalog of the start-up benchmarks, as a catalog file.
-void write_fill_catalog(const std::string& path) {
-  mktl::Json items = mktl::Json::object();
-  char key[32];
-  for (int k = 0; k < 10000; ++k) {
-    std::snprintf(key, sizeof key, "fill%05d", k);
-    items[key] = {{"type", "numeric"}, {"description", "filler item for the start-up benchmark"},
-                  {"units", "V"}, {"initial", k}};
-  }
-  std::ofstream(path) << items.dump();
-}
-
-// ---- the Python reference (MKTL_REFERENCE) ------------------------------------
-//
-// With $MKTL_REFERENCE naming a checkout of the Python reference, the same
-// workloads run against it in the same process layout: a reference daemon
-// (its sbin/mkd with bench/reference_daemon.py) and a reference client
-// process (bench/reference_client.py), both Python. The drivers live next to
-// this file; bench/reference_run.py keeps the reference's discovery on this
-// machine.
-
-constexpr const char* kPython = "/usr/bin/python3";  // with zmq and numpy, as the interop tests need
-
-#ifndef MKTL_BENCH_SOURCE_DIR
-#error "MKTL_BENCH_SOURCE_DIR (the bench/ source directory, for its Python drivers) is not defined"
-#endif
-
-struct ReferenceSeries {
-  const char* name;
-  const char* what;
-  Unit unit;
-};
-
-// What bench/reference_client.py reports ("result series=NAME value=X").
-const ReferenceSeries kReferenceSeries[] = {
-    {"ref_get", "reference GET sequential (protocol.request.send)", Unit::rate},
-    {"ref_get_refresh", "reference Item.get(refresh=True) sequential", Unit::rate},
-    {"ref_set", "reference SET sequential (Item.set, REP awaited)", Unit::rate},
-    {"ref_bcast", "reference broadcasts received (register callback)", Unit::rate},
-    {"ref_publish", "… reference daemon side: Item.publish() calls", Unit::rate},
-    {"ref_bcast_share", "… share of reference broadcasts received (%)", Unit::count},
-};
-
-// Stops a reference daemon and the processes it started: its mkd starts
-// mkpersistd, which otherwise outlives it while it works through the catalog.
-void stop_reference_daemon(bench::Child& daemon) {
-  if (daemon.pid() <= 0) return;
-  std::error_code ec;
-  for (auto& entry : fs::directory_iterator("/proc", ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto paren = stat.rfind(')');  // "pid (comm) state ppid ..."; comm may hold spaces
-    if (paren == std::string::npos) continue;
-    std::istringstream fields(stat.substr(paren + 1));
-    std::string state;
-    pid_t ppid = 0;
-    fields >> state >> ppid;
-    if (ppid == daemon.pid()) ::kill(std::stoi(name), SIGTERM);
-  }
-  daemon.terminate();
-}
-
-// Stops a reference daemon however its scope ends (a failed run throws).
-struct ReferenceDaemonStop {
-  bench::Child& daemon;
-  ~ReferenceDaemonStop() { stop_reference_daemon(daemon); }
-};
-
-void reference_section(const Options& o, Results& R) {
-  const std::string here = MKTL_BENCH_SOURCE_DIR;
-  const std::string run = here + "/reference_run.py";
-  const std::string home = std::getenv("MKTL_HOME");
-  // One $MKTL_HOME per role, as if each ran on its own machine; the client's
-  // is also `mk`'s, so that `mk get` finds the catalog the client cached.
-  const std::string daemon_home = home + "/reference-daemon", client_home = home + "/reference-client",
-                    fill_home = home + "/reference-fill";
-  for (auto& dir : {daemon_home, client_home, fill_home}) fs::create_directories(dir);
-  // Each repetition takes a few seconds in Python: at most 7 of them keep
-  // the whole section near half a minute.
-  const int reps = std::min(o.reps, 7);
-  const double D = o.duration;
-
-  std::string line;
-  auto daemon = start_server({kPython, run, daemon_home, "sbin/mkd", "refbench", "refbench1", "-c",
-                              here + "/reference_items.json", "-m", "reference_daemon", "-s", "BenchDaemon"},
-                             "reference_daemon ready", &line);
-  ReferenceDaemonStop stop_daemon{daemon};
-  const std::string port = bench::field_of(line, "rep");
-
-  {
-    auto client = bench::Child::spawn({kPython, here + "/reference_client.py", client_home, "127.0.0.1", port,
-                                       "refbench", "--reps", std::to_string(reps), "--duration", fixed(D, 3),
-                                       "--count", o.quick ? "500" : "20000"},
-                                      false);
-    for (auto& s : kReferenceSeries) R.get(s.name, s.what, s.unit);  // table order
-    while (true) {
-      auto l = client.read_line(120);
-      if (!l) throw std::runtime_error("bench/reference_client.py stopped before it was done");
-      if (*l == "reference_client done") break;
-      if (l->rfind("result ", 0) != 0) continue;
-      std::string name = bench::field_of(*l, "series");
-      auto* series = std::find_if(std::begin(kReferenceSeries), std::end(kReferenceSeries),
-                                  [&](const ReferenceSeries& s) { return name == s.name; });
-      if (series == std::end(kReferenceSeries)) throw std::runtime_error("unknown reference series in '" + *l + "'");
-      R.add(series->name, series->what, series->unit, std::atof(bench::field_of(*l, "value").c_str()));
-    }
-    client.wait();
-  }
-
-  {
-    // `mk get` as a whole process, through reference_run.py (which runs bin/mk in its own interpreter).
-    auto& s = R.get("ref_mk_get", "reference `mk get refbench.value` (whole process)", Unit::ms);
-    int runs = o.quick ? 2 : 10;
-    for (int i = 0; i < runs + 1; ++i) {
-      auto start = Clock::now();
-      auto child = bench::Child::spawn({kPython, run, client_home, "bin/mk", "get", "refbench.value"});
-      std::string out;
-      while (auto l = child.read_line(30)) out += *l;
-      int status = child.wait();
-      double ms = seconds_since(start) * 1e3;
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out.find("value") == std::string::npos) {
-        s.note = "the reference's mk get failed (exit status " + std::to_string(WEXITSTATUS(status)) + ")";
-        s.values.clear();
-        break;
-      }
-      if (i > 0) s.values.push_back(ms);  // the first run warms the page cache
-    }
-  }
-
-  {
-    // Our client against the reference daemon: how much of the gap is the client.
-    mktl::ClientOptions copts = mktl::ClientOptions::from_env();
-    copts.ack_timeout = 5;
-    mktl::Client client(copts);
-    client.connect("tcp://127.0.0.1:" + port, "refbench");
-    double v = 1e6, sink = 0;
-    auto get = [&] { sink += client.get("refbench.value").value.get<double>(); };
-    auto set = [&] { client.set("refbench.value", mktl::Reading(mktl::Json(v++))); };
-    for (int i = 0; i < 20; ++i) get(), set();
-    auto rate = [&](auto& one, double seconds) {
-      long n = 0;
-      auto start = Clock::now();
-      do {
-        for (int j = 0; j < 8; ++j, ++n) one();
-      } while (seconds_since(start) < seconds);
-      return n / seconds_since(start);
-    };
-    for (int rep = 0; rep < reps; ++rep) {
-      R.add("mktl_on_ref_get", "mktl client → reference daemon, GET sequential", Unit::rate,
-            rate(get, D) + (sink < -1 ? 1 : 0));
-      R.add("mktl_on_ref_set", "mktl client → reference daemon, SET sequential", Unit::rate, rate(set, D));
-    }
-  }
-  stop_reference_daemon(daemon);
-
-  if (!o.quick) {
-    // About ten seconds: once is enough.
-    std::string catalog = fill_home + "/fill10k.json";
-    write_fill_catalog(catalog);
-    auto start = Clock::now();
-    auto d = start_server({kPython, run, fill_home, "sbin/mkd", "refill", "fill", "-c", catalog, "-m",
-                           "reference_daemon", "-s", "BenchDaemon"},
-                          "reference_daemon ready", nullptr);
-    ReferenceDaemonStop stop_fill{d};
-    R.add("ref_ready10k", "reference 10,000 items: mkd start to setup_final()", Unit::ms,
-          seconds_since(start) * 1e3);
-    R.add("ref_rss10k", "reference 10,000 items: RSS when ready", Unit::mb,
-          bench::proc_status(d.pid(), "VmRSS") / 1024.0);
-    R.add("ref_threads10k", "reference 10,000 items: threads", Unit::count, bench::proc_status(d.pid(), "Threads"));
-    stop_reference_daemon(d);
-  }
-}
-
-void run_reference(const Options& o, Results& R) {
-  auto log = [](const std::string& what) { std::cerr << "mktl_bench: " << what << std::endl; };
-  const char* reference = std::getenv("MKTL_REFERENCE");
-  if (!reference || !*reference) {
-    log("MKTL_REFERENCE is not set: the comparison with the Python reference is skipped");
-    return;
-  }
-  log(std::string("the Python reference in ") + reference);
-  auto start = Clock::now();
-  std::string problem;
-  if (!executable(kPython)) problem = std::string(kPython) + " not found";
-  else if (!fs::exists(fs::path(reference) / "sbin" / "mkd")) problem = std::string(reference) + "/sbin/mkd not found";
-  if (problem.empty()) {
-    try {
-      reference_section(o, R);
-    } catch (const std::exception& e) {
-      problem = e.what();
-    }
-  }
-  if (!problem.empty()) {
-    log("reference comparison failed: " + problem);
-    R.get("reference", "Python reference (MKTL_REFERENCE)", Unit::count).note = problem;
-  }
-  log("the Python reference took " + fixed(seconds_since(start), 1) + " s");
-}
-
-// ---- report --------------------------------------------------------------------
-
-// Columns `text` takes on a terminal: UTF-8 characters, not bytes.
-std::size_t columns(const std::string& text) {
-  std::size_t n = 0;
-  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-// `text` padded to `width` columns, with at least two spaces after it.
-std::string pad(const std::string& text, std::size_t width) {
-  std::size_t n = columns(text);
-  return text + std::string(n + 2 > width ? 2 : width - n, ' ');
-}
-
-void report(const Results& results, const std::vector<Target>& targets, const Options& options) {
-  std::ostringstream md;
-  std::size_t name_width = 0, target_width = 0;
-  for (auto& name : results.order()) name_width = std::max(name_width, columns(results.at(name).what) + 2);
-  for (auto& t : targets) target_width = std::max(target_width, columns(t.what) + 2);
-  std::cout << "\n" << pad("benchmark", name_width) << pad("median", 14) << "min - max\n";
-  md << "| benchmark | median | min – max | runs |\n|---|---:|---:|---:|\n";
-  for (auto& name : results.order()) {
-    auto& s = results.at(name);
-    if (s.values.empty()) {
-      std::cout << pad(s.what, name_width) << "skipped: " << s.note << "\n";
-      md << "| " << s.what << " | skipped | " << s.note << " | 0 |\n";
-      continue;
-    }
-    std::string med = show(bench::median(s.values), s.unit);
-    std::string range = show(bench::min_of(s.values), s.unit) + " - " + show(bench::max_of(s.values), s.unit);
-    std::cout << pad(s.what, name_width) << pad(med, 14) << range << "\n";
-    md << "| " << s.what << " | " << med << " | " << show(bench::min_of(s.values), s.unit) << " – "
-       << show(bench::max_of(s.values), s.unit) << " | " << s.values.size() << " |\n";
-  }
-  std::cout << "\n" << pad("target", target_width) << pad("measured", 28) << pad("goal", 12) << "\n";
-  md << "\n| target | measured (median, min – max) | goal | result |\n|---|---:|---:|---|\n";
-  int missed = 0;
-  for (auto& t : targets) {
-    std::string verdict = t.info ? "info" : t.skipped ? "SKIP" : t.pass ? "PASS" : "MISS";
-    if (!t.info && !t.skipped && !t.pass) ++missed;
-    std::cout << pad(t.what, target_width) << pad(t.shown, 28) << pad(t.goal, 12) << verdict << "\n";
-    md << "| " << t.what << " | " << t.shown << " | " << t.goal << " | " << verdict << " |\n";
-  }
-  std::cout << "\n" << missed << " target(s) missed\n";
-  if (!options.markdown.empty()) {
-    std::ofstream out(options.markdown);
-    out << "Repetitions per benchmark: " << options.reps << " (" << options.duration
-        << " s per timed run, baseline and mktl interleaved).\n\n"
-        << md.str();
-  }
-}
-
-// Ratios to the Python reference, for information only. The two sides are
-// not interleaved (the reference runs after every mktl benchmark), so these
-// are ratios of medians, not medians of pairwise ratios. Absent without
-// MKTL_REFERENCE.
-void add_reference_targets(const Results& r, std::vector<Target>& targets) {
-  bool any = std::any_of(std::begin(kReferenceSeries), std::end(kReferenceSeries),
-                         [&](const ReferenceSeries& s) { return r.find(s.name) != nullptr; });
-  if (!any && !r.find("ref_mk_get") && !r.find("ref_ready10k")) return;
-  auto ratio = [&](const std::string& what, const std::string& a, const std::string& b) {
-    Target t;
-    t.what = what;
-    t.goal = "—";
-    t.info = true;
-    auto* sa = r.find(a);
-    auto* sb = r.find(b);
-    if (!sa || !sb) {
-      t.shown = "n/a";
-    } else {
-      double ma = bench::median(sa->values), mb = bench::median(sb->values);
-      double m = mb > 0 ? ma / mb : 0;
-      t.shown = fixed(m, m < 10 ? 2 : 1) + "× (" + show(ma, sa->unit) + " vs " + show(mb, sb->unit) + ")";
-    }
-    targets.push_back(t);
-  };
-  ratio("(info) mktl GET / reference GET, sequential", "mktl_get", "ref_get");
-  ratio("(info) mktl SET / reference SET, sequential", "mktl_set", "ref_set");
-  ratio("(info) mktl / reference broadcasts received", "mktl_bcast", "ref_bcast");
-  ratio("(info) reference / mktl `mk get` time", "ref_mk_get", "mk_get");
-  ratio("(info) reference / mktl 10,000-item start to ready", "ref_ready10k", "ready10k");
-  ratio("(info) reference / mktl 10,000-item RSS", "ref_rss10k", "rss10k");
-  ratio("(info) reference daemon, mktl / reference client: GET", "mktl_on_ref_get", "ref_get");
-  ratio("(info) reference daemon, mktl / reference client: SET", "mktl_on_ref_set", "ref_set");
-}
-
-std::vector<Target> evaluate(const Results& r) {
-  std::vector<Target> targets;
-  auto ratio_target = [&](const std::string& what, const std::string& a, const std::string& b, double goal) {
-    Target t;
-    t.what = what;
-    t.goal = goal > 0 ? "≥ " + fixed(goal, 2) + "×" : "—";
-    auto v = r.ratios(a, b);
-    if (v.empty()) {
-      t.skipped = true;
-      t.shown = "n/a";
-    } else {
-      double m = bench::median(v);
-      // A median that rounds to the goal is shown with a third digit, so that
-      // "0.60x MISS" cannot appear.
-      int digits = goal > 0 && std::abs(m - goal) < 0.005 ? 3 : 2;
-      t.shown = fixed(m, digits) + "× (" + fixed(bench::min_of(v), 2) + " – " + fixed(bench::max_of(v), 2) + ")";
-      t.pass = m >= goal;
-    }
-    targets.push_back(t);
-  };
-  auto abs_target = [&](const std::string& what, const std::string& name, double goal, bool at_least,
-                        const std::string& goal_text) {
-    Target t;
-    t.what = what;
-    t.goal = goal_text;
-    auto* s = r.find(name);
-    if (!s) {
-      t.skipped = true;
-      t.shown = "n/a";
-    } else {
-      double m = bench::median(s->values);
-      t.shown = show(m, s->unit);
-      if (s->values.size() > 1) t.shown += " (" + show(bench::min_of(s->values), s->unit) + " – " + show(bench::max_of(s->values), s->unit) + ")";
-      t.pass = at_least ? m >= goal : m < goal;
-    }
-    targets.push_back(t);
-  };
-  ratio_target("GET sequential / raw round trip with JSON", "mktl_get", "raw_rt_json", 0.9);
-  ratio_target("SET sequential / raw round trip with JSON", "mktl_set", "raw_rt_json", 0.85);
-  ratio_target("GET 64 in flight / raw 64 in flight", "mktl_get64", "raw_inflight", 0.6);
-  ratio_target("broadcasts received / raw PUB->SUB", "mktl_bcast", "raw_pubsub", 0.5);
-  ratio_target("transactions, 64 in flight / raw SQLite loop, same batches", "mktl_txn64", "raw_txn64", 0.5);
-  // A ratio shown for diagnosis, with no goal.
-  auto info_ratio = [&](const std::string& what, const std::string& a, const std::string& b) {
-    ratio_target(what, a, b, 0);
-    targets.back().info = true;
-  };
-  // Diagnosis: where the sequential GET gap lies (daemon side or client side).
-  info_ratio("(info) mktl daemon, raw client / raw server, JSON + ACK", "raw_to_daemon_get", "raw_rt_json_ack");
-  info_ratio("(info) mktl GET / raw client on the same mktl daemon", "mktl_get", "raw_to_daemon_get");
-  info_ratio("(info) mktl daemon SET, raw client / raw server, JSON + ACK", "raw_to_daemon_set", "raw_rt_json_ack");
-  info_ratio("(info) mktl SET / raw client on the same mktl daemon", "mktl_set", "raw_to_daemon_set");
-  // The protocol's ACK makes three messages of each request where the raw
-  // baseline has two: this row shows what that alone costs.
-  info_ratio("(info) raw 64 in flight with ACK / without", "raw_inflight_ack", "raw_inflight");
-  info_ratio("(info) mktl GET 64 in flight / raw 64 in flight with ACK", "mktl_get64", "raw_inflight_ack");
-  info_ratio("(info) mktl daemon, raw client / raw server with ACK, 64 in flight", "raw_to_daemon_inflight",
-             "raw_inflight_ack");
-  info_ratio("(info) mktl GET / raw client on the same mktl daemon, 64 in flight", "mktl_get64",
-             "raw_to_daemon_inflight");
-  info_ratio("(info) transactions, 1 in flight / raw SQLite loop, 1 per COMMIT", "mktl_txn1", "raw_txn1");
-  // Live collections (bench/live_group.cpp): SETs at 64 in flight on one markd.
-  ratio_target("live: stream changes received / plain item broadcasts", "live_stream", "live_plain", 0.5);
-  info_ratio("(info) live: stream through CollectionView / plain item broadcasts", "live_view", "live_plain");
-  info_ratio("(info) live: keyed through CollectionView / plain item broadcasts", "live_keyed", "live_plain");
-  info_ratio("(info) live: stream, 16 rows per transaction / plain item broadcasts", "live_stream16", "live_plain");
-  info_ratio("(info) live: stream changes received / transactions answered", "live_stream", "live_stream_set");
-  info_ratio("(info) live: transactions / plain SETs answered", "live_stream_set", "live_plain_set");
-  if (r.find("live_stream") && r.find("mktl_bcast")) {
-    // Not interleaved (group bcast runs first): a ratio of medians.
-    double a = bench::median(r.find("live_stream")->values), b = bench::median(r.find("mktl_bcast")->values);
-    targets.push_back(Target{"(info) live: stream changes / Item::publish broadcasts (group bcast)",
-                             fixed(b > 0 ? a / b : 0, 2) + "× (" + show(a, Unit::rate) + " vs " + show(b, Unit::rate) + ")",
-                             "—", false, false, true});
-  }
-  abs_target("bulk GET of 8 MiB", "mktl_bulk_get", 1e9, true, "≥ 1 GB/s");
-  abs_target("bulk PUB of 8 MiB", "mktl_bulk_pub", 1e9, true, "≥ 1 GB/s");
-  abs_target("`mk get` of one key, whole process", "mk_get", 10, false, "< 10 ms");
-  abs_target("10,000-item daemon: construction to ready", "ready10k_inproc", 500, false, "< 500 ms");
-  abs_target("10,000-item daemon: process start to ready", "ready10k", 500, false, "< 500 ms");
-  abs_target("10,000-item daemon: RSS", "rss10k", 50, false, "< 50 MB");
-  {
-    Target t;
-    t.what = "10,000-item daemon: threads (same as 7 items, ≤ 16)";
-    t.goal = "constant";
-    auto* big = r.find("threads10k");
-    auto* small = r.find("threads_small");
-    if (!big || !small) {
-      t.skipped = true;
-      t.shown = "n/a";
-    } else {
-      double b = bench::max_of(big->values), s = bench::max_of(small->values);
-      t.shown = fixed(b, 0) + " (vs " + fixed(s, 0) + ")";
-      t.pass = b == s && b <= 16;
-    }
-    targets.push_back(t);
-  }
-  add_reference_targets(r, targets);
-  return targets;
 }
 
 // ---- main ---------------------------------------------------------------------
@@ -1192,7 +733,7 @@ void run_startup(const Options& o, Results& R) {
 }
 
 // The rows of a group that lives in files of its own (bench::live,
-// bench::txn), in its order.
+// bench::reference, bench::txn), in its order.
 void add_rows(Results& R, const std::vector<Series>& rows) {
   for (auto& s : rows) {
     auto& series = R.get(s.name, s.what, s.unit);
@@ -1237,7 +778,7 @@ void run_all(const Options& o, Results& R) {
     say("live collections");
     add_rows(R, bench::live::run({o.reps, o.duration, o.quick, o.markd}));
   }
-  if (o.wants("reference")) run_reference(o, R);
+  if (o.wants("reference")) add_rows(R, bench::reference::run({o.reps, o.duration, o.quick}));
 }
 
 }  // namespace
@@ -1262,7 +803,7 @@ int main(int argc, char** argv) {
     }
     std::error_code ec;
     fs::remove_all(home, ec);
-    report(results, evaluate(results), options);
+    bench::report(results, bench::evaluate(results), options.markdown, options.reps, options.duration);
     return status;
   } catch (const std::exception& e) {
     std::cerr << "mktl_bench: " << e.what() << std::endl;
