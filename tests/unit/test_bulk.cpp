@@ -49,6 +49,15 @@ struct BulkFixture {
 
 }  // namespace
 
+TEST_CASE("a bulk's element count is -1 for a shape with no count", "[bulk]") {
+  CHECK(Bulk::from_bytes("", {2, 3}, "uint8").element_count() == 6);
+  CHECK(Bulk::from_bytes("", {}, "uint8").element_count() == 1);
+  CHECK(Bulk::from_bytes("", {4, 0, -1}, "uint8").element_count() == -1);
+  CHECK(Bulk::from_bytes("", {1ll << 62, 1ll << 62, 0}, "uint8").element_count() == 0);
+  CHECK(Bulk::from_bytes("", {1ll << 32, 1ll << 32}, "uint8").element_count() == -1);
+  CHECK(Bulk::from_bytes("", {424, 4244444444444444444}, "uint8").element_count() == -1);
+}
+
 TEST_CASE_METHOD(BulkFixture, "bulk round trips for every dtype", "[bulk]") {
   round_trip(ramp<std::uint8_t>(10));
   round_trip(ramp<std::int8_t>(10));
@@ -100,6 +109,15 @@ TEST_CASE_METHOD(BulkFixture, "bulk SETs with a wrong size or dtype are refused"
     CHECK(e.type() == "TypeError");
     CHECK_THAT(e.what(), Catch::Contains("uint9"));
   }
+  // A shape whose product overflows 64 bits (found by fuzz_daemon_request)
+  // is refused, not multiplied out.
+  CHECK_THROWS_WITH(client->set("cam.frame", mktl::Reading(Bulk::from_bytes(bytes, {424, 4244444444444444444}, "uint16"))),
+                    Catch::Contains("describe more than 2**64 bytes"));
+  CHECK_THROWS_WITH(client->set("cam.frame", mktl::Reading(Bulk::from_bytes(bytes, {1ll << 62, 2}, "uint16"))),
+                    Catch::Contains("describe more than 2**64 bytes"));
+  // A zero dimension makes the product zero, whatever the others.
+  CHECK_THROWS_WITH(client->set("cam.frame", mktl::Reading(Bulk::from_bytes(bytes, {1ll << 62, 1ll << 62, 0}, "uint16"))),
+                    Catch::Contains("need 0"));
   // A bulk frame sent to a plain item is refused too; the daemon goes on.
   CHECK_THROWS_AS(client->set("cam.temp", mktl::Reading(ramp<std::uint8_t>(4))), mktl::Error);
   client->set("cam.temp", Json(3));

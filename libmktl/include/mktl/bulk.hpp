@@ -67,10 +67,17 @@ class Bulk {
   std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
   std::size_t size() const noexcept { return size_; }
   const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
-  // Number of elements the shape describes.
+  // Number of elements the shape describes; -1 when a dimension is negative
+  // or the product does not fit in 64 bits (a shape from a peer is its text:
+  // nothing guarantees it describes the bytes).
   std::int64_t element_count() const noexcept {
     std::int64_t n = 1;
-    for (auto d : shape_) n *= d;
+    for (auto d : shape_)
+      if (d < 0) return -1;
+    for (auto d : shape_)
+      if (d == 0) return 0;
+    for (auto d : shape_)
+      if (__builtin_mul_overflow(n, d, &n)) return -1;
     return n;
   }
   // Typed view; throws mktl::TypeError when T does not match dtype().

@@ -37,9 +37,15 @@ void check_bulk(const Bulk& b) {
   if (unit == 0) throw TypeError("unknown dtype " + python::repr(b.dtype()));
   for (auto d : b.shape())
     if (d < 0) throw ValueError("negative dimension in bulk shape");
-  if (static_cast<std::uint64_t>(b.element_count()) * unit != b.size())
+  // The shape comes from the peer: its product may not fit in 64 bits.
+  const std::int64_t count = b.element_count();
+  std::uint64_t need = 0;
+  if (count < 0 || __builtin_mul_overflow(static_cast<std::uint64_t>(count), unit, &need))
+    throw ValueError("bulk data has " + std::to_string(b.size()) + " bytes, but shape " +
+                     python::str(Json(b.shape())) + " and dtype " + b.dtype() + " describe more than 2**64 bytes");
+  if (need != b.size())
     throw ValueError("bulk data has " + std::to_string(b.size()) + " bytes, but shape and dtype " + b.dtype() +
-                     " need " + std::to_string(static_cast<std::uint64_t>(b.element_count()) * unit));
+                     " need " + std::to_string(need));
 }
 
 }  // namespace
