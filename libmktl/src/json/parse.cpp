@@ -349,27 +349,22 @@ class Parser {
   Json parse_number() {
     const NumberText n = scan_number();
     if (n.minus_infinity) return Json(-std::numeric_limits<double>::infinity());
-    const char* start = n.start;
-    const char* int_start = n.int_start;
-    const char* int_end = n.int_end;
-    const bool negative = n.negative;
-    const bool is_float = n.is_float;
-    if (is_float) {
+    if (n.is_float) {
       double d = 0;
-      auto res = std::from_chars(start, p_, d);
+      auto res = std::from_chars(n.start, p_, d);
       if (res.ec == std::errc::result_out_of_range) {
         // from_chars leaves d alone; strtod gives +-inf or the underflowed value, as Python does.
-        std::string copy(start, p_);
+        std::string copy(n.start, p_);
         d = std::strtod(copy.c_str(), nullptr);
       }
       return Json(d);
     }
-    const std::size_t ndigits = static_cast<std::size_t>(int_end - int_start);
+    const std::size_t ndigits = static_cast<std::size_t>(n.int_end - n.int_start);
     if (ndigits <= 20) {
       std::uint64_t u = 0;
-      auto res = std::from_chars(int_start, int_end, u);
+      auto res = std::from_chars(n.int_start, n.int_end, u);
       if (res.ec == std::errc()) {
-        if (!negative) {
+        if (!n.negative) {
           if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
             return Json(static_cast<std::int64_t>(u));
           return Json(u);
@@ -381,7 +376,7 @@ class Parser {
       }
     }
     // Too wide for any native integer: keep the exact digits (already canonical).
-    Json::binary_t::container_type bytes(start, p_);
+    Json::binary_t::container_type bytes(n.start, p_);
     return Json::binary(std::move(bytes), detail::kBigintSubtype);
   }
 
