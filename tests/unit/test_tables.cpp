@@ -267,7 +267,8 @@ TEST_CASE("one-op transactions of one batch are isolated too (they run without a
   CHECK(failed == n / 3);
   CHECK(f.query("SELECT COUNT(*) FROM notes") == Json::array({Json::array({ok})}));
   // Each committed one has its log entry, the failed ones none.
-  CHECK(f.query("SELECT COUNT(*) FROM _mktl_log WHERE item = 'note'") == Json::array({Json::array({ok})}));
+  CHECK(f.query("SELECT SUM(json_array_length(entries)) FROM _mktl_txn_log WHERE item = 'note'") ==
+        Json::array({Json::array({ok})}));
 }
 
 TEST_CASE("each committed transaction is broadcast on the record item's topic", "[tables]") {
@@ -314,6 +315,65 @@ TEST_CASE("GET with a ref tells whether it committed, also after a restart, and 
   CHECK(f.get("orders_new", {{"ref", "client-ref-1"}}).at("value").at("rows").at(0).at("symbol") == "R");
   // The last transaction is the item's value after the restart too.
   CHECK(f.get("note").at("value").at("ref") == generated);
+}
+
+TEST_CASE("the transaction log keeps change_log_size results per record item, also across a restart", "[tables]") {
+  Fixture f;
+  f.config["services"]["note"]["change_log_size"] = 3;
+  f.start();
+  std::vector<std::string> refs;
+  for (int i = 0; i < 8; ++i) {
+    Json rep = f.set("note", {{"text", "n" + std::to_string(i)}}, "r" + std::to_string(i));
+    REQUIRE(error_type(rep).empty());
+    refs.push_back(rep.at("ref").get<std::string>());
+  }
+  auto status = [&](int i) { return f.get("note", {{"ref", refs[static_cast<std::size_t>(i)]}}).at("value").at("status"); };
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 5; ++i) CHECK(status(i) == "unknown");
+    for (int i = 5; i < 8; ++i) {
+      CHECK(status(i) == "committed");
+      CHECK(f.get("note", {{"ref", refs[static_cast<std::size_t>(i)]}}).at("value").at("rows").at(0).at("text") ==
+            "n" + std::to_string(i));
+    }
+    // A kept ref is still answered from the log, not run again.
+    Json again = f.set("note", {{"text", "n7"}}, "r7");
+    CHECK(again.at("value").value("duplicate", false));
+    // Rows that hold only forgotten results are pruned from time to time
+    // (each time the window has filled again): at most twice the window stays.
+    CHECK(f.query("SELECT MIN(seq) > 1 AND COUNT(*) <= 6 FROM _mktl_txn_log WHERE item = 'note'") == Json::parse("[[1]]"));
+    f.restart();
+  }
+  // The seq goes on from the log after a restart.
+  CHECK(f.set("note", {{"text", "n8"}}).at("seq") == 9);
+}
+
+TEST_CASE("the transaction log of an older version (one row per transaction) is converted at open", "[tables]") {
+  Fixture f;
+  f.start();
+  REQUIRE(error_type(f.set("note", {{"text", "first"}})).empty());
+  f.dealer.reset();
+  f.daemon.reset();
+  // The older layout, with two transactions of `note`.
+  auto path = f.home.str() + "/daemon/collections/book/book1.sqlite3";
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "DROP TABLE _mktl_txn_log;"
+                       "CREATE TABLE _mktl_log (seq INTEGER PRIMARY KEY, ref TEXT NOT NULL, item TEXT NOT NULL, "
+                       "time REAL NOT NULL, result TEXT NOT NULL, UNIQUE (item, ref));"
+                       "INSERT INTO _mktl_log VALUES (4, 'old-a', 'note', 1.5e9, '{\"rows\":[{\"id\":1,\"text\":\"first\"}]}');"
+                       "INSERT INTO _mktl_log VALUES (7, 'old-b', 'note', 1.6e9, '{\"rows\":[null]}');",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  f.start();
+  Json a = f.get("note", {{"ref", "old-a"}}).at("value");
+  CHECK(a.at("status") == "committed");
+  CHECK(a.at("seq") == 4);
+  CHECK(a.at("rows") == Json::parse(R"([{"id": 1, "text": "first"}])"));
+  CHECK(f.get("note", {{"ref", "old-b"}}).at("value").at("rows") == Json::parse("[null]"));
+  CHECK(f.set("note", {{"text", "x"}}, "old-a").at("value").value("duplicate", false));
+  CHECK(f.set("note", {{"text", "second"}}).at("seq") == 8);
+  CHECK(f.query("SELECT COUNT(*) FROM sqlite_master WHERE name = '_mktl_log'") == Json::parse("[[0]]"));
 }
 
 namespace {

@@ -514,45 +514,54 @@ class Tables::Impl {
       // leaves nothing behind (SQLite undoes it), and should its log entry
       // fail after it, the whole batch is rolled back (below).
       const bool savepoint = job.set->ops.size() > 1;
-      bool unclean = false;
       try {
         if (savepoint && !step_done(savepoint_.get())) throw_db("savepoint");
         try {
-          run(job, time, with_changes, unclean);
+          run(job, with_changes);
           if (savepoint && !step_done(release_.get())) throw_db("release");
         } catch (...) {
           if (savepoint && !sqlite3_get_autocommit(db)) {
             step_done(rollback_to_.get());
             step_done(release_.get());
-            unclean = false;
           }
           throw;
+        }
+        if (!job.result.duplicate) {
+          job.result.time = time;
+          job.result.seq = txn_log_->add(job.result.ref, job.set->item, job.result.rows, time, !job.ref.empty());
         }
       } catch (...) {
         job.error = std::current_exception();
         // Some errors (disk full, I/O) end the whole transaction.
-        if (unclean || sqlite3_get_autocommit(db)) fatal = job.error;
+        if (sqlite3_get_autocommit(db)) fatal = job.error;
+      }
+    }
+    if (!fatal) {
+      try {
+        txn_log_->write();
+      } catch (...) {
+        fatal = std::current_exception();
       }
     }
     if (fatal) {
       if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
+      txn_log_->rolled_back();
       for (auto& job : batch) job.error = fatal;
       failed_ += batch.size();
       return;
     }
-    if (++since_prune_ >= 1024) {
-      since_prune_ = 0;
-      txn_log_->prune();
-    }
+    txn_log_->prune_when_due();
     if (!step_done(commit_.get())) {
       auto error = std::make_exception_ptr(
           RuntimeError("tables database " + options_.path + ": commit failed, transaction not applied: " + errmsg(db)));
       if (!sqlite3_get_autocommit(db)) sql::exec(db, "ROLLBACK");
+      txn_log_->rolled_back();
       for (auto& job : batch) job.error = error;
       failed_ += batch.size();
       tables_log().error("commit of {} transaction(s) failed: {}", batch.size(), errmsg(db));
       return;
     }
+    txn_log_->committed();
     commits_.fetch_add(1);
     for (auto& job : batch) (job.error ? failed_ : transactions_).fetch_add(1);
   }
@@ -678,29 +687,22 @@ class Tables::Impl {
     return plan.statements.emplace(written, std::move(p)).first->second;
   }
 
-  // `unclean` is set while the transaction's changes stand without their log
-  // entry (a failure then can only be undone with the whole batch, unless
-  // the caller holds a SAVEPOINT).
-  void run(Job& job, double time, bool with_changes, bool& unclean) {
+  // Runs the ops of one transaction (or finds the result of its ref, which
+  // committed before); its result rows go to job.result.rows as JSON text.
+  void run(Job& job, bool with_changes) {
     const OpSet& set = *job.set;
     Committed& result = job.result;
     if (!job.ref.empty() && txn_log_->find(job.ref, set.item, result)) return;
     result.ref = job.ref.empty() ? refs_.next() : job.ref;
-    result.time = time;
-    // The log entry {"rows": [...]}; its inner array is the result's rows.
-    std::string& text = log_text_;
-    text.assign("{\"rows\":[");
+    std::string& text = result.rows;
+    text.assign("[");
     auto& plans = plan_of(set);
     first_rows_.assign(set.ops.size(), Json());
     for (std::size_t i = 0; i < set.ops.size(); ++i) {
       if (i) text.push_back(',');
       run_op(set, i, plans, job.data, result, text, with_changes);
     }
-    text.append("]}");
-    unclean = true;
-    result.seq = txn_log_->record(result.ref, set.item, time, text);
-    unclean = false;
-    result.rows.assign(text, 8, text.size() - 9);  // without {"rows": and }
+    text.push_back(']');
   }
 
   // Runs op `index` of `set`, appending its RETURNING row(s) to `text` as
@@ -802,12 +804,11 @@ class Tables::Impl {
   // The writer's: op plans by op set, and scratch space reused by every transaction.
   std::unordered_map<const OpSet*, std::vector<OpPlan>> plans_;
   std::vector<const Json*> values_;
-  std::string written_, log_text_;
+  std::string written_;
   std::vector<Json> first_rows_;  // per op of the running transaction, when a later op binds to it
   std::unordered_map<std::string, Stmt> selects_;     // select(), by text, on reader_ under reader_mu_
   std::vector<SchemaChange> applied_;
   RefClock refs_;
-  int since_prune_ = 0;
 
   std::mutex mu_;
   std::condition_variable work_;

@@ -1,119 +1,283 @@
 #include "persist/txn_log.hpp"
 
+#include "json/detail.hpp"
 #include "persist/tables_common.hpp"
 
 #include <mktl/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 namespace mktl::persist {
 
 namespace {
 
-// The rows of a transaction log entry (column i holds {"rows": ROWS}), as JSON text.
-std::string logged_rows(sqlite3_stmt* stmt, int i) {
-  auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, i));
-  return json::dump(json::parse(text ? text : "{}").value("rows", Json()));
+void append_int(std::string& out, std::int64_t value) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
+}
+
+void bind_text(sqlite3_stmt* stmt, int index, std::string_view text) {
+  sqlite3_bind_text64(stmt, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
 }
 
 }  // namespace
 
 bool TxnLog::create(sqlite3* db) {
-  return sql::exec(db,
-                   "CREATE TABLE IF NOT EXISTS _mktl_log (seq INTEGER PRIMARY KEY, ref TEXT NOT NULL, "
-                   "item TEXT NOT NULL, time REAL NOT NULL, result TEXT NOT NULL, UNIQUE (item, ref))") &&
-         sql::exec(db, "CREATE INDEX IF NOT EXISTS _mktl_log_item ON _mktl_log (item, seq)");
+  if (!sql::exec(db,
+                 "CREATE TABLE IF NOT EXISTS _mktl_txn_log (seq INTEGER PRIMARY KEY, last INTEGER NOT NULL, "
+                 "item TEXT NOT NULL, time REAL NOT NULL, entries TEXT NOT NULL)") ||
+      !sql::exec(db, "CREATE INDEX IF NOT EXISTS _mktl_txn_log_item ON _mktl_txn_log (item, seq)"))
+    return false;
+  // An older version's log, one row per transaction (seq, ref, item, time,
+  // result {"rows": ...}): each row becomes a row of one entry. On failure
+  // the caller closes the connection, which rolls the conversion back.
+  std::string older;
+  if (!sql::query_text(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_mktl_log'", older))
+    return false;
+  if (older.empty()) return true;
+  std::string count;
+  if (!sql::query_text(db, "SELECT COUNT(*) FROM _mktl_log", count) || !sql::exec(db, "SAVEPOINT convert_log") ||
+      !sql::exec(db,
+                 "INSERT INTO _mktl_txn_log (seq, last, item, time, entries) SELECT seq, seq, item, time, "
+                 "json_array(json_array(seq, ref, json(json_extract(result, '$.rows')))) FROM _mktl_log") ||
+      !sql::exec(db, "DROP TABLE _mktl_log") || !sql::exec(db, "RELEASE convert_log"))
+    return false;
+  tables_log().info("converted the transaction log of an older version ({} entries) to _mktl_txn_log", count);
+  return true;
 }
 
 TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& config, std::string path)
     : writer_(writer), reader_(reader), path_(std::move(path)) {
-  insert_ = must_prepare(writer_, "INSERT INTO _mktl_log(ref, item, time, result) VALUES (?1, ?2, ?3, ?4)", path_);
-  find_ = must_prepare(writer_, "SELECT seq, time, result FROM _mktl_log WHERE item = ?2 AND ref = ?1", path_);
-  prune_ = must_prepare(writer_,
-                        "DELETE FROM _mktl_log WHERE item = ?1 AND seq <= (SELECT seq FROM _mktl_log WHERE item = ?1 "
-                        "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                        path_);
-  by_ref_ = must_prepare(reader_, "SELECT seq, time, result, ref FROM _mktl_log WHERE ref = ?1 AND (?2 IS NULL OR item = ?2)",
+  insert_ = must_prepare(writer_, "INSERT INTO _mktl_txn_log (seq, last, item, time, entries) VALUES (?1, ?2, ?3, ?4, ?5)",
                          path_);
-  last_of_ = must_prepare(reader_, "SELECT seq, time, result, ref FROM _mktl_log WHERE item = ?1 ORDER BY seq DESC LIMIT 1",
-                          path_);
+  // The row holding transaction ?2 of item ?1: the item's last row starting at or before it.
+  const char* group = "SELECT time, entries FROM _mktl_txn_log WHERE item = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1";
+  group_w_ = must_prepare(writer_, group, path_);
+  group_r_ = must_prepare(reader_, group, path_);
+  prune_ = must_prepare(writer_, "DELETE FROM _mktl_txn_log WHERE item = ?1 AND seq < ?2 AND last < ?2", path_);
   for (auto& service : config.transactions)
-    for (auto& set : service.op_sets) keep_[set.item] = service.change_log_size;
+    for (auto& set : service.op_sets) {
+      kept_[set.item].keep = static_cast<std::size_t>(std::max(service.change_log_size, 1));
+      smallest_keep_ = std::min(smallest_keep_, kept_[set.item].keep);
+    }
+
+  // The kept refs, oldest first, and the next seq.
+  sql::Stmt rows = must_prepare(writer_, "SELECT item, entries, last FROM _mktl_txn_log ORDER BY seq", path_);
+  int rc;
+  while ((rc = sqlite3_step(rows.get())) == SQLITE_ROW) {
+    next_seq_ = std::max<std::int64_t>(next_seq_, sqlite3_column_int64(rows.get(), 2) + 1);
+    auto item = reinterpret_cast<const char*>(sqlite3_column_text(rows.get(), 0));
+    auto it = kept_.find(item ? item : "");
+    if (it == kept_.end()) continue;  // an item no longer configured: its rows stay, unread
+    auto text = reinterpret_cast<const char*>(sqlite3_column_text(rows.get(), 1));
+    try {
+      for (auto& entry : json::parse(text ? text : "")) it->second.push(entry.at(1).get<std::string>(), entry.at(0).get<std::int64_t>());
+    } catch (const std::exception& e) {
+      tables_log().warn("tables database {}: a transaction log row of {} is not readable ({}); its refs are forgotten",
+                        path_, it->first, e.what());
+    }
+  }
+  if (rc != SQLITE_DONE) fail_open(path_, "cannot read the transaction log: " + sql::errmsg(writer_));
+  batch_first_seq_ = next_seq_;
+}
+
+void TxnLog::Kept::push(std::string ref, std::int64_t seq) {
+  auto [it, fresh] = seq_of.insert_or_assign(ref, seq);
+  if (fresh) order.push_back(std::move(ref));
+  while (order.size() > keep) {
+    seq_of.erase(order.front());
+    order.pop_front();
+  }
+}
+
+std::optional<std::int64_t> TxnLog::kept_seq(const std::string& ref, const std::string& item) {
+  std::lock_guard lock(kept_mu_);
+  auto it = kept_.find(item);
+  if (it == kept_.end()) return std::nullopt;
+  auto found = it->second.seq_of.find(ref);
+  if (found == it->second.seq_of.end()) return std::nullopt;
+  return found->second;
+}
+
+// Transaction `seq` of `item` (kLast: its last one), read with `stmt` (a group statement) on `db`.
+std::optional<Committed> TxnLog::read_entry(sqlite3* db, sqlite3_stmt* stmt, const std::string& item, std::int64_t seq) {
+  sqlite3_reset(stmt);
+  bind_text(stmt, 1, item);
+  sqlite3_bind_int64(stmt, 2, seq);
+  int rc = sqlite3_step(stmt);
+  std::optional<Committed> out;
+  if (rc == SQLITE_ROW) {
+    double time = sqlite3_column_double(stmt, 0);
+    auto text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 1));
+    try {
+      Json entries = json::parse(text ? text : "");
+      if (seq == kLast && entries.is_array() && !entries.empty()) seq = entries.back().at(0).get<std::int64_t>();
+      for (auto& entry : entries) {
+        if (entry.at(0).get<std::int64_t>() != seq) continue;
+        Committed c;
+        c.seq = seq;
+        c.time = time;
+        c.ref = entry.at(1).get<std::string>();
+        c.rows = json::dump(entry.at(2));
+        out = std::move(c);
+        break;
+      }
+    } catch (const std::exception& e) {
+      sqlite3_reset(stmt);
+      throw RuntimeError("tables database " + path_ + ": a transaction log row of " + item + " is not readable: " + e.what());
+    }
+  } else if (rc != SQLITE_DONE) {
+    std::string message = sql::errmsg(db);
+    sqlite3_reset(stmt);
+    throw RuntimeError("tables database " + path_ + ": cannot read the transaction log: " + message);
+  }
+  sqlite3_reset(stmt);
+  return out;
 }
 
 bool TxnLog::find(const std::string& ref, const std::string& item, Committed& result) {
-  sqlite3_stmt* find = find_.get();
-  sqlite3_reset(find);
-  sqlite3_bind_text64(find, 1, ref.data(), ref.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  sqlite3_bind_text64(find, 2, item.data(), item.size(), SQLITE_STATIC, SQLITE_UTF8);
-  int rc = sqlite3_step(find);
-  if (rc == SQLITE_ROW) {
-    result.ref = ref;
-    result.seq = sqlite3_column_int64(find, 0);
-    result.time = sqlite3_column_double(find, 1);
-    result.rows = logged_rows(find, 2);
-    result.duplicate = true;
-    sqlite3_reset(find);
-    return true;
+  if (!pending_client_.empty()) {
+    auto it = pending_client_.find(item + '\n' + ref);
+    if (it != pending_client_.end()) {
+      const Placed& placed = it->second;
+      const Pending& p = pending_[placed.pending];
+      result.ref = ref;
+      result.seq = placed.seq;
+      result.time = p.time;
+      result.rows.assign(p.entries, placed.at, placed.size);
+      result.duplicate = true;
+      return true;
+    }
   }
-  sqlite3_reset(find);
-  if (rc != SQLITE_DONE) throw_db(writer_, "reading the transaction log");
-  return false;
+  auto seq = kept_seq(ref, item);
+  if (!seq) return false;
+  auto found = read_entry(writer_, group_w_.get(), item, *seq);
+  if (!found) return false;
+  result = std::move(*found);
+  result.duplicate = true;
+  return true;
 }
 
-std::int64_t TxnLog::record(const std::string& ref, const std::string& item, double time, const std::string& text) {
+TxnLog::Pending& TxnLog::pending_of(const std::string& item) {
+  for (std::size_t i = 0; i < pending_used_; ++i)
+    if (pending_[i].item == item) return pending_[i];
+  if (pending_used_ == pending_.size()) pending_.emplace_back();
+  Pending& p = pending_[pending_used_++];
+  p.item = item;
+  p.entries.clear();
+  p.refs.clear();
+  return p;
+}
+
+std::int64_t TxnLog::add(const std::string& ref, const std::string& item, std::string_view rows, double time,
+                         bool client_ref) {
+  Pending& p = pending_of(item);
+  const std::int64_t seq = next_seq_++;
+  if (p.entries.empty()) {
+    p.first = seq;
+    p.time = time;
+    p.entries.push_back('[');
+  } else {
+    p.entries.push_back(',');
+  }
+  p.last = seq;
+  p.entries.push_back('[');
+  append_int(p.entries, seq);
+  p.entries.push_back(',');
+  json::detail::append_string(p.entries, ref);
+  p.entries.push_back(',');
+  const std::size_t at = p.entries.size();
+  p.entries.append(rows);
+  p.entries.push_back(']');
+  p.refs.emplace_back(ref, seq);
+  ++added_since_prune_;
+  if (client_ref)
+    pending_client_[item + '\n' + ref] = Placed{static_cast<std::size_t>(&p - pending_.data()), seq, at, rows.size()};
+  return seq;
+}
+
+void TxnLog::write() {
   sqlite3_stmt* ins = insert_.get();
-  sqlite3_reset(ins);
-  sqlite3_bind_text64(ins, 1, ref.data(), ref.size(), SQLITE_STATIC, SQLITE_UTF8);
-  sqlite3_bind_text64(ins, 2, item.data(), item.size(), SQLITE_STATIC, SQLITE_UTF8);
-  sqlite3_bind_double(ins, 3, time);
-  sqlite3_bind_text64(ins, 4, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
-  int rc = sqlite3_step(ins);
-  sqlite3_reset(ins);
-  if (rc != SQLITE_DONE) throw_db(writer_, "recording transaction " + ref);
-  return sqlite3_last_insert_rowid(writer_);
+  for (std::size_t i = 0; i < pending_used_; ++i) {
+    Pending& p = pending_[i];
+    p.entries.push_back(']');
+    sqlite3_reset(ins);
+    sqlite3_bind_int64(ins, 1, p.first);
+    sqlite3_bind_int64(ins, 2, p.last);
+    bind_text(ins, 3, p.item);
+    sqlite3_bind_double(ins, 4, p.time);
+    bind_text(ins, 5, p.entries);
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    if (rc != SQLITE_DONE) throw_db(writer_, "recording the transactions of " + p.item);
+  }
+}
+
+void TxnLog::committed() {
+  {
+    std::lock_guard lock(kept_mu_);
+    for (std::size_t i = 0; i < pending_used_; ++i) {
+      auto it = kept_.find(pending_[i].item);
+      if (it == kept_.end()) continue;
+      for (auto& [ref, seq] : pending_[i].refs) it->second.push(std::move(ref), seq);
+    }
+  }
+  pending_used_ = 0;
+  pending_client_.clear();
+  batch_first_seq_ = next_seq_;
+}
+
+void TxnLog::rolled_back() {
+  pending_used_ = 0;
+  pending_client_.clear();
+  next_seq_ = batch_first_seq_;
+}
+
+void TxnLog::prune_when_due() {
+  if (++batches_since_prune_ < 1024 && added_since_prune_ < smallest_keep_) return;
+  batches_since_prune_ = added_since_prune_ = 0;
+  prune();
 }
 
 void TxnLog::prune() {
-  for (auto& [item, keep] : keep_) {
-    sqlite3_stmt* stmt = prune_.get();
+  std::vector<std::pair<std::string, std::int64_t>> oldest;  // item, its oldest kept seq
+  {
+    std::lock_guard lock(kept_mu_);
+    for (auto& [item, kept] : kept_)
+      if (!kept.order.empty()) oldest.emplace_back(item, kept.seq_of.at(kept.order.front()));
+  }
+  sqlite3_stmt* stmt = prune_.get();
+  for (auto& [item, seq] : oldest) {
     sqlite3_reset(stmt);
-    sqlite3_bind_text64(stmt, 1, item.data(), item.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    sqlite3_bind_int64(stmt, 2, std::max(keep, 1));
+    bind_text(stmt, 1, item);
+    sqlite3_bind_int64(stmt, 2, seq);
     if (sqlite3_step(stmt) != SQLITE_DONE) tables_log().warn("pruning the transaction log of {}: {}", item, sql::errmsg(writer_));
     sqlite3_reset(stmt);
   }
 }
 
 std::optional<Committed> TxnLog::lookup(const std::string& ref, const std::string& item) {
-  return read_one(by_ref_.get(), ref, item);
+  std::string owner = item;
+  std::optional<std::int64_t> seq;
+  if (item.empty()) {
+    std::lock_guard lock(kept_mu_);
+    for (auto& [name, kept] : kept_)
+      if (auto it = kept.seq_of.find(ref); it != kept.seq_of.end()) {
+        owner = name;
+        seq = it->second;
+        break;
+      }
+  } else {
+    seq = kept_seq(ref, item);
+  }
+  if (!seq) return std::nullopt;
+  return read_entry(reader_, group_r_.get(), owner, *seq);
 }
 
-std::optional<Committed> TxnLog::last(const std::string& item) { return read_one(last_of_.get(), item); }
-
-// The log entry the statement finds for ?1 (and ?2, when `second` is not empty; else ?2 is NULL).
-std::optional<Committed> TxnLog::read_one(sqlite3_stmt* stmt, const std::string& key, const std::string& second) {
-  sqlite3_reset(stmt);
-  sqlite3_clear_bindings(stmt);
-  sqlite3_bind_text64(stmt, 1, key.data(), key.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  if (!second.empty()) sqlite3_bind_text64(stmt, 2, second.data(), second.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  int rc = sqlite3_step(stmt);
-  std::optional<Committed> out;
-  if (rc == SQLITE_ROW) {
-    Committed c;
-    c.seq = sqlite3_column_int64(stmt, 0);
-    c.time = sqlite3_column_double(stmt, 1);
-    c.rows = logged_rows(stmt, 2);
-    c.ref = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
-    out = std::move(c);
-  } else if (rc != SQLITE_DONE) {
-    std::string message = sql::errmsg(reader_);
-    sqlite3_reset(stmt);
-    throw RuntimeError("tables database " + path_ + ": cannot read the transaction log: " + message);
-  }
-  sqlite3_reset(stmt);
-  return out;
+std::optional<Committed> TxnLog::last(const std::string& item) {
+  return read_entry(reader_, group_r_.get(), item, kLast);
 }
 
 }  // namespace mktl::persist

@@ -1,12 +1,23 @@
-// The transaction log of the collections' tables, the table _mktl_log: one
-// row per committed transaction (its ref, record item, time and result rows),
-// written in the transaction's own COMMIT. It answers a ref that comes again
-// with the result it had (nothing runs twice), lookups by ref and the last
-// transaction of a record item; each item keeps its `change_log_size` newest.
+// The transaction log of the collections' tables: the results of committed
+// transactions, for GET by ref, for a ref that comes again (it gets the
+// result it had; nothing runs twice) and for a record item's last value.
 //
-// Threading: record(), find() and prune() run on the writer's connection,
-// on the writer thread only; lookup() and last() on the read connection,
-// serialised by the caller (Tables holds its reader mutex).
+// On disk, the table _mktl_txn_log holds one row per record item and COMMIT:
+// the transactions of that item in that batch as one JSON array of
+// [seq, ref, rows] entries, written in the batch's own COMMIT. One insert per
+// COMMIT instead of one per transaction keeps the log's share of a batch to
+// a few pages (the per-transaction row with its two indexes used to cost as
+// much as the user's own insert).
+//
+// In memory, each record item keeps the refs of its `change_log_size` newest
+// transactions with their seq (loaded at open), which is what finds a ref;
+// the row that holds it is then read for the result. Rows whose entries have
+// all left that window are pruned from time to time.
+//
+// Threading: find(), add(), write(), committed(), rolled_back() and prune()
+// run on the writer's connection, on the writer thread only; lookup() and
+// last() on the read connection, serialised by the caller (Tables holds its
+// reader mutex). The refs in memory have their own mutex.
 #pragma once
 
 #include "collections/config.hpp"
@@ -14,32 +25,50 @@
 #include "persist/tables.hpp"
 
 #include <cstdint>
-#include <map>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 namespace mktl::persist {
 
 class TxnLog {
  public:
-  // Creates the table and its index when missing (at open, before the
-  // migration). False on error: errmsg(db) says why.
+  // Creates the table and its index when missing, and converts the log of an
+  // older version (table _mktl_log, one row per transaction) in one
+  // transaction. At open, before the migration. False on error: errmsg(db)
+  // says why.
   static bool create(sqlite3* db);
 
   // Prepares the statements on `writer` and `reader` (both outlive the
-  // TxnLog); fail_open() on failure. `path` names the file in errors.
+  // TxnLog) and loads the kept refs; fail_open() on failure. `path` names
+  // the file in errors.
   TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& config, std::string path);
 
-  // Writer thread. The logged transaction `ref` of `item`: fills `result`'s
-  // ref, seq, time and rows, marks it a duplicate and returns true; false
-  // when there is none. throw_db() when the log cannot be read.
+  // Writer thread. The transaction `ref` of `item`, committed or added in
+  // this batch: fills `result`'s ref, seq, time and rows, marks it a
+  // duplicate and returns true; false when there is none. throw_db() when
+  // the log cannot be read.
   bool find(const std::string& ref, const std::string& item, Committed& result);
-  // Writer thread. Logs a transaction (`text` is {"rows": ...}) and returns
-  // its seq; throw_db() on failure.
-  std::int64_t record(const std::string& ref, const std::string& item, double time, const std::string& text);
-  // Writer thread, inside a transaction. Deletes each item's entries beyond
-  // the ones it keeps; a failure is logged, never thrown.
-  void prune();
+  // Writer thread, in a batch. Logs a transaction that ran (`rows` is its
+  // result rows, JSON text) and returns its seq. `client_ref`: the ref came
+  // from the client (a generated one cannot come again within its batch).
+  std::int64_t add(const std::string& ref, const std::string& item, std::string_view rows, double time, bool client_ref);
+  // Writer thread, before the batch's COMMIT: writes what add() logged.
+  // throw_db() on failure (the batch must then be rolled back).
+  void write();
+  // Writer thread: the batch committed (its refs become findable by
+  // lookup()), or was rolled back (what add() logged is forgotten).
+  void committed();
+  void rolled_back();
+  // Writer thread, inside a batch's transaction. Every 1024 batches, or
+  // once the smallest window (change_log_size) has been added since the last
+  // time, deletes the rows that hold no kept transaction; a failure is
+  // logged, never thrown.
+  void prune_when_due();
 
   // Reader. A committed transaction by ref, of `item` (any when empty).
   // RuntimeError for a failed read.
@@ -48,14 +77,50 @@ class TxnLog {
   std::optional<Committed> last(const std::string& item);
 
  private:
-  std::optional<Committed> read_one(sqlite3_stmt* stmt, const std::string& key, const std::string& second = {});
+  // The refs of one record item's kept transactions, oldest first.
+  struct Kept {
+    std::size_t keep = 1;
+    std::unordered_map<std::string, std::int64_t> seq_of;
+    std::deque<std::string> order;
+    void push(std::string ref, std::int64_t seq);
+  };
+  // One record item's transactions of the running batch.
+  struct Pending {
+    std::string item;
+    std::int64_t first = 0, last = 0;
+    double time = 0;
+    std::string entries;  // [seq,"ref",rows],... without the outer brackets
+    std::vector<std::pair<std::string, std::int64_t>> refs;
+  };
+
+  static constexpr std::int64_t kLast = INT64_MAX;  // read_entry(): the row's last transaction
+  std::optional<std::int64_t> kept_seq(const std::string& ref, const std::string& item);
+  void prune();
+  std::optional<Committed> read_entry(sqlite3* db, sqlite3_stmt* stmt, const std::string& item, std::int64_t seq);
+  Pending& pending_of(const std::string& item);
 
   sqlite3* writer_;
   sqlite3* reader_;
   std::string path_;
-  sql::Stmt insert_, find_, prune_;  // on writer_
-  sql::Stmt by_ref_, last_of_;       // on reader_
-  std::map<std::string, int> keep_;  // record item -> log entries kept
+  sql::Stmt insert_, group_w_, prune_;  // on writer_
+  sql::Stmt group_r_;                   // on reader_
+
+  std::mutex kept_mu_;
+  std::unordered_map<std::string, Kept> kept_;  // by record item; its keys fixed at construction
+
+  // The writer's: the next seq, and the running batch.
+  std::int64_t next_seq_ = 1, batch_first_seq_ = 1;
+  std::vector<Pending> pending_;
+  std::size_t pending_used_ = 0;  // pending_[0, used) hold this batch's items
+  std::size_t smallest_keep_ = SIZE_MAX, batches_since_prune_ = 0, added_since_prune_ = 0;
+  // A client's refs in the running batch, by item '\n' ref: where their rows are.
+  struct Placed {
+    std::size_t pending;
+    std::int64_t seq;
+    std::size_t at, size;  // the rows in pending_[pending].entries
+  };
+  std::unordered_map<std::string, Placed> pending_client_;
+  std::string scratch_;
 };
 
 }  // namespace mktl::persist
