@@ -3,8 +3,8 @@
 // numbers them (seq), publishes them, and answers the collection items' GETs.
 // The wire contract is /work/notes/LIVE.md (docs: COLLECTIONS.md).
 //
-// Changes come from persist::Tables' commit listener on the writer thread and
-// wait on a bounded change bus; a full bus never blocks the writer: the
+// Changes come from persist::Tables' commit listener (its completion thread) and
+// wait on a bounded change bus; a full bus never blocks the tables: the
 // overflow is counted and logged, and every collection re-reads its rows
 // from SQLite and publishes a reset.
 //
@@ -52,7 +52,7 @@ class Live {
   // (a dropped GET's Reply answers with an error by itself).
   void stop();
 
-  // The tables' commit listener (writer thread).
+  // The tables' commit listener (their completion thread).
   void committed(const std::vector<const persist::Committed*>& transactions);
 
   // Answers a GET of collection `name` (request payload: an object or null)

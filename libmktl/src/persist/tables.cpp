@@ -247,6 +247,12 @@ class Tables::Impl {
     }
     work_.notify_all();
     if (writer_.joinable()) writer_.join();
+    {
+      std::lock_guard lock(finished_mu_);
+      finishing_ = true;
+    }
+    finished_cv_.notify_all();
+    if (completer_.joinable()) completer_.join();
   }
 
   void open() {
@@ -268,6 +274,7 @@ class Tables::Impl {
     applied_ = migrate(db_.get(), config_, options_);
     reader_ = open_connection(SQLITE_OPEN_READONLY);
     prepare_statements();
+    completer_ = std::jthread([this] { run_completer(); });
     writer_ = std::jthread([this] { run_writer(); });
   }
 
@@ -431,18 +438,21 @@ class Tables::Impl {
   void run_writer() {
     std::vector<Job> batch;
     std::size_t previous = 0;
-    Listener listener;
+    bool with_changes = false;
     for (;;) {
       {
         std::unique_lock lock(mu_);
         wake_at_ = 1;
         work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stopping, and nothing is left
-        listener = listener_;
-        // Requests arriving concurrently: wait for as many as the previous
-        // batch held (the concurrency seen), at most batch_wait_ms. A lone
-        // client (previous batch of one) is never delayed.
-        const std::size_t want = std::min(previous, static_cast<std::size_t>(std::max(options_.batch_max, 1)));
+        with_changes = static_cast<bool>(listener_);
+        // Group commit: the batch is what queued while the writer worked. A
+        // lone request after a batch that had company waits, at most
+        // batch_wait_ms, for a second one, so that concurrent clients do not
+        // pay a COMMIT each; waiting for more (as many as the previous batch
+        // held) would make the clients and the writer take turns instead of
+        // overlapping. A lone client (previous batch of one) is never delayed.
+        const std::size_t want = std::min<std::size_t>(previous, 2);
         if (want > 1 && queue_.size() < want && options_.batch_wait_ms > 0 && !stopping_) {
           auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -454,7 +464,37 @@ class Tables::Impl {
         take(batch);
       }
       previous = batch.size();
-      execute(batch, static_cast<bool>(listener));
+      execute(batch, with_changes);
+      // The callbacks run on the completion thread: the writer goes on to
+      // the next batch at once.
+      std::unique_lock lock(finished_mu_);
+      finished_room_.wait(lock, [&] { return finished_.size() < kFinishedMax; });
+      const bool wake = finished_.empty();
+      finished_.push_back(std::move(batch));
+      lock.unlock();
+      if (wake) finished_cv_.notify_one();
+      batch = std::vector<Job>();
+    }
+  }
+
+  // The completion thread: for each executed batch, in commit order, the
+  // commit listener, then each transaction's `done`.
+  void run_completer() {
+    for (;;) {
+      std::vector<Job> batch;
+      {
+        std::unique_lock lock(finished_mu_);
+        finished_cv_.wait(lock, [&] { return finishing_ || !finished_.empty(); });
+        if (finished_.empty()) return;  // finishing, and nothing is left
+        batch = std::move(finished_.front());
+        finished_.pop_front();
+      }
+      finished_room_.notify_one();
+      Listener listener;
+      {
+        std::lock_guard lock(mu_);
+        listener = listener_;
+      }
       if (listener) {
         std::vector<const Committed*> committed;
         for (auto& job : batch)
@@ -474,7 +514,6 @@ class Tables::Impl {
           tables_log().error("a transaction's completion failed: {}", e.what());
         }
       }
-      batch.clear();
     }
   }
 
@@ -817,6 +856,15 @@ class Tables::Impl {
   bool stopping_ = false;
   Listener listener_;  // under mu_
   std::atomic<std::uint64_t> commits_{0}, transactions_{0}, failed_{0};
+
+  // Executed batches waiting for their callbacks (at most kFinishedMax: the
+  // writer waits beyond that).
+  static constexpr std::size_t kFinishedMax = 64;
+  std::mutex finished_mu_;
+  std::condition_variable finished_cv_, finished_room_;
+  std::deque<std::vector<Job>> finished_;
+  bool finishing_ = false;
+  std::jthread completer_;  // started before the writer, stopped after it
   std::jthread writer_;
 };
 

@@ -7,19 +7,20 @@
 // synchronous=FULL, so an answered transaction survives kill -9 (and power
 // loss, as far as the disk honours fsync).
 //
-// Batching: requests that arrive while the writer is busy share the next
-// COMMIT, each of several ops in its own SAVEPOINT, so one failing
-// transaction never disturbs the others (a one-op transaction needs none:
-// SQLite undoes a failed statement; only a failure to log it, an I/O error,
-// rolls back the whole batch). While requests arrive concurrently (the previous batch
-// held more than one), the writer also waits, at most `batch_wait_ms`, until
-// as many requests as the previous batch held are queued (the concurrency
-// seen), up to `batch_max` per COMMIT; a lone client is never delayed by that
-// window. Only the arrival the writer waits for wakes it.
+// Batching (group commit): requests that arrive while the writer is busy
+// share the next COMMIT, up to `batch_max`, each of several ops in its own
+// SAVEPOINT, so one failing transaction never disturbs the others (a one-op
+// transaction needs none: SQLite undoes a failed statement; only a failure to
+// log the batch, an I/O error, rolls back the whole batch). The writer never
+// waits for a batch to fill: while it commits one batch, the clients send the
+// next. Only a request that finds itself alone after a batch that had company
+// waits, at most `batch_wait_ms`, for a second one; a lone client is never
+// delayed. Only the arrival the writer waits for wakes it.
 //
-// Threading: submit(), lookup(), last(), select() and stats() may be called from any
-// thread at once. `done` callbacks run on the writer thread, in commit order:
-// they must not block.
+// Threading: submit(), lookup(), last(), select() and stats() may be called
+// from any thread at once. The commit listener and the `done` callbacks run
+// on the tables' completion thread, in commit order, while the writer goes on
+// with the next batch: they must not block.
 #pragma once
 
 #include "collections/config.hpp"
@@ -109,7 +110,7 @@ class Tables {
   // The last committed transaction of a record item, if any is kept.
   std::optional<Committed> last(const std::string& item);
 
-  // Called on the writer thread after each successful COMMIT, before the
+  // Called on the completion thread after each successful COMMIT, before the
   // transactions' `done` callbacks, with the transactions it committed
   // (duplicates left out) in commit order: the collections' change feed.
   // Must not block. Set it before the first submit(): the writer records
