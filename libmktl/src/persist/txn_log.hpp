@@ -37,7 +37,7 @@ namespace mktl::persist {
 
 class TxnLog {
  public:
-  // Creates the table and its index when missing, and converts the log of an
+  // Creates the table when missing, and converts the log of an
   // older version (table _mktl_log, one row per transaction) in one
   // transaction. At open, before the migration. False on error: errmsg(db)
   // says why.
