@@ -3,9 +3,14 @@
 // thread that runs transactions (record item SETs) in batches.
 //
 // Durability promise: a transaction's `done` callback reports success only
-// after the COMMIT that holds it returned, in WAL mode with
-// synchronous=FULL, so an answered transaction survives kill -9 (and power
-// loss, as far as the disk honours fsync).
+// after the COMMIT that holds it returned and the WAL was then synced to
+// disk (fdatasync), so an answered transaction survives kill -9 and power
+// loss, as far as the disk honours fsync: what synchronous=FULL promises.
+// The connection runs with synchronous=NORMAL and the completion thread does
+// the sync, one for every batch committed since its last one, so the writer
+// runs the next batch while the disk works. (A GET by ref, or a collection's
+// read of SQLite, may see a transaction in that short interval before it is
+// synced; its REP and its broadcasts never come before.)
 //
 // Batching (group commit): requests that arrive while the writer is busy
 // share the next COMMIT, up to `batch_max`, each of several ops in its own
