@@ -284,6 +284,8 @@ class Tables::Impl {
     applied_ = migrate(db_.get(), config_, options_);
     reader_ = open_connection(SQLITE_OPEN_READONLY);
     prepare_statements();
+    for (auto& service : config_.transactions)
+      for (auto& set : service.op_sets) check_plans_.emplace(&set, check_plan(set));
     completer_ = std::jthread([this] { run_completer(); });
     writer_ = std::jthread([this] { run_writer(); });
   }
@@ -393,54 +395,81 @@ class Tables::Impl {
     return std::any_of(op.bind.begin(), op.bind.end(), [&](auto& b) { return b.column == column; });
   }
 
-  void check(const OpSet& set, Json& data) const {
-    if (!data.is_object())
-      throw TypeError("a transaction's value is a JSON object of fields (" + set.item + "), got " + shown(data));
-    // Every field must be one some op takes.
-    for (auto& [field, value] : data.items()) {
-      bool used = false;
-      std::vector<std::string> known;
-      for (auto& op : set.ops) {
-        const Table* table = config_.table(op.table);
-        if (!table) continue;
-        if (takes(op, *table, field)) {
-          used = true;
-          data[field] = coerce(*table, *table->column(field), value);
-          break;
+  // What check() needs of an op set, worked out once at open: the table
+  // column each field goes to (the first op that takes it), and the fields
+  // that must be given, with the error their absence makes.
+  struct FieldCheck {
+    const Table* table;
+    const Column* column;
+  };
+  struct Required {
+    std::string field;
+    bool takeable;  // some op takes it from the data; else it can never be given
+    std::string missing;  // the ValueError text
+  };
+  struct CheckPlan {
+    std::unordered_map<std::string, FieldCheck> fields;
+    std::vector<std::string> known;  // every field taken, sorted (error messages)
+    std::vector<Required> required;
+  };
+
+  CheckPlan check_plan(const OpSet& set) const {
+    CheckPlan plan;
+    for (auto& op : set.ops) {
+      const Table* table = config_.table(op.table);
+      if (!table) continue;
+      for (auto& c : table->columns)
+        if (takes(op, *table, c.name)) {
+          plan.fields.emplace(c.name, FieldCheck{table, &c});  // the first op that takes it wins
+          plan.known.push_back(c.name);
         }
-        for (auto& c : table->columns)
-          if (takes(op, *table, c.name)) known.push_back(c.name);
-      }
-      if (used) continue;
-      std::sort(known.begin(), known.end());
-      known.erase(std::unique(known.begin(), known.end()), known.end());
-      std::string message = "unknown field '" + field + "' for " + set.item + collections::detail::suggestion(field, known);
-      message += " (fields: " + (known.empty() ? std::string("none") : joined(known)) + ")";
-      throw ValueError(message);
     }
-    // Required fields and keys.
+    std::sort(plan.known.begin(), plan.known.end());
+    plan.known.erase(std::unique(plan.known.begin(), plan.known.end()), plan.known.end());
     for (std::size_t i = 0; i < set.ops.size(); ++i) {
       const Op& op = set.ops[i];
       const Table* table = config_.table(op.table);
       if (!table) throw RuntimeError("op " + std::to_string(i) + " of " + set.item + " names unknown table " + op.table);
-      auto given = [&](const std::string& column) {
-        return (takes(op, *table, column) && data.contains(column)) || op.defaults.contains(column) || bound(op, column);
-      };
-      if (op.type == OpType::insert || op.type == OpType::upsert) {
+      // Given without the data: an op default or a bind.
+      auto supplied = [&](const std::string& column) { return op.defaults.contains(column) || bound(op, column); };
+      if (op.type == OpType::insert || op.type == OpType::upsert)
         for (auto& c : table->columns) {
-          if (given(c.name) || c.autoincrement || c.generated || c.default_sql || !c.not_null) continue;
-          throw ValueError("missing field '" + c.name + "' for " + set.item + " (" + table->name + "." + c.name +
-                           " is NOT NULL without a default)");
+          if (supplied(c.name) || c.autoincrement || c.generated || c.default_sql || !c.not_null) continue;
+          plan.required.push_back({c.name, takes(op, *table, c.name),
+                                   "missing field '" + c.name + "' for " + set.item + " (" + table->name + "." + c.name +
+                                       " is NOT NULL without a default)"});
         }
-      }
-      if (op.type != OpType::insert) {
-        for (auto& k : op.key)
-          if (!given(k))
-            throw ValueError("missing field '" + k + "' for " + set.item + ": the " +
-                             collections::op_type_name(op.type) + " of " + table->name + " finds its row by " +
-                             joined(op.key));
-      }
+      if (op.type != OpType::insert)
+        for (auto& k : op.key) {
+          if (supplied(k)) continue;
+          plan.required.push_back({k, takes(op, *table, k),
+                                   "missing field '" + k + "' for " + set.item + ": the " +
+                                       collections::op_type_name(op.type) + " of " + table->name + " finds its row by " +
+                                       joined(op.key)});
+        }
     }
+    return plan;
+  }
+
+  void check(const OpSet& set, Json& data) const {
+    if (!data.is_object())
+      throw TypeError("a transaction's value is a JSON object of fields (" + set.item + "), got " + shown(data));
+    auto found = check_plans_.find(&set);
+    if (found == check_plans_.end()) throw RuntimeError(set.item + " is not an op set of these tables");
+    const CheckPlan& plan = found->second;
+    // Every field must be one some op takes.
+    for (auto it = data.begin(); it != data.end(); ++it) {
+      auto target = plan.fields.find(it.key());
+      if (target == plan.fields.end()) {
+        std::string message = "unknown field '" + it.key() + "' for " + set.item + collections::detail::suggestion(it.key(), plan.known);
+        message += " (fields: " + (plan.known.empty() ? std::string("none") : joined(plan.known)) + ")";
+        throw ValueError(message);
+      }
+      it.value() = coerce(*target->second.table, *target->second.column, it.value());
+    }
+    // Required fields and keys.
+    for (auto& r : plan.required)
+      if (!r.takeable || !data.contains(r.field)) throw ValueError(r.missing);
   }
 
   // ---- the writer ----------------------------------------------------------
@@ -894,6 +923,7 @@ class Tables::Impl {
   std::vector<const Json*> values_;
   std::string written_;
   std::vector<Json> first_rows_;  // per op of the running transaction, when a later op binds to it
+  std::unordered_map<const OpSet*, CheckPlan> check_plans_;  // made at open, read-only after
   std::unordered_map<std::string, Stmt> selects_;     // select(), by text, on reader_ under reader_mu_
   std::vector<SchemaChange> applied_;
   RefClock refs_;

@@ -10,6 +10,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <unordered_map>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -201,6 +202,17 @@ struct Server::Impl {
   SubscriberWatch::Census census;
   std::optional<Clock::time_point> quiet_since;  // in this wait, no connection busy in any sample since
   bool closing = false;   // stopping: nothing waits any more
+  // The topic prefixes some subscriber holds, as the XPUB hands them up (the
+  // first subscription to a prefix, the last unsubscription), and, per topic
+  // published, whether one of them matches (valid for one generation of
+  // `subscribed`): a broadcast nobody subscribes to is not sent at all.
+  std::unordered_map<std::string, int> subscribed;
+  std::uint64_t subscribed_generation = 0;
+  struct Wanted {
+    std::uint64_t generation = 0;
+    bool wanted = false;
+  };
+  std::unordered_map<std::string, Wanted> wanted_topics;
   std::vector<std::vector<std::string>>* captured = nullptr;  // exchange(): frames go here, not to the ROUTER
 
   void run();
@@ -212,6 +224,7 @@ struct Server::Impl {
   bool requests_waiting();
   Clock::duration sample_every() const;
   void drain_subscriptions();
+  bool wanted(const std::string& topic);
   void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
   void refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames, std::uint64_t bytes);
   Flow drain_queue();
@@ -381,6 +394,7 @@ void Server::Impl::send_out(Outgoing& out) {
 // burst that meets no full queue costs what it did without flow control.
 bool Server::Impl::send_broadcast(Outgoing& out) {
   if (captured || !pub) return true;  // exchange(): no subscribers
+  if (!wanted(out.address)) return true;
   bool lossy = false;
   struct Restore {
     zmq::socket_t& pub;
@@ -513,8 +527,9 @@ void Server::Impl::read_connection_events() {
   }
 }
 
-// An XPUB hands up each new subscription and unsubscription as a message:
-// unread, they would pile up in the socket.
+// An XPUB hands up each new subscription and unsubscription as a message
+// (byte 1 or 0, then the prefix): unread, they would pile up in the socket.
+// Read, they tell which broadcasts someone wants (wanted()).
 void Server::Impl::drain_subscriptions() {
   zmq::message_t message;
   for (int i = 0; i < 1024; ++i) {
@@ -524,7 +539,29 @@ void Server::Impl::drain_subscriptions() {
       receive_failed_log("receive of subscriptions failed: {}", e.what());
       return;
     }
+    const auto* data = static_cast<const char*>(message.data());
+    if (message.size() < 1 || (data[0] != 0 && data[0] != 1)) continue;  // not a subscription
+    std::string prefix(data + 1, message.size() - 1);
+    if (data[0] == 1) {
+      ++subscribed[prefix];
+    } else if (auto it = subscribed.find(prefix); it != subscribed.end() && --it->second <= 0) {
+      subscribed.erase(it);
+    }
+    ++subscribed_generation;
   }
+}
+
+// Whether some subscriber's prefix matches `topic`.
+bool Server::Impl::wanted(const std::string& topic) {
+  if (subscribed.empty()) return false;
+  if (wanted_topics.size() >= 65536) wanted_topics.clear();  // topics of collection rows can be many
+  Wanted& w = wanted_topics[topic];
+  if (w.generation != subscribed_generation || subscribed_generation == 0) {
+    w.generation = subscribed_generation;
+    w.wanted = std::any_of(subscribed.begin(), subscribed.end(),
+                           [&](const auto& s) { return topic.compare(0, s.first.size(), s.first) == 0; });
+  }
+  return w.wanted;
 }
 
 bool Server::Impl::requests_waiting() {
@@ -599,6 +636,8 @@ Server::Impl::Flow Server::Impl::drain_broadcasts() {
         flow = Flow::idle;
         break;
       }
+      // Subscriptions that came meanwhile, before deciding who wants these.
+      if (pub && !captured) drain_subscriptions();
     }
     if (sent == kSendTurn) break;
     Outgoing& out = broadcast_batch[broadcast_sent];
