@@ -5,6 +5,7 @@
 // strands; everything else (snapshots, `since` requests, which block, and the
 // user's callbacks) runs on the view's own thread.
 #include "config/logger.hpp"
+#include "common/thread_name.hpp"
 #include "common/text.hpp"
 
 #include <mktl/collection.hpp>
@@ -390,6 +391,7 @@ struct CollectionView::Impl {
   }
 
   void run() {
+  mktl::detail::name_this_thread("mktl-view");
     {
       std::vector<CollectionRow> list;
       std::int64_t at;

@@ -2,6 +2,8 @@
 // the retry of stale locations and the relocation of daemons that moved. See
 // stores.hpp for what it does and its threading promise.
 #include "client/client_impl.hpp"
+#include "common/thread_name.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 #include "discovery/avahi.hpp"
@@ -256,6 +258,8 @@ void Client::Impl::move_subscriptions(const std::set<std::string>& pubs) {
 }
 
 void Client::Impl::relocate_loop(std::stop_token stop) {
+  mktl::detail::name_this_thread("mktl-relocate");
+  mktl::detail::name_this_thread("mktl-relocate");
   std::unique_lock lock(relocate_mutex);
   while (!stop.stop_requested()) {
     relocate_cv.wait(lock, stop, [&] { return !lost_pubs.empty() || !suspect_reps.empty(); });

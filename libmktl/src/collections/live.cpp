@@ -1,4 +1,5 @@
 #include "collections/live.hpp"
+#include "common/thread_name.hpp"
 #include "common/text.hpp"
 
 #include "config/logger.hpp"
@@ -522,6 +523,7 @@ class Live::Impl {
   // ---- the collections thread ---------------------------------------------------
 
   void run() {
+  mktl::detail::name_this_thread("mktl-live");
     for (;;) {
       std::deque<Txn> txns;
       std::deque<GetTask> gets;

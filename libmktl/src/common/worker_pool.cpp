@@ -1,4 +1,5 @@
 #include "common/worker_pool.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 
@@ -44,6 +45,7 @@ struct WorkerPool::State : std::enable_shared_from_this<State> {
 };
 
 void WorkerPool::State::run(Worker& self) {
+  mktl::detail::name_this_thread("mktl-worker");
   std::unique_lock lock(mutex);
   while (true) {
     cv.wait(lock, [&] { return stopping || !tasks.empty(); });

@@ -1,4 +1,5 @@
 #include "discovery/udp.hpp"
+#include "common/thread_name.hpp"
 
 #include "discovery/logger.hpp"
 
@@ -252,6 +253,7 @@ int Responder::port() const noexcept { return impl_->port; }
 std::uint64_t Responder::answered() const noexcept { return impl_->answered.load(); }
 
 void Responder::Impl::run() {
+  mktl::detail::name_this_thread("mktl-discovery");
   std::string buffer(kMaxDatagram, '\0');
   pollfd fds[2] = {{socket.get(), POLLIN, 0}, {wake_read.get(), POLLIN, 0}};
   for (;;) {

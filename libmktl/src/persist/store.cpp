@@ -1,4 +1,5 @@
 #include "persist/store.hpp"
+#include "common/thread_name.hpp"
 
 #include "persist/sqlite.hpp"
 
@@ -243,6 +244,7 @@ class Store::Impl {
 
  private:
   void run_writer() {
+  mktl::detail::name_this_thread("mktl-persist");
     std::unique_lock lock(mu_);
     for (;;) {
       work_.wait(lock, [&] { return stopping_ || !pending_->values.empty(); });

@@ -1,4 +1,5 @@
 #include "runtime/scheduler.hpp"
+#include "common/thread_name.hpp"
 
 namespace mktl::detail {
 
@@ -32,6 +33,7 @@ void Scheduler::cancel(std::uint64_t id) {
 }
 
 void Scheduler::run(std::stop_token stop) {
+  mktl::detail::name_this_thread("mktl-poll");
   std::unique_lock lock(mutex_);
   while (!stop.stop_requested()) {
     if (heap_.empty()) {

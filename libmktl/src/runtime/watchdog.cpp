@@ -1,4 +1,5 @@
 #include "runtime/watchdog.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 
@@ -100,6 +101,7 @@ std::shared_ptr<GuardedReply> HookWatchdog::watch(transport::Reply reply, std::s
 }
 
 void HookWatchdog::run() {
+  mktl::detail::name_this_thread("mktl-watchdog");
   auto log = logger("mktl.runtime");
   std::unique_lock lock(mutex_);
   while (!stopping_) {

@@ -1,4 +1,5 @@
 #include "security/zap.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 #include "security/keys.hpp"
@@ -52,6 +53,7 @@ class Handler {
   };
 
   void run() {
+  mktl::detail::name_this_thread("mktl-zap");
     auto log = logger("mktl.security");
     std::vector<zmq::message_t> frames;
     while (true) {

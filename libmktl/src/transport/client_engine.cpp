@@ -1,4 +1,5 @@
 #include "transport/client_engine.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 
@@ -526,6 +527,7 @@ void Engine::take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vecto
 }
 
 void Engine::run(std::stop_token stop) {
+  mktl::detail::name_this_thread("mktl-client");
   std::vector<zmq::pollitem_t> items;
   std::vector<Dealer*> dealer_of;
   std::vector<Sub*> sub_of;

@@ -1,4 +1,5 @@
 #include "transport/server.hpp"
+#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 #include "security/zap.hpp"
@@ -779,6 +780,7 @@ void Server::Impl::on_request(std::vector<zmq::message_t>& frames) {
 }
 
 void Server::Impl::run() {
+  mktl::detail::name_this_thread("mktl-io");
   {
     std::lock_guard lock(shared->mutex);
     shared->io_thread = std::this_thread::get_id();
