@@ -194,7 +194,7 @@ void Host::start(Daemon& daemon) {
                                      runtime.publish_raw(std::move(topic), std::move(payload));
                                    });
     live_->start();
-    tables_->on_commit([live = live_.get()](const std::vector<const persist::Committed*>& committed) {
+    tables_->on_commit([live = live_.get()](const std::vector<persist::Committed*>& committed) {
       live->committed(committed);
     });
     for (auto& collection : config_.collections) {

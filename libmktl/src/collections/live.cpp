@@ -156,13 +156,13 @@ class Live::Impl {
     running_ = false;
   }
 
-  void committed(const std::vector<const persist::Committed*>& transactions) {
+  void committed(const std::vector<persist::Committed*>& transactions) {
     std::vector<Txn> txns;
     std::size_t changes = 0;
-    for (const persist::Committed* c : transactions) {
+    for (persist::Committed* c : transactions) {
       Txn txn{c->ref, c->time, {}};
-      for (const persist::Change& change : c->changes)
-        if (watched_.count(change.table)) txn.changes.push_back(change);
+      for (persist::Change& change : c->changes)
+        if (watched_.count(change.table)) txn.changes.push_back(std::move(change));
       if (txn.changes.empty()) continue;
       changes += txn.changes.size();
       txns.push_back(std::move(txn));
@@ -799,7 +799,7 @@ Live::Live(const Config& config, persist::Tables& tables, std::string store, Pub
 Live::~Live() = default;
 void Live::start() { impl_->start(); }
 void Live::stop() { impl_->stop(); }
-void Live::committed(const std::vector<const persist::Committed*>& transactions) { impl_->committed(transactions); }
+void Live::committed(const std::vector<persist::Committed*>& transactions) { impl_->committed(transactions); }
 void Live::get(const std::string& name, Json request, transport::Reply reply) {
   impl_->get(name, std::move(request), std::move(reply));
 }

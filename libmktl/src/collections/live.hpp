@@ -53,7 +53,8 @@ class Live {
   void stop();
 
   // The tables' commit listener (their completion thread).
-  void committed(const std::vector<const persist::Committed*>& transactions);
+  // Moves each transaction's changes out.
+  void committed(const std::vector<persist::Committed*>& transactions);
 
   // Answers a GET of collection `name` (request payload: an object or null)
   // on the collections thread.

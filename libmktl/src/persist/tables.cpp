@@ -558,7 +558,7 @@ class Tables::Impl {
   // which the collections follow).
   void complete(std::vector<Job>& batch, const Listener& listener, const std::exception_ptr& unsynced) {
     if (listener) {
-      std::vector<const Committed*> committed;
+      std::vector<Committed*> committed;
       for (auto& job : batch)
         if (!job.error && !job.result.duplicate) committed.push_back(&job.result);
       if (!committed.empty()) {

@@ -120,7 +120,8 @@ class Tables {
   // (duplicates left out) in commit order: the collections' change feed.
   // Must not block. Set it before the first submit(): the writer records
   // each transaction's `changes` only while a listener is set.
-  using Listener = std::function<void(const std::vector<const Committed*>& committed)>;
+  // It may move each transaction's `changes` out (nothing reads them after).
+  using Listener = std::function<void(const std::vector<Committed*>& committed)>;
   void on_commit(Listener listener);
 
   // Runs one SELECT on a read connection with `params` bound to ?1, ?2, ...
