@@ -391,7 +391,7 @@ struct CollectionView::Impl {
   }
 
   void run() {
-  mktl::detail::name_this_thread("mktl-view");
+    mktl::detail::name_this_thread("mktl-view");
     {
       std::vector<CollectionRow> list;
       std::int64_t at;

@@ -259,7 +259,6 @@ void Client::Impl::move_subscriptions(const std::set<std::string>& pubs) {
 
 void Client::Impl::relocate_loop(std::stop_token stop) {
   mktl::detail::name_this_thread("mktl-relocate");
-  mktl::detail::name_this_thread("mktl-relocate");
   std::unique_lock lock(relocate_mutex);
   while (!stop.stop_requested()) {
     relocate_cv.wait(lock, stop, [&] { return !lost_pubs.empty() || !suspect_reps.empty(); });

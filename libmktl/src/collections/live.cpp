@@ -523,7 +523,7 @@ class Live::Impl {
   // ---- the collections thread ---------------------------------------------------
 
   void run() {
-  mktl::detail::name_this_thread("mktl-live");
+    mktl::detail::name_this_thread("mktl-live");
     for (;;) {
       std::deque<Txn> txns;
       std::deque<GetTask> gets;

@@ -244,7 +244,7 @@ class Store::Impl {
 
  private:
   void run_writer() {
-  mktl::detail::name_this_thread("mktl-persist");
+    mktl::detail::name_this_thread("mktl-persist");
     std::unique_lock lock(mu_);
     for (;;) {
       work_.wait(lock, [&] { return stopping_ || !pending_->values.empty(); });

@@ -476,7 +476,7 @@ class Tables::Impl {
   // ---- the writer ----------------------------------------------------------
 
   void run_writer() {
-  mktl::detail::name_this_thread("mktl-writer");
+    mktl::detail::name_this_thread("mktl-writer");
     std::vector<Job> batch;
     std::size_t previous = 0;
     bool with_changes = false;
@@ -522,7 +522,7 @@ class Tables::Impl {
   // committed ones durable with one fdatasync of the WAL, then, for each in
   // commit order, runs the commit listener and each transaction's `done`.
   void run_completer() {
-  mktl::detail::name_this_thread("mktl-complete");
+    mktl::detail::name_this_thread("mktl-complete");
     std::deque<Finished> ready;
     for (;;) {
       {

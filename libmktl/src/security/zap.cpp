@@ -53,7 +53,7 @@ class Handler {
   };
 
   void run() {
-  mktl::detail::name_this_thread("mktl-zap");
+    mktl::detail::name_this_thread("mktl-zap");
     auto log = logger("mktl.security");
     std::vector<zmq::message_t> frames;
     while (true) {
