@@ -11,13 +11,13 @@
 #include <zmq.hpp>
 
 #include <algorithm>
-#include <unordered_map>
 #include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace mktl::transport {
