@@ -483,6 +483,50 @@ TEST_CASE("broadcasts use the trailing-dot topic, and bulk broadcasts have 4 fra
   CHECK((*b)[3].size() == 4);
 }
 
+TEST_CASE("broadcasts reach subscribers of any prefix, also after others left and came again", "[protocol]") {
+  // The daemon sends a broadcast only when some subscription matches its
+  // topic (it follows the subscriptions the PUB socket hands up): a prefix,
+  // the empty prefix, one that left and one that came back all get theirs.
+  Fixture f;
+  int n = 2000;
+  auto value_of = [](const Frames& m) { return mktl::json::parse(m.at(2)).value("value", Json()); };
+  // Sets demo.temp until a broadcast of it reaches `sub`; returns the value seen.
+  auto reach = [&](test::RawSub& sub) {
+    std::optional<Json> got;
+    REQUIRE(test::until_subscribed([&](int) { f.set("demo.temp", ++n); },
+                                   [&] {
+                                     while (auto m = sub.recv(std::chrono::milliseconds(1)))
+                                       if (m->at(0) == "demo.temp." && value_of(*m) == n) got = value_of(*m);
+                                     return got.has_value();
+                                   }));
+    return *got;
+  };
+  {
+    test::RawSub prefix(f.daemon.pub_endpoint(), "demo.");
+    CHECK(reach(prefix) == n);
+    test::RawSub everything(f.daemon.pub_endpoint(), "");
+    CHECK(reach(everything) == n);
+    // Both still get each broadcast.
+    f.set("demo.temp", ++n);
+    auto a = prefix.recv();
+    while (a && (a->at(0) != "demo.temp." || value_of(*a) != n)) a = prefix.recv();
+    REQUIRE(a);
+    auto b = everything.recv();
+    while (b && (b->at(0) != "demo.temp." || value_of(*b) != n)) b = everything.recv();
+    REQUIRE(b);
+  }
+  // Everyone left; a new subscriber of the exact topic is served again.
+  test::RawSub exact(f.daemon.pub_endpoint(), "demo.temp.");
+  CHECK(reach(exact) == n);
+  // Another topic's subscriber does not take this one's broadcasts.
+  test::RawSub other(f.daemon.pub_endpoint(), "demo.image.");
+  f.set("demo.temp", ++n);
+  auto m = exact.recv();
+  while (m && value_of(*m) != n) m = exact.recv();
+  REQUIRE(m);
+  CHECK_FALSE(other.recv(std::chrono::milliseconds(50)));
+}
+
 TEST_CASE("concurrent requests from many dealers all get answers", "[protocol]") {
   Fixture f;
   std::vector<std::unique_ptr<test::RawDealer>> dealers;
