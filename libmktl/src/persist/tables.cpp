@@ -411,7 +411,6 @@ class Tables::Impl {
   };
   struct CheckPlan {
     std::unordered_map<std::string, FieldCheck> fields;
-    std::vector<std::string> known;  // every field taken, sorted (error messages)
     std::vector<Required> required;
   };
 
@@ -421,13 +420,8 @@ class Tables::Impl {
       const Table* table = config_.table(op.table);
       if (!table) continue;
       for (auto& c : table->columns)
-        if (takes(op, *table, c.name)) {
-          plan.fields.emplace(c.name, FieldCheck{table, &c});  // the first op that takes it wins
-          plan.known.push_back(c.name);
-        }
+        if (takes(op, *table, c.name)) plan.fields.emplace(c.name, FieldCheck{table, &c});  // the first op that takes it wins
     }
-    std::sort(plan.known.begin(), plan.known.end());
-    plan.known.erase(std::unique(plan.known.begin(), plan.known.end()), plan.known.end());
     for (std::size_t i = 0; i < set.ops.size(); ++i) {
       const Op& op = set.ops[i];
       const Table* table = config_.table(op.table);
@@ -463,8 +457,11 @@ class Tables::Impl {
     for (auto it = data.begin(); it != data.end(); ++it) {
       auto target = plan.fields.find(it.key());
       if (target == plan.fields.end()) {
-        std::string message = "unknown field '" + it.key() + "' for " + set.item + collections::detail::suggestion(it.key(), plan.known);
-        message += " (fields: " + (plan.known.empty() ? std::string("none") : joined(plan.known)) + ")";
+        std::vector<std::string> known;
+        for (auto& [field, _] : plan.fields) known.push_back(field);
+        std::sort(known.begin(), known.end());
+        std::string message = "unknown field '" + it.key() + "' for " + set.item + collections::detail::suggestion(it.key(), known);
+        message += " (fields: " + (known.empty() ? std::string("none") : joined(known)) + ")";
         throw ValueError(message);
       }
       it.value() = coerce(*target->second.table, *target->second.column, it.value());

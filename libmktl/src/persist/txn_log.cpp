@@ -83,7 +83,6 @@ TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& conf
     }
   }
   if (rc != SQLITE_DONE) fail_open(path_, "cannot read the transaction log: " + sql::errmsg(writer_));
-  batch_first_seq_ = next_seq_;
 }
 
 void TxnLog::Kept::push(std::string ref, std::int64_t seq) {
@@ -185,7 +184,6 @@ std::int64_t TxnLog::add(const std::string& ref, const std::string& item, std::s
   } else {
     p.entries.push_back(',');
   }
-  p.last = seq;
   p.entries.push_back('[');
   append_int(p.entries, seq);
   p.entries.push_back(',');
@@ -208,7 +206,7 @@ void TxnLog::write() {
     p.entries.push_back(']');
     sqlite3_reset(ins);
     sqlite3_bind_int64(ins, 1, p.first);
-    sqlite3_bind_int64(ins, 2, p.last);
+    sqlite3_bind_int64(ins, 2, p.refs.back().second);
     bind_text(ins, 3, p.item);
     sqlite3_bind_double(ins, 4, p.time);
     bind_text(ins, 5, p.entries);
@@ -229,13 +227,13 @@ void TxnLog::committed() {
   }
   pending_used_ = 0;
   pending_client_.clear();
-  batch_first_seq_ = next_seq_;
 }
 
 void TxnLog::rolled_back() {
+  // The batch's first transaction is the first of the first item it added.
+  if (pending_used_ > 0) next_seq_ = pending_[0].first;
   pending_used_ = 0;
   pending_client_.clear();
-  next_seq_ = batch_first_seq_;
 }
 
 void TxnLog::prune_when_due() {

@@ -87,10 +87,10 @@ class TxnLog {
   // One record item's transactions of the running batch.
   struct Pending {
     std::string item;
-    std::int64_t first = 0, last = 0;
+    std::int64_t first = 0;  // the seq of its first transaction
     double time = 0;
     std::string entries;  // [seq,"ref",rows],... without the outer brackets
-    std::vector<std::pair<std::string, std::int64_t>> refs;
+    std::vector<std::pair<std::string, std::int64_t>> refs;  // ref, seq; in order
   };
 
   static constexpr std::int64_t kLast = INT64_MAX;  // read_entry(): the row's last transaction
@@ -109,7 +109,7 @@ class TxnLog {
   std::unordered_map<std::string, Kept> kept_;  // by record item; its keys fixed at construction
 
   // The writer's: the next seq, and the running batch.
-  std::int64_t next_seq_ = 1, batch_first_seq_ = 1;
+  std::int64_t next_seq_ = 1;
   std::vector<Pending> pending_;
   std::size_t pending_used_ = 0;  // pending_[0, used) hold this batch's items
   std::size_t smallest_keep_ = SIZE_MAX, batches_since_prune_ = 0, added_since_prune_ = 0;

@@ -557,7 +557,7 @@ bool Server::Impl::wanted(const std::string& topic) {
   if (subscribed.empty()) return false;
   if (wanted_topics.size() >= 65536) wanted_topics.clear();  // topics of collection rows can be many
   Wanted& w = wanted_topics[topic];
-  if (w.generation != subscribed_generation || subscribed_generation == 0) {
+  if (w.generation != subscribed_generation) {  // generations start at 1: a new entry is computed
     w.generation = subscribed_generation;
     w.wanted = std::any_of(subscribed.begin(), subscribed.end(),
                            [&](const auto& s) { return topic.compare(0, s.first.size(), s.first) == 0; });
