@@ -71,11 +71,15 @@ done
 [[ $started == yes ]] || die "the clients did not start: $(tail -n 2 "$work/watch.log" "$work/follow.log" "$work/watch.stderr" "$work/follow.stderr")"
 echo "both clients follow rs.x"
 
-# seen_ms CHECK VALUE: when (epoch ms) the client first showed VALUE, or "never".
+follow_get_ok() {  # follow logged a GET answered after the ready line
+  awk -v b="$ready_ms" '$1 * 1000 > b && $2 == "get" && $3 == "ok" { found = 1; exit } END { exit !found }' "$work/follow.log"
+}
 resumed=0
 measure() {  # LABEL VALUE
   local label=$1 v=$2 deadline=$((SECONDS + wait_s)) w f
-  until watch_has "$v" && follow_has "$v" || ((SECONDS >= deadline)); do sleep 0.05; done
+  # A GET after the move answers only once the client has found the daemon
+  # again, which may come after the broadcast: wait for both.
+  until watch_has "$v" && follow_has "$v" && follow_get_ok || ((SECONDS >= deadline)); do sleep 0.05; done
   # mk watch --json has no receive time: the moment it was first seen here.
   if watch_has "$v"; then w="resumed"; resumed=$((resumed + 1)); else w="did NOT resume within ${wait_s} s"; fi
   f=$(awk -v v="$v" '$2 == "bcast" && $3 == v {print $1; exit}' "$work/follow.log")
