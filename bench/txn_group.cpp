@@ -2,8 +2,8 @@
 // real `markd --mkio`: a record item log_add whose op set inserts one row
 // into the table log, with 1 and with 64 transactions in flight. The
 // baseline is a raw SQLite loop in this process doing the same inserts (the
-// same table, the same INSERT ... RETURNING statement the daemon's writer
-// prepares, the same values), with the same durability (WAL,
+// same table, the same INSERT and SELECT of the new row by its rowid that
+// the daemon's writer prepares, the same values), with the same durability (WAL,
 // synchronous=FULL: one fsync per COMMIT), on a file in the same directory,
 // in batches of the size the daemon's writer made in the slice just before
 // (its stats, GET {"stats": true}: transactions per commit).
@@ -54,11 +54,13 @@ constexpr const char* kTxnConfig = R"({
 })";
 
 // The table as the daemon creates it (columns in name order), and the
-// statement its writer prepares for the op set.
+// statements its writer prepares for the op set: the insert, and the read
+// of the new row that makes the transaction's reply.
 constexpr const char* kTxnTable =
     "CREATE TABLE IF NOT EXISTS \"log\" (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT, \"t\" REAL NOT NULL, "
     "\"v\" INTEGER NOT NULL)";
-constexpr const char* kTxnInsert = "INSERT INTO \"log\" (\"t\", \"v\") VALUES (?, ?) RETURNING *";
+constexpr const char* kTxnInsert = "INSERT INTO \"log\" (\"t\", \"v\") VALUES (?, ?)";
+constexpr const char* kTxnReadBack = "SELECT * FROM \"log\" WHERE rowid = ?";
 
 // The values of the n-th transaction, the same on both sides.
 double txn_t(long n) { return 1.8e9 + static_cast<double>(n) * 1e-3; }
@@ -76,9 +78,10 @@ class RawSqlite {
     begin_ = prepare("BEGIN IMMEDIATE");
     commit_ = prepare("COMMIT");
     insert_ = prepare(kTxnInsert);
+    read_back_ = prepare(kTxnReadBack);
   }
   ~RawSqlite() {
-    for (auto* s : {begin_, commit_, insert_}) sqlite3_finalize(s);
+    for (auto* s : {begin_, commit_, insert_, read_back_}) sqlite3_finalize(s);
     sqlite3_close(db_);
   }
   RawSqlite(const RawSqlite&) = delete;
@@ -99,14 +102,17 @@ class RawSqlite {
       for (long i = 0; i < size; ++i, ++n) {
         sqlite3_bind_double(insert_, 1, txn_t(n));
         sqlite3_bind_int64(insert_, 2, n);
-        int rc;
-        while ((rc = sqlite3_step(insert_)) == SQLITE_ROW) {  // the RETURNING row, read as the daemon reads it
-          (void)sqlite3_column_int64(insert_, 0);
-          (void)sqlite3_column_double(insert_, 1);
-          (void)sqlite3_column_int64(insert_, 2);
-        }
+        int rc = sqlite3_step(insert_);
         sqlite3_reset(insert_);
         if (rc != SQLITE_DONE) fail("INSERT");
+        sqlite3_bind_int64(read_back_, 1, sqlite3_last_insert_rowid(db_));
+        while ((rc = sqlite3_step(read_back_)) == SQLITE_ROW) {  // the new row, read as the daemon reads it
+          (void)sqlite3_column_int64(read_back_, 0);
+          (void)sqlite3_column_double(read_back_, 1);
+          (void)sqlite3_column_int64(read_back_, 2);
+        }
+        sqlite3_reset(read_back_);
+        if (rc != SQLITE_DONE) fail("SELECT of the new row");
       }
       step_done(commit_, "COMMIT");
       rows += size;
@@ -137,7 +143,7 @@ class RawSqlite {
   }
 
   sqlite3* db_ = nullptr;
-  sqlite3_stmt *begin_ = nullptr, *commit_ = nullptr, *insert_ = nullptr;
+  sqlite3_stmt *begin_ = nullptr, *commit_ = nullptr, *insert_ = nullptr, *read_back_ = nullptr;
 };
 
 // CPU time of the calling thread, in seconds.

@@ -36,7 +36,8 @@ Json orders_config() {
                  {"table": "fills", "op_type": "insert", "fields": ["qty"], "defaults": {"event": "fill"},
                   "bind": {"order_id": "$0.id"}}],
         "cancel": [{"table": "orders", "op_type": "delete", "key": ["id"]}],
-        "put": [{"table": "orders", "op_type": "upsert", "key": ["id"], "fields": ["id", "symbol", "qty"]}]
+        "put": [{"table": "orders", "op_type": "upsert", "key": ["id"], "fields": ["id", "symbol", "qty"]}],
+        "close": [{"table": "orders", "op_type": "update", "key": ["symbol"], "fields": ["status"]}]
       }},
       "note": {"protocol": "transaction", "table": "notes", "op_type": "insert", "fields": ["text"]}
     }
@@ -171,10 +172,20 @@ TEST_CASE("update, delete and upsert, and a change that matches no row says so a
   Json fresh = f.set("orders_put", {{"id", 50}, {"symbol", "IBM"}, {"qty", 1}});
   CHECK(fresh.at("value").at("rows").at(0).at("id") == 50);
 
+  // An update whose key is no unique column answers with every row it changed.
+  f.set("orders_new", {{"symbol", "IBM"}, {"qty", 2}});
+  Json closed = f.set("orders_close", {{"symbol", "IBM"}, {"status", "closed"}});
+  REQUIRE(error_type(closed).empty());
+  Json rows = closed.at("value").at("rows").at(0);
+  REQUIRE(rows.is_array());
+  CHECK(rows.size() == 2);
+  for (auto& row : rows) CHECK(row.at("status") == "closed");
+  CHECK(f.query("SELECT COUNT(*) FROM orders WHERE status = 'closed'") == Json::parse("[[2]]"));
+
   Json gone = f.set("orders_cancel", {{"id", id}});
   REQUIRE(error_type(gone).empty());
   CHECK(gone.at("value").at("rows").at(0).at("symbol") == "MSFT");  // the row as it was
-  CHECK(f.query("SELECT id FROM orders ORDER BY id") == Json::parse("[[50]]"));
+  CHECK(f.query("SELECT symbol FROM orders ORDER BY id") == Json::parse(R"([["IBM"], ["IBM"]])"));
   CHECK(error_type(f.set("orders_cancel", {{"id", id}})) == "ValueError");
 }
 

@@ -50,6 +50,21 @@ struct Txn {
   std::vector<persist::Change> changes;
 };
 
+// A published change, as a collection keeps it for `since` (its ring or log).
+struct Logged {
+  std::int64_t seq = 0;
+  const char* op = "insert";
+  Json ref;
+  Json rowid;
+  bool exists = true;
+  Json value;
+  Json time;  // null for a row read from SQLite
+
+  Json to_json() const {
+    return Json{{"op", op}, {"seq", seq}, {"ref", ref}, {"rowid", rowid}, {"exists", exists}, {"value", value}, {"time", time}};
+  }
+};
+
 // A GET waiting for the collections thread.
 struct GetTask {
   std::size_t collection;
@@ -95,12 +110,12 @@ struct State {
   std::string pk_column;
   std::map<Json, Json> pk_of;   // key -> primary key of the row it holds
   std::map<Json, Json> key_of;  // the reverse
-  std::deque<Json> ring;      // stream: CHANGEs in seq order
+  std::deque<Logged> ring;      // stream: CHANGEs in seq order
   std::int64_t ring_floor = 0;  // stream: rows with a seq up to this may exist only in SQLite
-  std::deque<Json> log;       // keyed, table: the last CHANGEs, contiguous in seq
+  std::deque<Logged> log;       // keyed, table: the last CHANGEs, contiguous in seq
   std::int64_t seq = 0;
 
-  Json last = nullptr;
+  Json last = nullptr;  // keyed, table: the last changed row (a stream's is its ring's last)
   double last_time = 0;
   Json last_ref = nullptr;
   std::uint64_t errors = 0, published = 0, unreported = 0;
@@ -119,7 +134,10 @@ class Live::Impl {
     for (const Collection& c : config.collections) {
       auto state = std::make_unique<State>(c);
       prepare(*state, store);
-      for (auto& t : state->watched) watched_.insert(t);
+      for (auto& t : state->watched) {
+        watched_.insert(t);
+        last_watcher_[t] = states_.size();
+      }
       by_name_[c.name] = states_.size();
       states_.push_back(std::move(state));
     }
@@ -253,7 +271,7 @@ class Live::Impl {
         auto first = rows.front().find(s.id_column);
         if (first != rows.front().end() && first->is_number_integer()) s.ring_floor = first->get<std::int64_t>() - 1;
       }
-      for (auto& raw : rows) append(s, raw, Json(nullptr), Json(nullptr), false);
+      for (auto& raw : rows) append(s, std::move(raw), Json(nullptr), Json(nullptr), false);
       auto top = tables_.select("SELECT MAX(" + id + ") AS top FROM (" + s.query + ")");
       if (!top.empty() && top[0]["top"].is_number_integer()) s.seq = std::max(s.seq, top[0]["top"].get<std::int64_t>());
       return;
@@ -277,7 +295,7 @@ class Live::Impl {
   }
 
   // The row as served (after where and publish), or nullopt when it is left out.
-  std::optional<Json> shape(State& s, const Json& raw, const Json& rowid) {
+  std::optional<Json> shape(State& s, Json raw, const Json& rowid) {
     if (s.where) {
       try {
         if (!s.where->matches(raw)) return std::nullopt;
@@ -367,29 +385,48 @@ class Live::Impl {
     json::dump_to(text, message);
     text.pop_back();  // the closing brace
     if (!message.empty()) text += ',';
+    finish(s, std::move(text), nullptr);
+  }
+
+  // A change's message, written field by field (the members in name order,
+  // as json::dump writes an object) instead of built as a JSON object first.
+  void send(State& s, const Logged& change) {
+    std::string text;
+    text.reserve(160);
+    text += "{\"exists\":";
+    text += change.exists ? "true" : "false";
+    text += ",\"op\":\"";
+    text += change.op;
+    text += "\",\"ref\":";
+    json::dump_to(text, change.ref);
+    text += ",\"rowid\":";
+    json::dump_to(text, change.rowid);
+    text += ",\"seq\":";
+    text += std::to_string(change.seq);
+    text += ",\"time\":";
+    json::dump_to(text, change.time);
+    text += ",\"value\":";
+    json::dump_to(text, change.value);
+    text += ',';
+    finish(s, std::move(text), &change.rowid);
+  }
+
+  // `text`, a message's members and a comma, closed with the epoch and
+  // published; a keyed collection's change (`rowid` given) also on its row's topic.
+  void finish(State& s, std::string text, const Json* rowid) {
     text += "\"epoch\":";
     text += s.stream() ? std::string_view("\"\"") : std::string_view(epoch_text_);
     text += '}';
     auto payload = std::make_shared<const std::string>(std::move(text));
     publisher_(s.topic, payload);
-    // A reset names no row: it goes out on the collection's topic only.
-    auto rowid = message.find("rowid");
-    if (s.config.kind == Kind::keyed && rowid != message.end())
-      publisher_(s.row_prefix + row_topic_id(*rowid) + ".", payload);
+    if (s.config.kind == Kind::keyed && rowid) publisher_(s.row_prefix + row_topic_id(*rowid) + ".", payload);
   }
 
   // A change: numbered, logged, published.
-  void emit(State& s, const char* op, const Json& rowid, const Json& value, bool exists, const Json& ref, double time) {
+  void emit(State& s, const char* op, const Json& rowid, Json value, bool exists, const Json& ref, double time) {
     if (!s.stream()) ++s.seq;
-    Json change = Json::object();
-    change["op"] = op;
-    change["seq"] = s.stream() ? rowid.get<std::int64_t>() : s.seq;
-    change["ref"] = ref;
-    change["rowid"] = rowid;
-    change["exists"] = exists;
-    change["value"] = value;
-    change["time"] = time;
-    s.last = value;
+    Logged change{s.stream() ? rowid.get<std::int64_t>() : s.seq, op, ref, rowid, exists, std::move(value), Json(time)};
+    if (!s.stream()) s.last = change.value;
     s.last_time = time;
     s.last_ref = ref;
     ++s.published;
@@ -397,7 +434,7 @@ class Live::Impl {
     if (s.stream()) {
       s.ring.push_back(std::move(change));
       while (s.ring.size() > static_cast<std::size_t>(s.config.buffer_size)) {
-        s.ring_floor = s.ring.front()["seq"].get<std::int64_t>();
+        s.ring_floor = s.ring.front().seq;
         s.ring.pop_front();
       }
     } else {
@@ -418,27 +455,25 @@ class Live::Impl {
   }
 
   // A stream row: appended (and published when `announce`) if it is newer than seq.
-  void append(State& s, const Json& raw, const Json& ref, const Json& time, bool announce) {
+  void append(State& s, Json raw, const Json& ref, const Json& time, bool announce) {
     auto id = id_of(s, raw);
     if (!id) return;
     std::int64_t n = id->get<std::int64_t>();
     if (n <= s.seq && announce) return;  // already held
     s.seq = std::max(s.seq, n);
-    auto row = shape(s, raw, *id);
+    auto row = shape(s, std::move(raw), *id);
     if (!row) return;
     if (announce) {
-      emit(s, "insert", *id, *row, true, ref, time.is_number() ? time.get<double>() : now());
+      emit(s, "insert", *id, std::move(*row), true, ref, time.is_number() ? time.get<double>() : now());
       return;
     }
-    Json change = {{"op", "insert"}, {"seq", n}, {"ref", ref}, {"rowid", *id}, {"exists", true}, {"value", *row}, {"time", time}};
-    s.ring.push_back(std::move(change));
-    s.last = *row;
+    s.ring.push_back(Logged{n, "insert", ref, *id, true, std::move(*row), time});
   }
 
   // The rows re-read from SQLite, compared with the cache; differences published.
   void resync(State& s, const Json& ref, double time) {
     if (s.stream()) {
-      for (auto& raw : tables_.select(s.since_query, {Json(s.seq)})) append(s, raw, ref, Json(time), true);
+      for (auto& raw : tables_.select(s.since_query, {Json(s.seq)})) append(s, std::move(raw), ref, Json(time), true);
       return;
     }
     std::map<Json, Json> fresh = read_rows(s);
@@ -500,10 +535,12 @@ class Live::Impl {
     return true;
   }
 
-  void apply(State& s, const Txn& txn) {
+  // `s` is states_[index]. A stream takes its rows out of `txn` when no
+  // later state watches their table (each txn goes to the states in order).
+  void apply(State& s, std::size_t index, Txn& txn) {
     Json ref(txn.ref);
     bool again = false;
-    for (const persist::Change& change : txn.changes) {
+    for (persist::Change& change : txn.changes) {
       if (!s.watched.count(change.table)) continue;
       if (s.stream()) {
         if (change.table != s.config.primary_table) continue;
@@ -512,7 +549,8 @@ class Live::Impl {
           again = true;
           continue;
         }
-        append(s, change.row, ref, Json(txn.time), true);
+        const bool last_user = last_watcher_.at(change.table) == index;
+        append(s, last_user ? std::move(change.row) : Json(change.row), ref, Json(txn.time), true);
         continue;
       }
       if (s.reread || change.table != s.config.primary_table || !apply_row(s, change, ref, txn.time)) again = true;
@@ -549,7 +587,8 @@ class Live::Impl {
           publish_reset(*s);
         }
       for (auto& txn : txns)
-        for (auto& s : states_) guarded(*s, "following a change", [&] { apply(*s, txn); });
+        for (std::size_t i = 0; i < states_.size(); ++i)
+          guarded(*states_[i], "following a change", [&] { apply(*states_[i], i, txn); });
       for (auto& task : gets) answer(task);
     }
   }
@@ -606,7 +645,8 @@ class Live::Impl {
   }
 
   Json plain(State& s) {
-    return Json{{"value", s.last}, {"time", s.last_time ? s.last_time : now()}, {"seq", s.seq}, {"ref", s.last_ref},
+    const Json& last = !s.stream() ? s.last : s.ring.empty() ? null_ : s.ring.back().value;
+    return Json{{"value", last}, {"time", s.last_time ? s.last_time : now()}, {"seq", s.seq}, {"ref", s.last_ref},
                 {"count", s.count()}, {"epoch", s.stream() ? "" : epoch_}};
   }
 
@@ -614,7 +654,7 @@ class Live::Impl {
   template <class Each>
   void for_rows(State& s, Each&& each) {
     if (s.stream()) {
-      for (auto& change : s.ring) each(change["rowid"], change["value"]);
+      for (auto& change : s.ring) each(change.rowid, change.value);
     } else {
       for (auto& [id, row] : s.rows) each(id, row);
     }
@@ -692,13 +732,13 @@ class Live::Impl {
   Json since(State& s, const Json& since, const Json& request) {
     Json changes = Json::array();
     auto done = [&] { return Json{{"value", std::move(changes)}, {"seq", s.seq}, {"epoch", s.stream() ? "" : epoch_}}; };
-    const std::deque<Json>& held = s.stream() ? s.ring : s.log;
+    const std::deque<Logged>& held = s.stream() ? s.ring : s.log;
     if (since.is_string()) {
       // A transaction ref: the changes after that transaction's.
-      auto it = std::find_if(held.begin(), held.end(), [&](const Json& c) { return c["ref"] == since; });
+      auto it = std::find_if(held.begin(), held.end(), [&](const Logged& c) { return c.ref == since; });
       if (it == held.end()) return reset_answer(s);
-      while (it != held.end() && (*it)["ref"] == since) ++it;
-      for (; it != held.end(); ++it) changes.push_back(*it);
+      while (it != held.end() && it->ref == since) ++it;
+      for (; it != held.end(); ++it) changes.push_back(it->to_json());
       return done();
     }
     if (!since.is_number_integer())
@@ -713,7 +753,7 @@ class Live::Impl {
     if (s.stream()) {
       if (from >= s.ring_floor) {
         for (auto& c : s.ring)
-          if (c["seq"].get<std::int64_t>() > from) changes.push_back(c);
+          if (c.seq > from) changes.push_back(c.to_json());
         return done();
       }
       // Older than the ring buffer: the rows still in the table.
@@ -727,9 +767,9 @@ class Live::Impl {
       }
       return done();
     }
-    if (s.log.empty() || s.log.front()["seq"].get<std::int64_t>() > from + 1) return reset_answer(s);
+    if (s.log.empty() || s.log.front().seq > from + 1) return reset_answer(s);
     for (auto& c : s.log)
-      if (c["seq"].get<std::int64_t>() > from) changes.push_back(c);
+      if (c.seq > from) changes.push_back(c.to_json());
     return done();
   }
 
@@ -740,8 +780,8 @@ class Live::Impl {
     if (s.stream()) {
       if (!id.is_number_integer()) throw ValueError("a stream's rowid is an integer, got " + shown(id));
       for (auto& c : s.ring)
-        if (c["rowid"] == id) {
-          out["value"] = c["value"];
+        if (c.rowid == id) {
+          out["value"] = c.value;
           out["exists"] = true;
           return out;
         }
@@ -777,10 +817,12 @@ class Live::Impl {
   Publisher publisher_;
   const std::string epoch_;
   const std::string epoch_text_ = json::dump(Json(epoch_));  // as JSON text
+  const Json null_;
   std::size_t bus_size_ = 100000;
   std::vector<std::unique_ptr<State>> states_;
   std::map<std::string, std::size_t> by_name_;
   std::set<std::string> watched_;  // by any collection
+  std::map<std::string, std::size_t> last_watcher_;  // by table: the last of states_ watching it
 
   std::mutex mu_;
   std::condition_variable wake_;

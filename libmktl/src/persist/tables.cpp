@@ -686,11 +686,18 @@ class Tables::Impl {
 
   // ---- running one transaction ----------------------------------------------
 
-  // An op's statement for one set of written columns, prepared once.
+  // An op's statements for one set of written columns, prepared once.
+  // An insert, upsert or update reads its rows back with a SELECT (by the
+  // new rowid, or by the op's key, which the write leaves as it was): a
+  // RETURNING clause would cost SQLite a temporary table per statement,
+  // about 2.5 times the instructions of the write and the read together. A
+  // delete has nothing to read afterwards and keeps RETURNING.
   struct Prepared {
     Stmt stmt;
     std::vector<int> params;  // the table column bound to ?1, ?2, ...
-    std::vector<std::pair<std::string, int>> returned;  // RETURNING columns in name order, with their index
+    Stmt read_back;           // empty for a delete
+    std::vector<int> read_params;  // the key columns read_back binds; none: the last inserted rowid
+    std::vector<std::pair<std::string, int>> returned;  // the rows' columns in name order, with their index
   };
 
   // How an op writes its table, worked out once per op: which column takes
@@ -701,7 +708,7 @@ class Tables::Impl {
     std::vector<std::optional<Json>> defaults;  // per table column: the op default
     std::vector<int> bind;                      // per table column: index into op.bind, else -1
     std::vector<int> key;                       // op.key as table columns
-    bool bound_to = false;                      // a later op binds to its RETURNING row
+    bool bound_to = false;                      // a later op binds to its returned row
     std::unordered_map<std::string, Prepared> statements;  // by written columns ('1' per written one)
   };
 
@@ -763,7 +770,7 @@ class Tables::Impl {
           if (op.type == OpType::upsert && !is_key(c)) updates += (updates.empty() ? "" : ", ") + name(c) + " = excluded." + name(c);
         }
         if (p.params.empty()) {
-          text = "INSERT INTO " + quote(table.name) + " DEFAULT VALUES RETURNING *";
+          text = "INSERT INTO " + quote(table.name) + " DEFAULT VALUES";
           break;
         }
         text = "INSERT INTO " + quote(table.name) + " (" + columns + ") VALUES (" + marks + ")";
@@ -772,8 +779,8 @@ class Tables::Impl {
           for (auto& k : op.key) keys.push_back(quote(k));
           if (updates.empty()) updates = quote(op.key.front()) + " = excluded." + quote(op.key.front());
           text += " ON CONFLICT (" + joined(keys) + ") DO UPDATE SET " + updates;
+          p.read_params = plan.key;  // an upsert that updates sets no rowid
         }
-        text += " RETURNING *";
         break;
       }
       case OpType::update: {
@@ -788,7 +795,8 @@ class Tables::Impl {
           throw ValueError(set.item + ": the update of " + table.name + " has no field to change (it takes " +
                            (op.fields.empty() ? std::string("any column") : joined(op.fields)) + ")");
         p.params.insert(p.params.end(), plan.key.begin(), plan.key.end());
-        text = "UPDATE " + quote(table.name) + " SET " + sets + where + " RETURNING *";
+        text = "UPDATE " + quote(table.name) + " SET " + sets + where;
+        p.read_params = plan.key;
         break;
       }
       case OpType::delete_: {
@@ -799,8 +807,22 @@ class Tables::Impl {
     }
     p.stmt = sql::prepare(db_.get(), text.c_str());
     if (!p.stmt) throw_db("cannot prepare \"" + text + "\"");
-    int n = sqlite3_column_count(p.stmt.get());
-    for (int i = 0; i < n; ++i) p.returned.emplace_back(sqlite3_column_name(p.stmt.get(), i), i);
+    sqlite3_stmt* rows = p.stmt.get();
+    if (op.type != OpType::delete_) {
+      std::string read = "SELECT * FROM " + quote(table.name);
+      if (p.read_params.empty()) {
+        read += " WHERE rowid = ?";
+      } else {
+        std::string match;
+        for (int k : p.read_params) match += (match.empty() ? " WHERE " : " AND ") + name(k) + " IS ?";
+        read += match;
+      }
+      p.read_back = sql::prepare(db_.get(), read.c_str());
+      if (!p.read_back) throw_db("cannot prepare \"" + read + "\"");
+      rows = p.read_back.get();
+    }
+    int n = sqlite3_column_count(rows);
+    for (int i = 0; i < n; ++i) p.returned.emplace_back(sqlite3_column_name(rows, i), i);
     std::sort(p.returned.begin(), p.returned.end());  // a JSON object's members in name order, as json::dump writes them
     return plan.statements.emplace(written, std::move(p)).first->second;
   }
@@ -823,7 +845,7 @@ class Tables::Impl {
     text.push_back(']');
   }
 
-  // Runs op `index` of `set`, appending its RETURNING row(s) to `text` as
+  // Runs op `index` of `set`, appending the row(s) it returns to `text` as
   // JSON; keeps its first row as JSON when a later op binds to it, and each
   // row as a Change when `with_changes`.
   void run_op(const OpSet& set, std::size_t index, std::vector<OpPlan>& plans, const Json& data, Committed& result,
@@ -872,11 +894,31 @@ class Tables::Impl {
         sqlite3_reset(stmt);
         throw_db("binding " + table.name);
       }
+    if (p.read_back) {
+      int rc = sqlite3_step(stmt);
+      const bool wrote = rc == SQLITE_DONE && (op.type != OpType::update || sqlite3_changes(db_.get()) > 0);
+      sqlite3_reset(stmt);
+      if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + table.name);
+      stmt = p.read_back.get();
+      if (!wrote) {
+        // An update that matched nothing: no rows to read (reported below).
+      } else if (p.read_params.empty()) {
+        sqlite3_bind_int64(stmt, 1, sqlite3_last_insert_rowid(db_.get()));
+      } else {
+        for (std::size_t i = 0; i < p.read_params.size(); ++i)
+          if (bind_value(stmt, static_cast<int>(i + 1), *values_[static_cast<std::size_t>(p.read_params[i])]) !=
+              SQLITE_OK) {
+            sqlite3_reset(stmt);
+            throw_db("binding " + table.name);
+          }
+      }
+      if (!wrote) stmt = nullptr;
+    }
     const bool keep_json = with_changes || plan.bound_to;
     const std::size_t start = text.size();
     std::size_t rows = 0;
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    int rc = SQLITE_DONE;
+    while (stmt && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       if (rows++) text.push_back(',');
       text.push_back('{');
       bool first = true;
@@ -894,7 +936,7 @@ class Tables::Impl {
         if (with_changes) result.changes.push_back(Change{table.name, op.type, std::move(row)});
       }
     }
-    sqlite3_reset(stmt);
+    if (stmt) sqlite3_reset(stmt);
     if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + table.name);
     if (rows == 0 && op.type != OpType::insert) {
       std::string match;
