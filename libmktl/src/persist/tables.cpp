@@ -219,40 +219,6 @@ void append_column(std::string& out, sqlite3_stmt* stmt, int i) {
   }
 }
 
-// A descriptor of the database's WAL file, for one thread, opened again
-// whenever SQLite has made a new file (one that is no longer the file held).
-class WalFile {
- public:
-  WalFile() = default;
-  WalFile(const WalFile&) = delete;
-  WalFile& operator=(const WalFile&) = delete;
-  ~WalFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  void set_path(std::string path) { path_ = std::move(path); }
-
-  // The descriptor, or -1 with `why` saying why not.
-  int get(std::string& why) {
-    struct stat by_path {};
-    if (::stat(path_.c_str(), &by_path) != 0) {
-      why = "cannot find " + path_ + ": " + std::strerror(errno);
-      return -1;
-    }
-    struct stat by_fd {};
-    if (fd_ < 0 || ::fstat(fd_, &by_fd) != 0 || by_fd.st_ino != by_path.st_ino || by_fd.st_dev != by_path.st_dev) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd_ < 0) why = "cannot open " + path_ + ": " + std::strerror(errno);
-    }
-    return fd_;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
 }  // namespace
 
 Json Committed::to_json() const { return json::parse(value_json()); }
@@ -293,6 +259,7 @@ class Tables::Impl {
     }
     finished_cv_.notify_all();
     if (completer_.joinable()) completer_.join();
+    if (wal_fd_ >= 0) ::close(wal_fd_);
   }
 
   void open() {
@@ -312,8 +279,7 @@ class Tables::Impl {
     // for every batch committed since the last one, before any of their
     // REPs (sync_wal()). Checkpoints still sync as with FULL.
     if (!sql::exec(db_.get(), "PRAGMA synchronous=NORMAL")) fail_open(errmsg(db_.get()));
-    synced_wal_.set_path(options_.path + "-wal");
-    written_wal_.set_path(options_.path + "-wal");
+    wal_path_ = options_.path + "-wal";
     if (!sql::query_text(db_.get(), "PRAGMA quick_check", text)) fail_open(errmsg(db_.get()));
     if (text != "ok") fail_open("integrity check failed: " + text.substr(0, 300));
     if (!TxnLog::create(db_.get())) fail_open("cannot create its own tables: " + errmsg(db_.get()));
@@ -611,23 +577,20 @@ class Tables::Impl {
     }
   }
 
-  // fdatasync of the WAL file: every frame written before it is on disk.
-  // "" on success, else why not.
+  // fdatasync of the WAL file (opened here, again whenever SQLite made a
+  // new one): every frame written before it is on disk. "" on success, else
+  // why not.
   std::string sync_wal() {
-    std::string why;
-    int fd = synced_wal_.get(why);
-    if (fd < 0) return why;
-    if (::fdatasync(fd) != 0) return std::string("fdatasync of ") + synced_wal_.path() + ": " + std::strerror(errno);
+    struct stat by_path {};
+    if (::stat(wal_path_.c_str(), &by_path) != 0) return "cannot find " + wal_path_ + ": " + std::strerror(errno);
+    struct stat by_fd {};
+    if (wal_fd_ < 0 || ::fstat(wal_fd_, &by_fd) != 0 || by_fd.st_ino != by_path.st_ino || by_fd.st_dev != by_path.st_dev) {
+      if (wal_fd_ >= 0) ::close(wal_fd_);
+      wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (wal_fd_ < 0) return "cannot open " + wal_path_ + ": " + std::strerror(errno);
+    }
+    if (::fdatasync(wal_fd_) != 0) return std::string("fdatasync of ") + wal_path_ + ": " + std::strerror(errno);
     return {};
-  }
-
-  // After a COMMIT: starts writing the WAL's new frames to the disk, without
-  // waiting, so that the completion thread's fdatasync finds most of them
-  // written already (measured: its median 230-285 µs -> 145-165 µs, see
-  // docs/performance.md). Durability still rests on that fdatasync alone.
-  void start_wal_writeback() {
-    std::string why;
-    if (int fd = written_wal_.get(why); fd >= 0) ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
   }
 
   // Caller holds mu_.
@@ -716,7 +679,6 @@ class Tables::Impl {
       return false;
     }
     txn_log_->committed();
-    start_wal_writeback();
     commits_.fetch_add(1);
     for (auto& job : batch) (job.error ? failed_ : transactions_).fetch_add(1);
     return true;
@@ -1027,8 +989,8 @@ class Tables::Impl {
     bool committed = false;  // in the WAL, to be synced before its REPs
   };
   std::deque<Finished> finished_;
-  WalFile synced_wal_;   // the completion thread's
-  WalFile written_wal_;  // the writer's
+  std::string wal_path_;
+  int wal_fd_ = -1;  // the completion thread's
   bool finishing_ = false;
   std::jthread completer_;  // started before the writer, stopped after it
   std::jthread writer_;
