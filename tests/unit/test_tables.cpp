@@ -172,6 +172,13 @@ TEST_CASE("update, delete and upsert, and a change that matches no row says so a
   Json fresh = f.set("orders_put", {{"id", 50}, {"symbol", "IBM"}, {"qty", 1}});
   CHECK(fresh.at("value").at("rows").at(0).at("id") == 50);
 
+  // An upsert whose key is null cannot conflict: it inserts, and answers with the new row.
+  Json unkeyed = f.set("orders_put", {{"id", nullptr}, {"symbol", "SAP"}, {"qty", 3}});
+  REQUIRE(error_type(unkeyed).empty());
+  CHECK(unkeyed.at("value").at("rows").at(0).at("symbol") == "SAP");
+  CHECK(unkeyed.at("value").at("rows").at(0).at("id").is_number_integer());
+  f.set("orders_cancel", {{"id", unkeyed.at("value").at("rows").at(0).at("id")}});
+
   // An update whose key is no unique column answers with every row it changed.
   f.set("orders_new", {{"symbol", "IBM"}, {"qty", 2}});
   Json closed = f.set("orders_close", {{"symbol", "IBM"}, {"status", "closed"}});

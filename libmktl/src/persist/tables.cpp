@@ -697,6 +697,7 @@ class Tables::Impl {
     std::vector<int> params;  // the table column bound to ?1, ?2, ...
     Stmt read_back;           // empty for a delete
     std::vector<int> read_params;  // the key columns read_back binds; none: the last inserted rowid
+    Stmt read_rowid;  // an upsert's, for a null key (which conflicts with nothing: the row was inserted)
     std::vector<std::pair<std::string, int>> returned;  // the rows' columns in name order, with their index
   };
 
@@ -820,6 +821,11 @@ class Tables::Impl {
       p.read_back = sql::prepare(db_.get(), read.c_str());
       if (!p.read_back) throw_db("cannot prepare \"" + read + "\"");
       rows = p.read_back.get();
+      if (op.type == OpType::upsert) {
+        std::string by_rowid = "SELECT * FROM " + quote(table.name) + " WHERE rowid = ?";
+        p.read_rowid = sql::prepare(db_.get(), by_rowid.c_str());
+        if (!p.read_rowid) throw_db("cannot prepare \"" + by_rowid + "\"");
+      }
     }
     int n = sqlite3_column_count(rows);
     for (int i = 0; i < n; ++i) p.returned.emplace_back(sqlite3_column_name(rows, i), i);
@@ -900,9 +906,14 @@ class Tables::Impl {
       sqlite3_reset(stmt);
       if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + table.name);
       stmt = p.read_back.get();
+      const bool null_key = op.type == OpType::upsert &&
+                            std::any_of(p.read_params.begin(), p.read_params.end(), [&](int k) {
+                              return values_[static_cast<std::size_t>(k)]->is_null();
+                            });
       if (!wrote) {
         // An update that matched nothing: no rows to read (reported below).
-      } else if (p.read_params.empty()) {
+      } else if (p.read_params.empty() || null_key) {
+        if (null_key) stmt = p.read_rowid.get();
         sqlite3_bind_int64(stmt, 1, sqlite3_last_insert_rowid(db_.get()));
       } else {
         for (std::size_t i = 0; i < p.read_params.size(); ++i)
