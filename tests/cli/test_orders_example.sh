@@ -39,7 +39,7 @@ mk set book.book_new --file new_orders.json
 rc 0
 ~ ^book\.book_new row 1: ref .* seq 2 rows \[\{.*"id":2,.*"symbol":"MSFT","trader":"bob"\}\]$
 ~ ^book\.book_new row 2: ref .* seq 3 rows \[\{.*"id":3,"limit_price":null,.*"symbol":"IBM","trader":"ann"\}\]$
-~ ^book\.book_new row 3: ref .* seq 4 rows \[\{.*"id":4,"limit_price":140,.*"symbol":"GOOG","trader":"cy"\}\]$
+~ ^book\.book_new row 3: ref .* seq 4 rows \[\{.*"id":4,"limit_price":140\.0,.*"symbol":"GOOG","trader":"cy"\}\]$
 mk set book.book_accept '{"id": 1}'
 rc 0
 ~ ^book\.book_accept: ref .* seq 5 rows \[\{.*"id":1,.*"state":"accepted","symbol":"AAPL".*\}\]$
