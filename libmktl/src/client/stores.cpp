@@ -3,7 +3,6 @@
 // stores.hpp for what it does and its threading promise.
 #include "client/client_impl.hpp"
 #include "common/thread_name.hpp"
-#include "common/thread_name.hpp"
 
 #include "config/logger.hpp"
 #include "discovery/avahi.hpp"

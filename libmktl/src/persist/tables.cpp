@@ -3,6 +3,7 @@
 #include "common/text.hpp"
 
 #include "persist/migration.hpp"
+#include "persist/sql_values.hpp"
 #include "persist/sqlite.hpp"
 #include "persist/tables_common.hpp"
 #include "persist/txn_log.hpp"
@@ -23,7 +24,6 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <condition_variable>
 #include <ctime>
@@ -47,110 +47,6 @@ using sql::Stmt;
 
 namespace {
 using mktl::detail::shown;
-
-// SQLite's type affinity of a declared type (datatype3.html, section 3.1).
-enum class Affinity { integer, text, blob, real, numeric };
-Affinity affinity(const std::string& type) {
-  std::string t = mktl::detail::ascii_upper(type);
-  if (t.find("INT") != std::string::npos) return Affinity::integer;
-  if (t.find("CHAR") != std::string::npos || t.find("CLOB") != std::string::npos || t.find("TEXT") != std::string::npos)
-    return Affinity::text;
-  if (t.empty() || t.find("BLOB") != std::string::npos) return Affinity::blob;
-  if (t.find("REAL") != std::string::npos || t.find("FLOA") != std::string::npos || t.find("DOUB") != std::string::npos)
-    return Affinity::real;
-  return Affinity::numeric;
-}
-
-std::optional<Json> number_from_text(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  try {
-    Json v = json::parse(text);
-    if (v.is_number()) return v;
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;
-}
-
-// A client's value for COLUMN of TABLE, checked against the column's type
-// (numeric text is taken for numbers, as mKTL's numeric items take it).
-Json coerce(const Table& table, const Column& column, const Json& value) {
-  if (value.is_null()) return value;
-  auto fail = [&](const char* expected) -> Json {
-    throw TypeError("field '" + column.name + "' (" + table.name + "." + column.name + ", " +
-                    (column.type.empty() ? std::string("untyped") : column.type) + ") expects " + expected + "; got " +
-                    shown(value));
-  };
-  switch (affinity(column.type)) {
-    case Affinity::integer:
-      if (value.is_boolean()) return value.get<bool>() ? 1 : 0;
-      if (value.is_number_integer()) return value;
-      if (value.is_number_float()) {
-        double d = value.get<double>();
-        if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.2e18) return static_cast<std::int64_t>(d);
-        return fail("an integer");
-      }
-      if (value.is_string())
-        if (auto n = number_from_text(value.get<std::string>())) return coerce(table, column, *n);
-      return fail("an integer");
-    case Affinity::real:
-    case Affinity::numeric:
-      if (value.is_boolean()) return value.get<bool>() ? 1 : 0;
-      if (value.is_number()) return value;
-      if (value.is_string())
-        if (auto n = number_from_text(value.get<std::string>())) return *n;
-      return fail("a number");
-    case Affinity::text:
-      if (value.is_string()) return value;
-      if (value.is_object() || value.is_array()) return json::dump(value);  // kept as JSON text
-      return fail("a string");
-    case Affinity::blob:
-      if (value.is_object() || value.is_array()) return json::dump(value);
-      return value;
-  }
-  return value;
-}
-
-int bind_value(sqlite3_stmt* stmt, int index, const Json& value) {
-  switch (value.type()) {
-    case Json::value_t::null: return sqlite3_bind_null(stmt, index);
-    case Json::value_t::boolean: return sqlite3_bind_int64(stmt, index, value.get<bool>() ? 1 : 0);
-    case Json::value_t::number_integer: return sqlite3_bind_int64(stmt, index, value.get<std::int64_t>());
-    case Json::value_t::number_unsigned: {
-      auto u = value.get<std::uint64_t>();
-      if (u <= static_cast<std::uint64_t>(INT64_MAX)) return sqlite3_bind_int64(stmt, index, static_cast<std::int64_t>(u));
-      return sqlite3_bind_double(stmt, index, static_cast<double>(u));
-    }
-    case Json::value_t::number_float: return sqlite3_bind_double(stmt, index, value.get<double>());
-    case Json::value_t::string: {
-      const auto& s = value.get_ref<const std::string&>();
-      return sqlite3_bind_text64(stmt, index, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    }
-    default: {
-      std::string s = json::dump(value);
-      return sqlite3_bind_text64(stmt, index, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    }
-  }
-}
-
-Json column_value(sqlite3_stmt* stmt, int i) {
-  switch (sqlite3_column_type(stmt, i)) {
-    case SQLITE_INTEGER: return sqlite3_column_int64(stmt, i);
-    case SQLITE_FLOAT: return sqlite3_column_double(stmt, i);
-    case SQLITE_NULL: return nullptr;
-    default: {
-      auto data = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, i));
-      auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt, i));
-      return data ? std::string(data, size) : std::string();
-    }
-  }
-}
-
-Json row_of(sqlite3_stmt* stmt) {
-  Json row = Json::object();
-  int n = sqlite3_column_count(stmt);
-  for (int i = 0; i < n; ++i) row[sqlite3_column_name(stmt, i)] = column_value(stmt, i);
-  return row;
-}
 
 // mkio's ref form, "YYYYMMDD HH:MM:SS.mmmuuunnnppp" in UTC: sortable and
 // unique, the last three digits counting refs made in one nanosecond. The
@@ -197,27 +93,6 @@ class RefClock {
   char prefix_[32] = {};
   std::size_t prefix_len_ = 0;
 };
-
-// A result column as JSON text, spelt as mktl::json::dump spells the value
-// column_value() makes of it.
-void append_column(std::string& out, sqlite3_stmt* stmt, int i) {
-  switch (sqlite3_column_type(stmt, i)) {
-    case SQLITE_INTEGER: {
-      char buf[24];
-      auto res = std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(sqlite3_column_int64(stmt, i)));
-      out.append(buf, res.ptr);
-      return;
-    }
-    case SQLITE_FLOAT: json::detail::append_double(out, sqlite3_column_double(stmt, i)); return;
-    case SQLITE_NULL: out.append("null"); return;
-    default: {
-      auto data = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, i));
-      auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt, i));
-      json::detail::append_string(out, data ? std::string_view(data, size) : std::string_view());
-      return;
-    }
-  }
-}
 
 }  // namespace
 
@@ -687,17 +562,18 @@ class Tables::Impl {
   // ---- running one transaction ----------------------------------------------
 
   // An op's statements for one set of written columns, prepared once.
-  // An insert, upsert or update reads its rows back with a SELECT (by the
-  // new rowid, or by the op's key, which the write leaves as it was): a
-  // RETURNING clause would cost SQLite a temporary table per statement,
-  // about 2.5 times the instructions of the write and the read together. A
-  // delete has nothing to read afterwards and keeps RETURNING.
+  // An insert, upsert or update reads its rows back after the write with a
+  // SELECT: a RETURNING clause would cost SQLite a temporary table per
+  // statement, about 2.5 times the instructions of the write and the read
+  // together. An insert's row is found by its new rowid; an update's rows by
+  // the op's key, which it never changes; an upsert's by its key, or by the
+  // new rowid when a key value is null (a null conflicts with nothing: the
+  // row was inserted). A delete's rows are gone afterwards: it keeps RETURNING.
   struct Prepared {
     Stmt stmt;
     std::vector<int> params;  // the table column bound to ?1, ?2, ...
-    Stmt read_back;           // empty for a delete
-    std::vector<int> read_params;  // the key columns read_back binds; none: the last inserted rowid
-    Stmt read_rowid;  // an upsert's, for a null key (which conflicts with nothing: the row was inserted)
+    Stmt by_rowid;            // insert, upsert
+    Stmt by_key;              // update, upsert: the op's key columns bound to ?1, ?2, ...
     std::vector<std::pair<std::string, int>> returned;  // the rows' columns in name order, with their index
   };
 
@@ -755,9 +631,9 @@ class Tables::Impl {
     auto is_key = [&](int j) { return std::find(plan.key.begin(), plan.key.end(), j) != plan.key.end(); };
     Prepared p;
     std::string text;
-    std::string where;
-    if (op.type == OpType::update || op.type == OpType::delete_)
-      for (int k : plan.key) where += (where.empty() ? " WHERE " : " AND ") + name(k) + " IS ?";
+    std::string key_match;  // empty for an insert, which has no key
+    for (int k : plan.key) key_match += (key_match.empty() ? "" : " AND ") + name(k) + " IS ?";
+    const std::string where = " WHERE " + key_match;
     switch (op.type) {
       case OpType::insert:
       case OpType::upsert: {
@@ -780,7 +656,6 @@ class Tables::Impl {
           for (auto& k : op.key) keys.push_back(quote(k));
           if (updates.empty()) updates = quote(op.key.front()) + " = excluded." + quote(op.key.front());
           text += " ON CONFLICT (" + joined(keys) + ") DO UPDATE SET " + updates;
-          p.read_params = plan.key;  // an upsert that updates sets no rowid
         }
         break;
       }
@@ -797,7 +672,6 @@ class Tables::Impl {
                            (op.fields.empty() ? std::string("any column") : joined(op.fields)) + ")");
         p.params.insert(p.params.end(), plan.key.begin(), plan.key.end());
         text = "UPDATE " + quote(table.name) + " SET " + sets + where;
-        p.read_params = plan.key;
         break;
       }
       case OpType::delete_: {
@@ -808,25 +682,15 @@ class Tables::Impl {
     }
     p.stmt = sql::prepare(db_.get(), text.c_str());
     if (!p.stmt) throw_db("cannot prepare \"" + text + "\"");
-    sqlite3_stmt* rows = p.stmt.get();
-    if (op.type != OpType::delete_) {
-      std::string read = "SELECT * FROM " + quote(table.name);
-      if (p.read_params.empty()) {
-        read += " WHERE rowid = ?";
-      } else {
-        std::string match;
-        for (int k : p.read_params) match += (match.empty() ? " WHERE " : " AND ") + name(k) + " IS ?";
-        read += match;
-      }
-      p.read_back = sql::prepare(db_.get(), read.c_str());
-      if (!p.read_back) throw_db("cannot prepare \"" + read + "\"");
-      rows = p.read_back.get();
-      if (op.type == OpType::upsert) {
-        std::string by_rowid = "SELECT * FROM " + quote(table.name) + " WHERE rowid = ?";
-        p.read_rowid = sql::prepare(db_.get(), by_rowid.c_str());
-        if (!p.read_rowid) throw_db("cannot prepare \"" + by_rowid + "\"");
-      }
-    }
+    auto select = [&](const std::string& match) {
+      std::string read = "SELECT * FROM " + quote(table.name) + " WHERE " + match;
+      Stmt stmt = sql::prepare(db_.get(), read.c_str());
+      if (!stmt) throw_db("cannot prepare \"" + read + "\"");
+      return stmt;
+    };
+    if (op.type == OpType::insert || op.type == OpType::upsert) p.by_rowid = select("rowid = ?");
+    if (op.type == OpType::update || op.type == OpType::upsert) p.by_key = select(key_match);
+    sqlite3_stmt* rows = p.by_rowid ? p.by_rowid.get() : p.by_key ? p.by_key.get() : p.stmt.get();
     int n = sqlite3_column_count(rows);
     for (int i = 0; i < n; ++i) p.returned.emplace_back(sqlite3_column_name(rows, i), i);
     std::sort(p.returned.begin(), p.returned.end());  // a JSON object's members in name order, as json::dump writes them
@@ -849,6 +713,29 @@ class Tables::Impl {
       run_op(set, i, plans, job.data, result, text, with_changes);
     }
     text.push_back(']');
+  }
+
+  // Runs the write of `p` (its values bound) and returns the statement that
+  // reads its rows back, bound; nullptr for an update that matched nothing.
+  sqlite3_stmt* write_then_select(const OpSet& set, const Op& op, const OpPlan& plan, Prepared& p) {
+    sqlite3* db = db_.get();
+    const int rc = sqlite3_step(p.stmt.get());
+    sqlite3_reset(p.stmt.get());
+    if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + plan.table->name);
+    if (op.type == OpType::update && sqlite3_changes(db) == 0) return nullptr;
+    const bool null_key = std::any_of(plan.key.begin(), plan.key.end(),
+                                      [&](int k) { return values_[static_cast<std::size_t>(k)]->is_null(); });
+    if (op.type == OpType::insert || (op.type == OpType::upsert && null_key)) {
+      sqlite3_bind_int64(p.by_rowid.get(), 1, sqlite3_last_insert_rowid(db));
+      return p.by_rowid.get();
+    }
+    sqlite3_stmt* stmt = p.by_key.get();
+    for (std::size_t i = 0; i < plan.key.size(); ++i)
+      if (bind_value(stmt, static_cast<int>(i + 1), *values_[static_cast<std::size_t>(plan.key[i])]) != SQLITE_OK) {
+        sqlite3_reset(stmt);
+        throw_db("binding " + plan.table->name);
+      }
+    return stmt;
   }
 
   // Runs op `index` of `set`, appending the row(s) it returns to `text` as
@@ -900,31 +787,7 @@ class Tables::Impl {
         sqlite3_reset(stmt);
         throw_db("binding " + table.name);
       }
-    if (p.read_back) {
-      int rc = sqlite3_step(stmt);
-      const bool wrote = rc == SQLITE_DONE && (op.type != OpType::update || sqlite3_changes(db_.get()) > 0);
-      sqlite3_reset(stmt);
-      if (rc != SQLITE_DONE) throw_db(set.item + ": " + collections::op_type_name(op.type) + " of " + table.name);
-      stmt = p.read_back.get();
-      const bool null_key = op.type == OpType::upsert &&
-                            std::any_of(p.read_params.begin(), p.read_params.end(), [&](int k) {
-                              return values_[static_cast<std::size_t>(k)]->is_null();
-                            });
-      if (!wrote) {
-        // An update that matched nothing: no rows to read (reported below).
-      } else if (p.read_params.empty() || null_key) {
-        if (null_key) stmt = p.read_rowid.get();
-        sqlite3_bind_int64(stmt, 1, sqlite3_last_insert_rowid(db_.get()));
-      } else {
-        for (std::size_t i = 0; i < p.read_params.size(); ++i)
-          if (bind_value(stmt, static_cast<int>(i + 1), *values_[static_cast<std::size_t>(p.read_params[i])]) !=
-              SQLITE_OK) {
-            sqlite3_reset(stmt);
-            throw_db("binding " + table.name);
-          }
-      }
-      if (!wrote) stmt = nullptr;
-    }
+    if (op.type != OpType::delete_) stmt = write_then_select(set, op, plan, p);
     const bool keep_json = with_changes || plan.bound_to;
     const std::size_t start = text.size();
     std::size_t rows = 0;
