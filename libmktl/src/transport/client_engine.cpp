@@ -5,6 +5,8 @@
 
 #include <zmq.hpp>
 
+#include <poll.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
@@ -71,6 +73,9 @@ struct Engine::Dealer {
   // the REPs owed on it can no longer come.
   zmq::socket_t monitor;
   std::string handshake_problem;  // why the last security handshake failed, if it did
+  // To be read without waiting for its fd (run()): new, sent on, or its
+  // last read stopped at its bound.
+  bool ask = true, ask_monitor = true;
   ~Dealer() {
     if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
   }
@@ -88,6 +93,7 @@ struct Engine::Sub {
   bool connected = false;
   bool reported_lost = false;
   Clock::time_point down_since = Clock::now();
+  bool ask = true, ask_monitor = true;  // as Dealer's
   ~Sub() {
     // Stop the monitor before its socket goes, so that nothing is left
     // queued on the inproc pair.
@@ -213,6 +219,7 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
     const std::string_view frames[] = {protocol::kVersion, {id.data(), id.size()}, type, p.target, flags,
                                        p.request_payload};
     const bool bulk = p.request_bulk.has_value();
+    d->ask = true;  // a send can take in what its fd would have shown
     for (std::size_t i = 0; i < std::size(frames); ++i)
       d->socket.send(zmq::const_buffer(frames[i].data(), frames[i].size()),
                      (i + 1 < std::size(frames) || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
@@ -283,16 +290,16 @@ void Engine::execute(Control& c) {
   }
 }
 
-void Engine::on_dealer(Dealer& d) {
+bool Engine::on_dealer(Dealer& d) {
   auto& frames = d.frames;
   std::array<std::string_view, 8> parts;
   std::string error;
   for (int burst = 0; burst < 1024; ++burst) {
     try {
-      if (!transport::recv_multipart(d.socket, frames)) return;
+      if (!transport::recv_multipart(d.socket, frames)) return false;
     } catch (const zmq::error_t& e) {
       receive_failed_log_("receive from {} failed: {}", d.endpoint, e.what());
-      return;
+      return false;
     }
     auto response = protocol::decode_response(transport::views(frames, parts), &error);
     if (!response) {
@@ -317,6 +324,7 @@ void Engine::on_dealer(Dealer& d) {
     finished_.push_back(std::move(pending));
     if (finished_.size() >= 64) finish_received();
   }
+  return true;
 }
 
 // Completions wait until the burst of responses at hand is read, and run
@@ -330,20 +338,21 @@ void Engine::finish_received() {
   finished_.clear();
 }
 
-void Engine::on_sub(Sub& s) {
-  read_broadcasts(s);
+bool Engine::on_sub(Sub& s) {
+  const bool more = read_broadcasts(s);
   handler_.on_broadcasts_read();
+  return more;
 }
 
-void Engine::read_broadcasts(Sub& s) {
+bool Engine::read_broadcasts(Sub& s) {
   auto& frames = s.frames;
   std::array<std::string_view, 8> parts;
   for (int burst = 0; burst < 4096; ++burst) {
     try {
-      if (!transport::recv_multipart(s.socket, frames, parts.size())) return;
+      if (!transport::recv_multipart(s.socket, frames, parts.size())) return false;
     } catch (const zmq::error_t& e) {
       receive_failed_log_("receive of broadcasts from {} failed: {}", s.endpoint, e.what());
-      return;
+      return false;
     }
     std::string error;
     auto b = protocol::decode_broadcast(transport::views(frames, parts), &error);
@@ -355,6 +364,7 @@ void Engine::read_broadcasts(Sub& s) {
     if (b->has_bulk) bulk = transport::adopt_bulk(std::move(frames.back()));
     handler_.on_broadcast(std::move(b->key), std::move(b->payload), std::move(bulk));
   }
+  return true;
 }
 
 zmq::socket_t Engine::open_monitor(zmq::socket_t& socket, int events) {
@@ -421,18 +431,21 @@ std::string handshake_problem(const MonitorEvent& e, bool has_key) {
 // timeout, which can be a minute. A request still owed its ACK may be in
 // the socket's queue, to leave on the next connection: its ACK timeout
 // decides, as usual.
-void Engine::on_dealer_monitor(Dealer& d) {
+bool Engine::on_dealer_monitor(Dealer& d) {
   std::vector<zmq::message_t> frames;
-  bool lost = false;
+  bool lost = false, more = true;
   for (int burst = 0; burst < 64; ++burst) {
     auto event = next_event(d.monitor, frames);
-    if (!event) break;
+    if (!event) {
+      more = false;
+      break;
+    }
     if (event->event == ZMQ_EVENT_DISCONNECTED) lost = true;
     else if (event->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) d.handshake_problem.clear();
     else if (auto problem = handshake_problem(*event, uses_curve(d.socket)); !problem.empty())
       d.handshake_problem = std::move(problem);
   }
-  if (!lost) return;
+  if (!lost) return more;
   std::size_t failed = 0;
   for (auto it = d.waiting.begin(); it != d.waiting.end();) {
     if (it->second.wants_ack) {
@@ -452,13 +465,14 @@ void Engine::on_dealer_monitor(Dealer& d) {
   logger("mktl.client")->debug("lost the connection to {}; {} request(s) waiting for a reply failed", d.endpoint,
                                failed);
   if (failed > 0) handler_.on_unacknowledged(d.endpoint);
+  return more;
 }
 
-void Engine::on_monitor(Sub& s) {
+bool Engine::on_monitor(Sub& s) {
   std::vector<zmq::message_t> frames;
   for (int burst = 0; burst < 64; ++burst) {
     auto next = next_event(s.monitor, frames);
-    if (!next) return;
+    if (!next) return false;
     const std::uint16_t event = next->event;
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       s.connected = true;
@@ -473,6 +487,7 @@ void Engine::on_monitor(Sub& s) {
       logger("mktl.client")->debug("lost the connection to {}", s.endpoint);
     }
   }
+  return true;
 }
 
 Clock::time_point Engine::report_lost() {
@@ -522,71 +537,107 @@ void Engine::take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vecto
   // Sends first: an abandon always follows the send it undoes.
   for (auto& p : sends) execute(*p, p);
   for (auto& c : controls) execute(c);
+  if (!controls.empty()) {
+    // A control may have used any socket (subscriptions, connections):
+    // each is read again before run() waits on its fd.
+    for (auto& [ep, d] : dealers_) d->ask = true;
+    for (auto& [ep, sub] : subs_) sub->ask = true;
+  }
   sends.clear();
   controls.clear();
 }
 
 void Engine::run(std::stop_token stop) {
   mktl::detail::name_this_thread("mktl-client");
-  std::vector<zmq::pollitem_t> items;
-  std::vector<Dealer*> dealer_of;
-  std::vector<Sub*> sub_of;
-  std::vector<Sub*> monitor_of;
-  std::vector<Dealer*> dealer_monitor_of;
+  // Readiness without zmq_poll(), for the reason Server::Impl::run() gives:
+  // one poll() on the sockets' ZMQ_FDs and the wakeup fd, and a socket read
+  // (which is how it is asked) only when its fd fired or its `ask` says it
+  // may hold what the fd no longer shows (it is new, was sent on, or its
+  // last read stopped at its bound). With something to read, poll() only
+  // looks (timeout 0), so that no fd waits behind a socket that keeps busy.
+  enum class Kind { dealer, dealer_monitor, sub, sub_monitor };
+  struct Watched {
+    Kind kind;
+    void* target;
+  };
+  std::vector<pollfd> fds;
+  std::vector<Watched> watched;
   std::vector<std::shared_ptr<Pending>> sends;
   std::vector<Control> controls;
   while (!stop.stop_requested()) {
-    items.clear();
-    dealer_of.clear();
-    sub_of.clear();
-    monitor_of.clear();
-    dealer_monitor_of.clear();
-    auto watch = [&](void* socket, int fd, Dealer* dealer, Sub* sub, Sub* monitor, Dealer* dealer_monitor) {
-      items.push_back({socket, fd, ZMQ_POLLIN, 0});
-      dealer_of.push_back(dealer);
-      sub_of.push_back(sub);
-      monitor_of.push_back(monitor);
-      dealer_monitor_of.push_back(dealer_monitor);
+    fds.clear();
+    watched.clear();
+    bool asked = false;
+    auto watch = [&](zmq::socket_t& socket, Kind kind, void* target, bool ask) {
+      fds.push_back({static_cast<int>(socket.get(zmq::sockopt::fd)), POLLIN, 0});
+      watched.push_back({kind, target});
+      asked = asked || ask;
     };
-    watch(nullptr, wakeup_.fd(), nullptr, nullptr, nullptr, nullptr);
+    fds.push_back({wakeup_.fd(), POLLIN, 0});
+    watched.push_back({Kind::dealer, nullptr});
     Clock::time_point next_deadline = report_lost();
     for (auto& [ep, d] : dealers_) {
-      watch(d->socket.handle(), 0, d.get(), nullptr, nullptr, nullptr);
-      if (d->monitor) watch(d->monitor.handle(), 0, nullptr, nullptr, nullptr, d.get());
+      watch(d->socket, Kind::dealer, d.get(), d->ask);
+      if (d->monitor) watch(d->monitor, Kind::dealer_monitor, d.get(), d->ask_monitor);
       next_deadline = std::min(next_deadline, d->next_ack_deadline());
     }
-    for (auto& [ep, s] : subs_) {
-      watch(s->socket.handle(), 0, nullptr, s.get(), nullptr, nullptr);
-      if (s->monitor) watch(s->monitor.handle(), 0, nullptr, nullptr, s.get(), nullptr);
+    for (auto& [ep, sub] : subs_) {
+      watch(sub->socket, Kind::sub, sub.get(), sub->ask);
+      if (sub->monitor) watch(sub->monitor, Kind::sub_monitor, sub.get(), sub->ask_monitor);
     }
-    long timeout_ms = -1;
+    int timeout_ms = -1;
     if (next_deadline != Clock::time_point::max()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now()).count() + 1;
-      timeout_ms = left < 0 ? 0 : left;
+      timeout_ms = left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
     }
     // Callers write the eventfd only while this thread may block in poll:
     // announce that, then look at the queue once more (see queued()).
     polling_.store(true);
-    if (queued_.load() > 0) timeout_ms = 0;
-    try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
-    } catch (const zmq::error_t& e) {
-      polling_.store(false);
-      signalled_.store(false);
-      if (e.num() == EINTR) continue;
-      logger("mktl.client")->error("poll failed: {}", e.what());
-      return;
-    }
+    if (asked || queued_.load() > 0) timeout_ms = 0;
+    const int rc = ::poll(fds.data(), fds.size(), timeout_ms);
     polling_.store(false);
     signalled_.store(false);
-    if (items[0].revents & ZMQ_POLLIN) wakeup_.drain();
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      logger("mktl.client")->error("poll failed: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[0].revents) wakeup_.drain();
+    for (std::size_t i = 1; i < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      auto& w = watched[i];
+      switch (w.kind) {
+        case Kind::dealer: static_cast<Dealer*>(w.target)->ask = true; break;
+        case Kind::dealer_monitor: static_cast<Dealer*>(w.target)->ask_monitor = true; break;
+        case Kind::sub: static_cast<Sub*>(w.target)->ask = true; break;
+        case Kind::sub_monitor: static_cast<Sub*>(w.target)->ask_monitor = true; break;
+      }
+    }
     // Events first: take_queue may close a Sub (its last unsubscribe).
-    for (std::size_t i = 1; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      if (dealer_of[i]) on_dealer(*dealer_of[i]);
-      if (sub_of[i]) on_sub(*sub_of[i]);
-      if (monitor_of[i]) on_monitor(*monitor_of[i]);
-      if (dealer_monitor_of[i]) on_dealer_monitor(*dealer_monitor_of[i]);
+    for (std::size_t i = 1; i < watched.size(); ++i) {
+      auto& w = watched[i];
+      switch (w.kind) {
+        case Kind::dealer: {
+          auto& d = *static_cast<Dealer*>(w.target);
+          if (d.ask) d.ask = on_dealer(d);
+          break;
+        }
+        case Kind::dealer_monitor: {
+          auto& d = *static_cast<Dealer*>(w.target);
+          if (d.ask_monitor) d.ask_monitor = on_dealer_monitor(d);
+          break;
+        }
+        case Kind::sub: {
+          auto& sub = *static_cast<Sub*>(w.target);
+          if (sub.ask) sub.ask = on_sub(sub);
+          break;
+        }
+        case Kind::sub_monitor: {
+          auto& sub = *static_cast<Sub*>(w.target);
+          if (sub.ask_monitor) sub.ask_monitor = on_monitor(sub);
+          break;
+        }
+      }
     }
     take_queue(sends, controls);
     finish_received();

@@ -166,11 +166,13 @@ class Engine {
   void run(std::stop_token stop);
   void execute(Pending& request, std::shared_ptr<Pending>& owner);
   void execute(Control& control);
-  void on_dealer(Dealer& d);
-  void on_sub(Sub& s);
-  void read_broadcasts(Sub& s);  // on_sub's: hands each to the handler
-  void on_monitor(Sub& s);
-  void on_dealer_monitor(Dealer& d);
+  // Each reads its socket until it is empty (false) or up to its bound
+  // (true: more may wait).
+  bool on_dealer(Dealer& d);
+  bool on_sub(Sub& s);
+  bool read_broadcasts(Sub& s);  // on_sub's: hands each to the handler
+  bool on_monitor(Sub& s);
+  bool on_dealer_monitor(Dealer& d);
   zmq::socket_t open_monitor(zmq::socket_t& socket, int events);
   // Reports SUB connections down for kLostAfter; returns the next time one is due.
   std::chrono::steady_clock::time_point report_lost();

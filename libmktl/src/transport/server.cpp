@@ -8,11 +8,14 @@
 
 #include <mktl/error.hpp>
 
+#include <poll.h>
+
 #include <zmq.hpp>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -215,16 +218,20 @@ struct Server::Impl {
   };
   std::unordered_map<std::string, Wanted> wanted_topics;
   std::vector<std::vector<std::string>>* captured = nullptr;  // exchange(): frames go here, not to the ROUTER
+  // Uses of the ROUTER other than run()'s reads (sends, asks for its events),
+  // so that run() knows to read it again without its fd firing: such a use
+  // can take in the notification the fd would otherwise show.
+  std::uint64_t router_uses = 0;
 
   void run();
   void on_request(std::vector<zmq::message_t>& frames);
   void send_out(Outgoing& out);
   bool send_broadcast(Outgoing& out);
   bool may_drop(const Outgoing& out);
-  void read_connection_events();
+  bool read_connection_events();  // true: stopped at its bound, more may wait
   bool requests_waiting();
   Clock::duration sample_every() const;
-  void drain_subscriptions();
+  bool drain_subscriptions();  // true: stopped at its bound, more may wait
   bool wanted(const std::string& topic);
   void send_frames(const std::string& identity, std::initializer_list<std::string_view> frames);
   void refuse_oversized(const std::string& identity, std::vector<zmq::message_t>& frames, std::uint64_t bytes);
@@ -350,6 +357,7 @@ void Server::Impl::send_frames(const std::string& identity, std::initializer_lis
     sent.insert(sent.end(), frames.begin(), frames.end());
     return;
   }
+  ++router_uses;
   try {
     router.send(zmq::buffer(identity), zmq::send_flags::sndmore);
     std::size_t i = 0, n = frames.size();
@@ -369,6 +377,7 @@ void Server::Impl::send_out(Outgoing& out) {
     }
     return;
   }
+  ++router_uses;
   try {
     bool more = out.bulk.has_value();
     router.send(zmq::buffer(out.address), zmq::send_flags::sndmore);
@@ -504,17 +513,17 @@ bool Server::Impl::may_drop(const Outgoing& out) {
 }
 
 // The publish socket's monitor: connections accepted and gone.
-void Server::Impl::read_connection_events() {
-  if (!monitor) return;
+bool Server::Impl::read_connection_events() {
+  if (!monitor) return false;
   zmq::message_t head, address;
   for (int i = 0; i < 1024; ++i) {
     try {
-      if (!monitor.recv(head, zmq::recv_flags::dontwait)) return;
+      if (!monitor.recv(head, zmq::recv_flags::dontwait)) return false;
       while (head.more() && monitor.recv(address, zmq::recv_flags::none) && address.more()) {
       }
     } catch (const zmq::error_t& e) {
       receive_failed_log("receive of connection events failed: {}", e.what());
-      return;
+      return false;
     }
     std::uint16_t event = 0;
     std::uint32_t fd = 0;
@@ -526,19 +535,20 @@ void Server::Impl::read_connection_events() {
     else
       watch->gone(static_cast<int>(fd));
   }
+  return true;
 }
 
 // An XPUB hands up each new subscription and unsubscription as a message
 // (byte 1 or 0, then the prefix): unread, they would pile up in the socket.
 // Read, they tell which broadcasts someone wants (wanted()).
-void Server::Impl::drain_subscriptions() {
+bool Server::Impl::drain_subscriptions() {
   zmq::message_t message;
   for (int i = 0; i < 1024; ++i) {
     try {
-      if (!pub.recv(message, zmq::recv_flags::dontwait)) return;
+      if (!pub.recv(message, zmq::recv_flags::dontwait)) return false;
     } catch (const zmq::error_t& e) {
       receive_failed_log("receive of subscriptions failed: {}", e.what());
-      return;
+      return false;
     }
     const auto* data = static_cast<const char*>(message.data());
     if (message.size() < 1 || (data[0] != 0 && data[0] != 1)) continue;  // not a subscription
@@ -550,6 +560,7 @@ void Server::Impl::drain_subscriptions() {
     }
     ++subscribed_generation;
   }
+  return true;
 }
 
 // Whether some subscriber's prefix matches `topic`.
@@ -567,6 +578,7 @@ bool Server::Impl::wanted(const std::string& topic) {
 
 bool Server::Impl::requests_waiting() {
   if (captured || closing || !receiving) return false;
+  ++router_uses;
   try {
     return (router.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
   } catch (const zmq::error_t&) {
@@ -785,45 +797,81 @@ void Server::Impl::run() {
     std::lock_guard lock(shared->mutex);
     shared->io_thread = std::this_thread::get_id();
   }
-  std::vector<zmq::pollitem_t> items = {
-      {router.handle(), 0, ZMQ_POLLIN, 0},
-      {nullptr, shared->wakeup.fd(), ZMQ_POLLIN, 0},
+  // Readiness without zmq_poll(). zmq_poll asks every ZeroMQ socket for its
+  // events (ZMQ_EVENTS) before it blocks and again after, and each ask of a
+  // socket with nothing new costs two system calls (ZeroMQ's fork check and
+  // a zero-timeout poll of the socket's mailbox): with the ROUTER, the PUB
+  // and the monitor, some 17 system calls each time this thread went idle
+  // and woke, a cost that weighs where system calls are slow (a VM). Here
+  // the thread blocks in one poll() on the sockets' ZMQ_FDs and the wakeup
+  // fd, and reads a socket (which is how it asks) only when its fd fired,
+  // or, for the ROUTER, when the thread has used it otherwise (a send, an
+  // ask for its events) since it last found it empty: such a use can take
+  // in the notification the fd would otherwise have carried. The PUB needs no such read: the subscriptions it hands up
+  // are read before each batch of broadcasts (drain_broadcasts), the only
+  // time they matter, and a full subscriber queue is retried every 1 ms.
+  const int router_fd = router.get(zmq::sockopt::fd);
+  const int pub_fd = pub ? static_cast<int>(pub.get(zmq::sockopt::fd)) : -1;
+  const int monitor_fd = monitor ? static_cast<int>(monitor.get(zmq::sockopt::fd)) : -1;
+  bool ask_router = true, ask_pub = static_cast<bool>(pub), ask_monitor = static_cast<bool>(monitor);
+  std::uint64_t router_seen = router_uses;
+  auto note_uses = [&] {
+    if (router_uses == router_seen) return;
+    router_seen = router_uses;
+    ask_router = true;
   };
-  if (pub) items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
-  if (monitor) items.push_back({monitor.handle(), 0, ZMQ_POLLIN, 0});
   std::vector<zmq::message_t> frames;
   Flow flow = Flow::idle;
   while (true) {
     const bool reading = receiving && !shared->over_bound.load(std::memory_order_relaxed);
-    items[0].events = reading ? ZMQ_POLLIN : 0;
-    // A broadcast waiting for a full queue is tried again soon: not at once
-    // (that would spin), not only when something else happens.
-    const auto timeout = flow == Flow::more ? 0 : flow == Flow::blocked ? 1 : -1;
-    try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;
-      log->error("poll failed: {}", e.what());
-      break;
+    if (flow != Flow::more && !(reading && ask_router) && !ask_pub && !ask_monitor) {
+      // Nothing known to be waiting: block until an fd fires. A broadcast
+      // waiting for a full queue is tried again soon: not at once (that
+      // would spin), not only when something else happens.
+      std::array<pollfd, 4> fds{};
+      nfds_t n = 0;
+      fds[n++] = {shared->wakeup.fd(), POLLIN, 0};
+      const nfds_t at_router = reading ? n++ : 0, at_pub = pub ? n++ : 0, at_monitor = monitor ? n++ : 0;
+      if (at_router) fds[at_router] = {router_fd, POLLIN, 0};
+      if (at_pub) fds[at_pub] = {pub_fd, POLLIN, 0};
+      if (at_monitor) fds[at_monitor] = {monitor_fd, POLLIN, 0};
+      if (::poll(fds.data(), n, flow == Flow::blocked ? 1 : -1) < 0) {
+        if (errno == EINTR) continue;
+        log->error("poll failed: {}", std::strerror(errno));
+        break;
+      }
+      if (fds[0].revents) shared->wakeup.drain();
+      if (at_router && fds[at_router].revents) ask_router = true;
+      if (at_pub && fds[at_pub].revents) ask_pub = true;
+      if (at_monitor && fds[at_monitor].revents) ask_monitor = true;
     }
-    if (items[1].revents & ZMQ_POLLIN) shared->wakeup.drain();
-    if (pub && (items[2].revents & ZMQ_POLLIN)) drain_subscriptions();
-    if (monitor && (items[3].revents & ZMQ_POLLIN)) read_connection_events();
+    if (ask_pub) ask_pub = drain_subscriptions();
+    if (ask_monitor) ask_monitor = read_connection_events();
     flow = drain_queue();
+    note_uses();
     if (stopping) break;
-    if (!receiving) continue;
+    if (!receiving || !reading || !ask_router) continue;
     // Take a bounded burst of requests, then give queued replies a turn.
-    for (int burst = 0; burst < 256 && !shared->over_bound.load(std::memory_order_relaxed); ++burst) {
+    // The burst ends when the ROUTER is empty (so it need not be asked
+    // again until its fd fires or it is sent on) or at its bound.
+    ask_router = false;
+    for (int burst = 0;; ++burst) {
+      if (burst == 256 || shared->over_bound.load(std::memory_order_relaxed)) {
+        ask_router = true;
+        break;
+      }
       try {
         if (!recv_multipart(router, frames)) break;
       } catch (const zmq::error_t& e) {
         receive_failed_log("receive failed: {}", e.what());
-        break;
+        break;  // its fd tells when to try again
       }
       on_request(frames);
       if (burst % 32 == 31) drain_replies();
     }
+    router_seen = router_uses;  // the ACKs of the burst came before its last, empty, read
     flow = drain_queue();
+    note_uses();
   }
   // Close: refuse further replies and broadcasts, send what is queued
   // (broadcasts without waiting for full queues), release waiting publishers.
