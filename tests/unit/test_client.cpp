@@ -712,6 +712,33 @@ TEST_CASE("client: handlers that issue the next request keep 64 in flight", "[cl
   CHECK(good == kTotal);
 }
 
+// SETs applied on the daemon's I/O thread each queue a broadcast; while it
+// sends them, the I/O thread looks for waiting requests every few dozen,
+// which takes in the notification the ROUTER's fd would have shown: the
+// loop must read the ROUTER again before it waits (a stall without it).
+TEST_CASE("client: 256 SETs in flight, each applied and broadcast by the I/O thread, all complete", "[client]") {
+  constexpr int kTotal = 40000, kDepth = 256;
+  std::atomic<int> issued{0};
+  Outcomes done;
+  std::function<void()> next;  // all of these outlive the client
+  Fixture f;
+  auto& c = *f.client;
+  next = [&] {
+    const int i = issued.fetch_add(1);
+    if (i >= kTotal) return;
+    c.set_then("demo.temp", mktl::Reading(Json(i)), [&](std::exception_ptr e) {
+      done.add({}, e);
+      next();
+    });
+  };
+  for (int i = 0; i < kDepth; ++i) next();
+  REQUIRE(done.wait_for_count(kTotal));
+  std::lock_guard lock(done.mutex);
+  auto failed = std::find_if(done.got.begin(), done.got.end(), [](auto& o) { return o.second != nullptr; });
+  INFO((failed == done.got.end() ? std::string() : error_type(failed->second)));
+  CHECK(failed == done.got.end());
+}
+
 TEST_CASE("client: a handler that throws is logged and the client goes on", "[client]") {
   Outcomes out;
   Fixture f;
