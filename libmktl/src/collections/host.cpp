@@ -92,10 +92,12 @@ class RecordItem : public Item {
         }
         // The value is encoded once (by the writer, from its rows' text) and
         // shared by the broadcast {value, time} and the REP {value, time, ref, seq}.
+        std::string time_text;  // formatted once for both places it goes
+        json::detail::append_double(time_text, done->time);
         std::string payload = "{\"value\":";
-        payload += done->value_json();
+        done->append_value_json(payload, time_text);
         payload += ",\"time\":";
-        json::detail::append_double(payload, done->time);
+        payload += time_text;
         payload += '}';
         if (!done->duplicate) {
           auto broadcast = std::make_shared<const std::string>(payload);

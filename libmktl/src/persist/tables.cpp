@@ -99,9 +99,16 @@ class RefClock {
 Json Committed::to_json() const { return json::parse(value_json()); }
 
 std::string Committed::value_json() const {
-  // The members in name order, as json::dump writes an object.
+  std::string time_text;
+  json::detail::append_double(time_text, time);
   std::string out;
-  out.reserve(rows.size() + ref.size() + 64);
+  append_value_json(out, time_text);
+  return out;
+}
+
+void Committed::append_value_json(std::string& out, std::string_view time_text) const {
+  // The members in name order, as json::dump writes an object.
+  out.reserve(out.size() + rows.size() + ref.size() + time_text.size() + 64);
   out.append(duplicate ? "{\"duplicate\":true,\"ref\":" : "{\"ref\":");
   json::detail::append_string(out, ref);
   out.append(",\"rows\":");
@@ -110,9 +117,8 @@ std::string Committed::value_json() const {
   char buf[24];
   out.append(buf, std::to_chars(buf, buf + sizeof buf, seq).ptr);
   out.append(",\"time\":");
-  json::detail::append_double(out, time);
+  out.append(time_text);
   out.push_back('}');
-  return out;
 }
 
 // ---------------------------------------------------------------------------

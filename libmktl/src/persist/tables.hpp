@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mktl::persist {
@@ -62,7 +63,9 @@ struct Committed {
 
   // {"ref", "rows", "seq", "time"} (+ "duplicate"): the REP value and the
   // broadcast, as JSON text (built from `rows` without parsing it) or parsed.
+  // `time_text`: `time` as JSON text, when the caller has it already.
   std::string value_json() const;
+  void append_value_json(std::string& out, std::string_view time_text) const;
   Json to_json() const;
 };
 
