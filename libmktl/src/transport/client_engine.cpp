@@ -559,6 +559,7 @@ void Engine::run(std::stop_token stop) {
   struct Watched {
     Kind kind;
     void* target;
+    bool* ask;  // the socket's flag
   };
   std::vector<pollfd> fds;
   std::vector<Watched> watched;
@@ -568,13 +569,13 @@ void Engine::run(std::stop_token stop) {
     fds.clear();
     watched.clear();
     bool asked = false;
-    auto watch = [&](zmq::socket_t& socket, Kind kind, void* target, bool ask) {
+    auto watch = [&](zmq::socket_t& socket, Kind kind, void* target, bool& ask) {
       fds.push_back({static_cast<int>(socket.get(zmq::sockopt::fd)), POLLIN, 0});
-      watched.push_back({kind, target});
+      watched.push_back({kind, target, &ask});
       asked = asked || ask;
     };
     fds.push_back({wakeup_.fd(), POLLIN, 0});
-    watched.push_back({Kind::dealer, nullptr});
+    watched.push_back({Kind::dealer, nullptr, nullptr});
     Clock::time_point next_deadline = report_lost();
     for (auto& [ep, d] : dealers_) {
       watch(d->socket, Kind::dealer, d.get(), d->ask);
@@ -603,40 +604,17 @@ void Engine::run(std::stop_token stop) {
       return;
     }
     if (fds[0].revents) wakeup_.drain();
-    for (std::size_t i = 1; i < fds.size(); ++i) {
-      if (!fds[i].revents) continue;
-      auto& w = watched[i];
-      switch (w.kind) {
-        case Kind::dealer: static_cast<Dealer*>(w.target)->ask = true; break;
-        case Kind::dealer_monitor: static_cast<Dealer*>(w.target)->ask_monitor = true; break;
-        case Kind::sub: static_cast<Sub*>(w.target)->ask = true; break;
-        case Kind::sub_monitor: static_cast<Sub*>(w.target)->ask_monitor = true; break;
-      }
-    }
+    for (std::size_t i = 1; i < fds.size(); ++i)
+      if (fds[i].revents) *watched[i].ask = true;
     // Events first: take_queue may close a Sub (its last unsubscribe).
     for (std::size_t i = 1; i < watched.size(); ++i) {
       auto& w = watched[i];
+      if (!*w.ask) continue;
       switch (w.kind) {
-        case Kind::dealer: {
-          auto& d = *static_cast<Dealer*>(w.target);
-          if (d.ask) d.ask = on_dealer(d);
-          break;
-        }
-        case Kind::dealer_monitor: {
-          auto& d = *static_cast<Dealer*>(w.target);
-          if (d.ask_monitor) d.ask_monitor = on_dealer_monitor(d);
-          break;
-        }
-        case Kind::sub: {
-          auto& sub = *static_cast<Sub*>(w.target);
-          if (sub.ask) sub.ask = on_sub(sub);
-          break;
-        }
-        case Kind::sub_monitor: {
-          auto& sub = *static_cast<Sub*>(w.target);
-          if (sub.ask_monitor) sub.ask_monitor = on_monitor(sub);
-          break;
-        }
+        case Kind::dealer: *w.ask = on_dealer(*static_cast<Dealer*>(w.target)); break;
+        case Kind::dealer_monitor: *w.ask = on_dealer_monitor(*static_cast<Dealer*>(w.target)); break;
+        case Kind::sub: *w.ask = on_sub(*static_cast<Sub*>(w.target)); break;
+        case Kind::sub_monitor: *w.ask = on_monitor(*static_cast<Sub*>(w.target)); break;
       }
     }
     take_queue(sends, controls);
