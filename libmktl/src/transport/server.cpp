@@ -807,9 +807,10 @@ void Server::Impl::run() {
   // fd, and reads a socket (which is how it asks) only when its fd fired,
   // or, for the ROUTER, when the thread has used it otherwise (a send, an
   // ask for its events) since it last found it empty: such a use can take
-  // in the notification the fd would otherwise have carried. The PUB needs no such read: the subscriptions it hands up
-  // are read before each batch of broadcasts (drain_broadcasts), the only
-  // time they matter, and a full subscriber queue is retried every 1 ms.
+  // in the notification the fd would otherwise have carried. The PUB needs
+  // no such read: the subscriptions it hands up are read before each batch
+  // of broadcasts (drain_broadcasts), the only time they matter, and a full
+  // subscriber queue is retried every 1 ms.
   const int router_fd = router.get(zmq::sockopt::fd);
   const int pub_fd = pub ? static_cast<int>(pub.get(zmq::sockopt::fd)) : -1;
   const int monitor_fd = monitor ? static_cast<int>(monitor.get(zmq::sockopt::fd)) : -1;
