@@ -365,6 +365,36 @@ TEST_CASE("the transaction log keeps change_log_size results per record item, al
   CHECK(f.set("note", {{"text", "n8"}}).at("seq") == 9);
 }
 
+TEST_CASE("the transaction log's window holds the daemon's refs and a client's in any order alike", "[tables]") {
+  Fixture f;
+  f.config["services"]["note"]["change_log_size"] = 4;
+  f.start();
+  // The daemon's refs rise with time; "zulu" sorts after them and "alpha"
+  // before, and "zulu" is set again once it has left the window.
+  std::vector<std::string> refs;
+  auto set = [&](const std::string& ref) {
+    Json rep = f.set("note", {{"text", "t" + std::to_string(refs.size())}}, ref);
+    REQUIRE(error_type(rep).empty());
+    refs.push_back(rep.at("ref").get<std::string>());
+    return rep;
+  };
+  for (const char* ref : {"", "zulu", "", "alpha", "", ""}) set(ref);
+  auto status = [&](std::size_t i) { return f.get("note", {{"ref", refs[i]}}).at("value").at("status"); };
+  auto text = [&](std::size_t i) { return f.get("note", {{"ref", refs[i]}}).at("value").at("rows").at(0).at("text"); };
+  for (std::size_t i : {0, 1}) CHECK(status(i) == "unknown");
+  for (std::size_t i : {2, 3, 4, 5}) CHECK(text(i) == "t" + std::to_string(i));
+  CHECK(set("alpha").at("value").value("duplicate", false));  // kept: answered, not run
+  refs.pop_back();
+  CHECK_FALSE(set("zulu").at("value").value("duplicate", false));  // forgotten: runs again
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i : {0, 2}) CHECK(status(i) == "unknown");
+    for (std::size_t i : {3, 4, 5, 6}) CHECK(text(i) == "t" + std::to_string(i));  // refs[6] is "zulu" again
+    CHECK(set("zulu").at("value").value("duplicate", false));
+    refs.pop_back();
+    f.restart();
+  }
+}
+
 TEST_CASE("the transaction log of an older version (one row per transaction) is converted at open", "[tables]") {
   Fixture f;
   f.start();

@@ -62,8 +62,8 @@ TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& conf
   prune_ = must_prepare(writer_, "DELETE FROM _mktl_txn_log WHERE item = ?1 AND seq < ?2 AND last < ?2", path_);
   for (auto& service : config.transactions)
     for (auto& set : service.op_sets) {
-      kept_[set.item].keep = static_cast<std::size_t>(std::max(service.change_log_size, 1));
-      smallest_keep_ = std::min(smallest_keep_, kept_[set.item].keep);
+      auto& kept = kept_.insert_or_assign(set.item, Kept(static_cast<std::size_t>(std::max(service.change_log_size, 1)))).first->second;
+      smallest_keep_ = std::min(smallest_keep_, kept.keep());
     }
 
   // The kept refs, oldest first, and the next seq.
@@ -76,7 +76,8 @@ TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& conf
     if (it == kept_.end()) continue;  // an item no longer configured: its rows stay, unread
     auto text = reinterpret_cast<const char*>(sqlite3_column_text(rows.get(), 1));
     try {
-      for (auto& entry : json::parse(text ? text : "")) it->second.push(entry.at(1).get<std::string>(), entry.at(0).get<std::int64_t>());
+      for (auto& entry : json::parse(text ? text : ""))
+        it->second.push(entry.at(1).get_ref<const std::string&>(), entry.at(0).get<std::int64_t>());
     } catch (const std::exception& e) {
       tables_log().warn("tables database {}: a transaction log row of {} is not readable ({}); its refs are forgotten",
                         path_, it->first, e.what());
@@ -85,22 +86,48 @@ TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& conf
   if (rc != SQLITE_DONE) fail_open(path_, "cannot read the transaction log: " + sql::errmsg(writer_));
 }
 
-void TxnLog::Kept::push(std::string ref, std::int64_t seq) {
-  auto [it, fresh] = seq_of.insert_or_assign(ref, seq);
-  if (fresh) order.push_back(std::move(ref));
-  while (order.size() > keep) {
-    seq_of.erase(order.front());
-    order.pop_front();
+void TxnLog::Kept::push(std::string_view ref, std::int64_t seq) {
+  const bool rising = ref.size() <= kShort && (rising_.empty() || ref > rising_.back().ref()) &&
+                      (other_.empty() || !other_.count(std::string(ref)));
+  if (rising) {
+    Rising r{{}, static_cast<std::uint8_t>(ref.size()), seq};
+    std::copy(ref.begin(), ref.end(), r.text.begin());
+    rising_.push_back(r);
+  } else {
+    other_.insert_or_assign(std::string(ref), seq);
+    other_order_.emplace_back(seq, ref);
   }
+  seqs_.push_back(seq);
+  if (seqs_.size() <= keep_) return;
+  seqs_.pop_front();
+  const std::int64_t cutoff = seqs_.front();
+  while (!rising_.empty() && rising_.front().seq < cutoff) rising_.pop_front();
+  while (!other_order_.empty() && other_order_.front().first < cutoff) {
+    auto& [old_seq, old_ref] = other_order_.front();
+    if (auto it = other_.find(old_ref); it != other_.end() && it->second == old_seq) other_.erase(it);
+    other_order_.pop_front();
+  }
+}
+
+std::optional<std::int64_t> TxnLog::Kept::find(const std::string& ref) const {
+  if (!other_.empty())
+    if (auto it = other_.find(ref); it != other_.end()) return it->second;  // pushed again after its rising entry
+  auto it = std::lower_bound(rising_.begin(), rising_.end(), std::string_view(ref),
+                             [](const Rising& r, std::string_view x) { return r.ref() < x; });
+  if (it != rising_.end() && it->ref() == ref) return it->seq;
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> TxnLog::Kept::oldest() const {
+  if (seqs_.empty()) return std::nullopt;
+  return seqs_.front();
 }
 
 std::optional<std::int64_t> TxnLog::kept_seq(const std::string& ref, const std::string& item) {
   std::lock_guard lock(kept_mu_);
   auto it = kept_.find(item);
   if (it == kept_.end()) return std::nullopt;
-  auto found = it->second.seq_of.find(ref);
-  if (found == it->second.seq_of.end()) return std::nullopt;
-  return found->second;
+  return it->second.find(ref);
 }
 
 // Transaction `seq` of `item` (kLast: its last one), read with `stmt` (a group statement) on `db`.
@@ -222,7 +249,7 @@ void TxnLog::committed() {
     for (std::size_t i = 0; i < pending_used_; ++i) {
       auto it = kept_.find(pending_[i].item);
       if (it == kept_.end()) continue;
-      for (auto& [ref, seq] : pending_[i].refs) it->second.push(std::move(ref), seq);
+      for (auto& [ref, seq] : pending_[i].refs) it->second.push(ref, seq);
     }
   }
   pending_used_ = 0;
@@ -247,7 +274,7 @@ void TxnLog::prune() {
   {
     std::lock_guard lock(kept_mu_);
     for (auto& [item, kept] : kept_)
-      if (!kept.order.empty()) oldest.emplace_back(item, kept.seq_of.at(kept.order.front()));
+      if (auto seq = kept.oldest()) oldest.emplace_back(item, *seq);
   }
   sqlite3_stmt* stmt = prune_.get();
   for (auto& [item, seq] : oldest) {
@@ -265,9 +292,9 @@ std::optional<Committed> TxnLog::lookup(const std::string& ref, const std::strin
   if (item.empty()) {
     std::lock_guard lock(kept_mu_);
     for (auto& [name, kept] : kept_)
-      if (auto it = kept.seq_of.find(ref); it != kept.seq_of.end()) {
+      if (auto found = kept.find(ref)) {
         owner = name;
-        seq = it->second;
+        seq = found;
         break;
       }
   } else {

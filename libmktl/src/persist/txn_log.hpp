@@ -24,6 +24,8 @@
 #include "persist/sqlite.hpp"
 #include "persist/tables.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -77,12 +79,34 @@ class TxnLog {
   std::optional<Committed> last(const std::string& item);
 
  private:
-  // The refs of one record item's kept transactions, oldest first.
-  struct Kept {
-    std::size_t keep = 1;
-    std::unordered_map<std::string, std::int64_t> seq_of;
-    std::deque<std::string> order;
-    void push(std::string ref, std::int64_t seq);
+  // The refs of one record item's last `keep` transactions, and their seqs.
+  // The daemon's own refs are made from the clock, fixed width, so each is
+  // greater than the one before: such a ref (one greater than every ref
+  // kept before it, of at most kShort bytes) is kept in a ring in seq order
+  // and found by binary search, with no allocation or hashing per
+  // transaction. Any other ref (a client's) goes into a map.
+  class Kept {
+   public:
+    explicit Kept(std::size_t keep = 1) : keep_(std::max<std::size_t>(keep, 1)) {}
+    std::size_t keep() const { return keep_; }
+    void push(std::string_view ref, std::int64_t seq);
+    std::optional<std::int64_t> find(const std::string& ref) const;
+    // The seq of the oldest kept transaction.
+    std::optional<std::int64_t> oldest() const;
+
+   private:
+    static constexpr std::size_t kShort = 32;
+    struct Rising {
+      std::array<char, kShort> text;
+      std::uint8_t size;
+      std::int64_t seq;
+      std::string_view ref() const { return {text.data(), size}; }
+    };
+    std::size_t keep_;
+    std::deque<std::int64_t> seqs_;  // the kept transactions, oldest first
+    std::deque<Rising> rising_;      // ascending by ref and by seq
+    std::unordered_map<std::string, std::int64_t> other_;
+    std::deque<std::pair<std::int64_t, std::string>> other_order_;  // seq, ref; oldest first
   };
   // One record item's transactions of the running batch.
   struct Pending {
