@@ -466,9 +466,9 @@ class Tables::Impl {
   // inode number alone. A stat() would also read the file's times, and on
   // kernels with fine-grained timestamps (6.13 on) a file whose times were
   // read gets a new mtime at its next write: SQLite's next COMMIT would then
-  // dirty the inode every time, and each sync would write it too (on this
-  // ext4 without a journal, a second synchronous write: 450-530 us per sync
-  // instead of 360-440 us in a bare test).
+  // dirty the inode every time, and each sync would write it too (on an
+  // ext4 without a journal, two requests to the disk per sync instead of
+  // one: 460-535 us per sync instead of 360-450 us in a bare test).
   std::string sync_wal() {
     struct statx by_path {};
     if (::statx(AT_FDCWD, wal_path_.c_str(), 0, STATX_INO, &by_path) != 0)

@@ -62,8 +62,9 @@ TxnLog::TxnLog(sqlite3* writer, sqlite3* reader, const collections::Config& conf
   prune_ = must_prepare(writer_, "DELETE FROM _mktl_txn_log WHERE item = ?1 AND seq < ?2 AND last < ?2", path_);
   for (auto& service : config.transactions)
     for (auto& set : service.op_sets) {
-      auto& kept = kept_.insert_or_assign(set.item, Kept(static_cast<std::size_t>(std::max(service.change_log_size, 1)))).first->second;
-      smallest_keep_ = std::min(smallest_keep_, kept.keep());
+      const auto keep = static_cast<std::size_t>(std::max(service.change_log_size, 1));
+      kept_.insert_or_assign(set.item, Kept(keep));
+      smallest_keep_ = std::min(smallest_keep_, keep);
     }
 
   // The kept refs, oldest first, and the next seq.
