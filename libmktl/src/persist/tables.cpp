@@ -473,13 +473,17 @@ class Tables::Impl {
     struct statx by_path {};
     if (::statx(AT_FDCWD, wal_path_.c_str(), 0, STATX_INO, &by_path) != 0)
       return "cannot find " + wal_path_ + ": " + std::strerror(errno);
-    struct statx by_fd {};
-    if (wal_fd_ < 0 || ::statx(wal_fd_, "", AT_EMPTY_PATH, STATX_INO, &by_fd) != 0 ||
-        by_fd.stx_ino != by_path.stx_ino || by_fd.stx_dev_major != by_path.stx_dev_major ||
-        by_fd.stx_dev_minor != by_path.stx_dev_minor) {
+    if (wal_fd_ < 0 || by_path.stx_ino != wal_id_.stx_ino || by_path.stx_dev_major != wal_id_.stx_dev_major ||
+        by_path.stx_dev_minor != wal_id_.stx_dev_minor) {
       if (wal_fd_ >= 0) ::close(wal_fd_);
       wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
       if (wal_fd_ < 0) return "cannot open " + wal_path_ + ": " + std::strerror(errno);
+      // The open file's identity, asked once: it stays the same while open.
+      if (::statx(wal_fd_, "", AT_EMPTY_PATH, STATX_INO, &wal_id_) != 0) {
+        ::close(wal_fd_);
+        wal_fd_ = -1;
+        return "cannot look at " + wal_path_ + ": " + std::strerror(errno);
+      }
     }
     if (::fdatasync(wal_fd_) != 0) return std::string("fdatasync of ") + wal_path_ + ": " + std::strerror(errno);
     return {};
@@ -881,7 +885,8 @@ class Tables::Impl {
   };
   std::deque<Finished> finished_;
   std::string wal_path_;
-  int wal_fd_ = -1;  // the completion thread's
+  int wal_fd_ = -1;        // the completion thread's
+  struct statx wal_id_ {};  // wal_fd_'s inode and device
   bool finishing_ = false;
   std::jthread completer_;  // started before the writer, stopped after it
   std::jthread writer_;
