@@ -4,8 +4,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -69,8 +77,10 @@ struct Fixture {
 struct FakeDaemon {
   // ack_only_x: requests for x get an ACK and nothing more, all others are
   // answered properly.
-  enum class Mode { never_ack, rep_before_ack, ack_only, ack_only_x };
-  Mode mode;
+  // proper: ACK, then REP.
+  enum class Mode { never_ack, rep_before_ack, ack_only, ack_only_x, proper };
+  std::atomic<Mode> mode;
+  std::atomic<int> advertised_rep{0};  // the rep port its catalog names (0: its own)
   zmq::context_t context{1};
   zmq::socket_t router{context, zmq::socket_type::router};
   zmq::socket_t pub{context, zmq::socket_type::pub};
@@ -103,7 +113,8 @@ struct FakeDaemon {
   }
   std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(rep_port); }
   Json block() const {
-    Json prov = {{"stratum", 0}, {"hostname", "127.0.0.1"}, {"rep", rep_port}, {"pub", pub_port}};
+    Json prov = {{"stratum", 0}, {"hostname", "127.0.0.1"}, {"rep", advertised_rep ? advertised_rep.load() : rep_port},
+                 {"pub", pub_port}};
     return {{"store", "demo"},
             {"alias", "fake"},
             {"uuid", "00000000-0000-4000-8000-000000000001"},
@@ -142,10 +153,115 @@ struct FakeDaemon {
         continue;
       }
       std::string payload = f[3] == "GET" ? R"({"value": 99, "time": 5.0})" : R"({"value": true})";
+      if (mode == Mode::proper) send({identity, "a", id, "ACK", "", "", ""});
       send({identity, "a", id, "REP", target, "", payload});
-      send({identity, "a", id, "ACK", "", "", ""});
+      if (mode != Mode::proper) send({identity, "a", id, "ACK", "", "", ""});
     }
   }
+};
+
+// A TCP relay on loopback in front of a port: it accepts each connection at
+// once (the client's TCP connection is up) but passes bytes on only `hold`
+// later, or never: the connection's ZMTP handshake waits that long, as with
+// a daemon on a loaded host, or one that is stopped (whose kernel still
+// accepts connections).
+class HeldRelay {
+ public:
+  static constexpr std::chrono::milliseconds kNever{-1};
+  HeldRelay(int target_port, std::chrono::milliseconds hold) : target_port_(target_port), hold_(hold) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    socklen_t n = sizeof a;
+    REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &n) == 0);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::jthread([this](std::stop_token st) { loop(st); });
+  }
+  ~HeldRelay() {
+    thread_.request_stop();
+    thread_.join();
+    for (auto& c : links_) close_link(c);
+    ::close(listener_);
+  }
+  int port() const { return port_; }
+  std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  struct Held {
+    int client = -1, server = -1;
+    std::chrono::steady_clock::time_point open_at;
+  };
+  static void close_link(Held& c) {
+    if (c.client >= 0) ::close(c.client);
+    if (c.server >= 0) ::close(c.server);
+    c.client = c.server = -1;
+  }
+  int connect_target() const {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(target_port_));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // Moves what `from` holds to `to`; false at its end or on an error.
+  static bool pass(int from, int to) {
+    char buffer[65536];
+    const ssize_t n = ::read(from, buffer, sizeof buffer);
+    if (n <= 0) return false;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(to, buffer + done, static_cast<std::size_t>(n - done));
+      if (w <= 0) return false;
+      done += w;
+    }
+    return true;
+  }
+  void loop(std::stop_token st) {
+    while (!st.stop_requested()) {
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& c : links_)
+        if (c.client >= 0 && c.server < 0 && hold_ != kNever && now >= c.open_at) {
+          c.server = connect_target();
+          if (c.server < 0) close_link(c);
+        }
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      std::vector<std::pair<Held*, bool>> sides;  // (link, from the client)
+      for (auto& c : links_) {
+        if (c.server < 0) continue;  // held: its bytes wait in the kernel
+        fds.push_back({c.client, POLLIN, 0});
+        sides.emplace_back(&c, true);
+        fds.push_back({c.server, POLLIN, 0});
+        sides.emplace_back(&c, false);
+      }
+      if (::poll(fds.data(), fds.size(), 5) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) {
+          links_.push_back({fd, -1, std::chrono::steady_clock::now() + hold_});
+          ++accepted_;
+        }
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        auto [c, from_client] = sides[i - 1];
+        if (!fds[i].revents || c->client < 0) continue;
+        if (!(from_client ? pass(c->client, c->server) : pass(c->server, c->client))) close_link(*c);
+      }
+    }
+  }
+  int target_port_;
+  std::chrono::milliseconds hold_;
+  int listener_ = -1, port_ = 0;
+  std::atomic<int> accepted_{0};
+  std::deque<Held> links_;  // the relay thread's
+  std::jthread thread_;
 };
 
 mktl::ClientOptions fast_options(const test::TempDir& home) {
@@ -475,6 +591,62 @@ TEST_CASE("client: no ACK within ack_timeout raises TimeoutError quickly", "[cli
   REQUIRE(fut.wait_for(5s) == std::future_status::ready);
   CHECK_THROWS_AS(fut.get(), mktl::TimeoutError);
   CHECK(fake.requests == 3);
+}
+
+TEST_CASE("client: a request sent while its connection's handshake is held counts its ACK timeout from the handshake",
+          "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::proper);
+  HeldRelay relay(fake.rep_port, 400ms);
+  fake.advertised_rep = relay.port();  // the catalog sends requests through the relay
+  mktl::Client c(fast_options(home));  // a 0.1 s ACK timeout
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  // A blocking GET, on a new connection of this thread.
+  auto start = std::chrono::steady_clock::now();
+  CHECK(c.get("demo.x").value == Json(99));
+  CHECK(std::chrono::steady_clock::now() - start >= 350ms);  // it did wait for the relay
+  // An asynchronous one, on the client's own new connection.
+  start = std::chrono::steady_clock::now();
+  CHECK(c.get_async("demo.y").get().value == Json(99));
+  CHECK(std::chrono::steady_clock::now() - start >= 350ms);
+  CHECK(relay.accepted() == 2);
+  // Once the connections are up, the 0.1 s counts from the send again.
+  fake.mode = FakeDaemon::Mode::never_ack;
+  try {
+    c.get("demo.x");
+    FAIL("a GET without an ACK succeeded");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("no acknowledgement received in 0.100 s"));
+    CHECK_THAT(e.what(), !Catch::Matchers::Contains("handshake"));
+  }
+}
+
+TEST_CASE("client: a connection whose handshake never completes fails the request, saying so", "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::proper);
+  HeldRelay relay(fake.rep_port, HeldRelay::kNever);  // as a stopped daemon
+  fake.advertised_rep = relay.port();
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  auto start = std::chrono::steady_clock::now();
+  try {
+    c.get("demo.x");
+    FAIL("a GET through a relay that passes nothing succeeded");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("no acknowledgement received in 0.100 s: the connection's "
+                                                   "handshake did not complete in 1000 ms"));
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 900ms);  // the handshake's allowance, not the 0.1 s
+  CHECK(took < 10s);
+  auto pending = c.get_async("demo.y");
+  REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+  try {
+    pending.get();
+    FAIL("an asynchronous GET through a relay that passes nothing succeeded");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("handshake did not complete"));
+  }
 }
 
 TEST_CASE("client: an ACK without a REP times out after the request timeout", "[client]") {

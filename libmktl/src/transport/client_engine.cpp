@@ -55,15 +55,20 @@ struct Engine::Dealer {
     bool wants_ack;
   };
   std::unordered_map<std::uint32_t, Waiting> waiting;
-  // Requests still owed an ACK, in sending order. Every request gets the same
-  // ACK timeout, so the front has the earliest deadline; entries whose ACK or
-  // REP came are skipped when they reach the front.
-  std::deque<std::pair<std::uint32_t, Clock::time_point>> ack_order;
+  // Requests still owed an ACK, in sending order. Their deadlines never
+  // decrease along it (Link: every request gets the same ACK timeout, and a
+  // connection event moves all of them alike), so the front has the
+  // earliest; entries whose ACK or REP came are skipped when they reach it.
+  struct Owed {
+    std::uint32_t id;
+    Clock::time_point sent, due;
+  };
+  std::deque<Owed> ack_order;
   // The earliest deadline of a request still owed its ACK (max when none).
   Clock::time_point next_ack_deadline() {
     while (!ack_order.empty()) {
-      auto it = waiting.find(ack_order.front().first);
-      if (it != waiting.end() && it->second.wants_ack) return ack_order.front().second;
+      auto it = waiting.find(ack_order.front().id);
+      if (it != waiting.end() && it->second.wants_ack) return ack_order.front().due;
       ack_order.pop_front();
     }
     return Clock::time_point::max();
@@ -72,7 +77,7 @@ struct Engine::Dealer {
   // Tells when a connection ends (the daemon died or the link went down):
   // the REPs owed on it can no longer come.
   zmq::socket_t monitor;
-  std::string handshake_problem;  // why the last security handshake failed, if it did
+  Link link;
   // To be read without waiting for its fd (run()): new, sent on, or its
   // last read stopped at its bound.
   bool ask = true, ask_monitor = true;
@@ -207,7 +212,7 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
       d->socket.set(zmq::sockopt::rcvhwm, 100000);
       set_client_socket_options(d->socket);
       try {
-        d->monitor = open_monitor(d->socket, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | kHandshakeFailed);
+        d->monitor = open_monitor(d->socket, Link::kEvents);
       } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
         logger("mktl.client")->debug("cannot monitor the connection to {}: {}", p.endpoint, e.what());
       }
@@ -237,10 +242,10 @@ void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
     p.finish();  // fire and forget
     return;
   }
-  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  const auto now = Clock::now();
   const bool wants_ack = (p.flags & protocol::NO_ACK) == 0;
   d->waiting[p.id] = {std::move(owner), wants_ack};
-  if (wants_ack) d->ack_order.emplace_back(p.id, deadline);
+  if (wants_ack) d->ack_order.push_back({p.id, now, d->link.deadline(now, ack_duration())});
 }
 
 void Engine::execute(Control& c) {
@@ -424,6 +429,47 @@ std::string handshake_problem(const MonitorEvent& e, bool has_key) {
   return "the CURVE handshake with the daemon failed (is the daemon's public key the right one? docs/security.md)";
 }
 
+void Link::apply(const MonitorEvent& event, Clock::time_point now, bool has_key) {
+  switch (event.event) {
+    case ZMQ_EVENT_CONNECTED:
+      state = State::handshaking;
+      connected_at = now;
+      return;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+      state = State::up;
+      problem.clear();
+      return;
+    case ZMQ_EVENT_DISCONNECTED:
+      state = State::down;
+      return;
+    default:
+      if (!(event.event & kHandshakeFailed)) return;
+      state = State::down;
+      if (auto p = handshake_problem(event, has_key); !p.empty()) problem = std::move(p);
+  }
+}
+
+Link::Clock::time_point Link::moved(const MonitorEvent& event, Clock::time_point sent, Clock::time_point due,
+                                    Clock::time_point now, Clock::duration ack) {
+  switch (event.event) {
+    case ZMQ_EVENT_CONNECTED: return std::max(due, now + kHandshakeAllowance);
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: return now + ack;
+    case ZMQ_EVENT_DISCONNECTED: return due;
+    default:
+      if (!(event.event & kHandshakeFailed)) return due;
+      return std::min(due, std::max(sent + ack, now));
+  }
+}
+
+std::string Link::why_late() const {
+  if (!problem.empty()) return problem;
+  if (state == State::handshaking)
+    return "the connection's handshake did not complete in " +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kHandshakeAllowance).count()) +
+           " ms (is the daemon stopped or overloaded?)";
+  return {};
+}
+
 // A connection to a daemon ended. Requests it acknowledged (and those sent
 // without asking for an ACK) were answered on that connection or not at
 // all: the daemon's ROUTER has no route to a connection that is gone, and a
@@ -441,9 +487,9 @@ bool Engine::on_dealer_monitor(Dealer& d) {
       break;
     }
     if (event->event == ZMQ_EVENT_DISCONNECTED) lost = true;
-    else if (event->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) d.handshake_problem.clear();
-    else if (auto problem = handshake_problem(*event, uses_curve(d.socket)); !problem.empty())
-      d.handshake_problem = std::move(problem);
+    const auto now = Clock::now();
+    d.link.apply(*event, now, uses_curve(d.socket));
+    for (auto& owed : d.ack_order) owed.due = Link::moved(*event, owed.sent, owed.due, now, ack_duration());
   }
   if (!lost) return more;
   std::size_t failed = 0;
@@ -510,16 +556,20 @@ Clock::time_point Engine::report_lost() {
 void Engine::expire_acks() {
   auto now = Clock::now();
   for (auto& [endpoint, d] : dealers_) {
+    // What the monitor holds may move the deadlines (a handshake that has
+    // just completed): take it in before giving up on a request.
+    if (d->monitor && d->next_ack_deadline() <= now) d->ask_monitor = on_dealer_monitor(*d);
     while (d->next_ack_deadline() <= now) {
-      auto [id, deadline] = d->ack_order.front();
+      const std::uint32_t id = d->ack_order.front().id;
       d->ack_order.pop_front();
       auto it = d->waiting.find(id);
       char text[64];
       std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
       auto& p = *it->second.pending;
+      const std::string why = d->link.why_late();
       fail(p, "TimeoutError",
            p.target + " @ " + endpoint + ": no acknowledgement received in " + text + " s" +
-               (d->handshake_problem.empty() ? std::string() : ": " + d->handshake_problem));
+               (why.empty() ? std::string() : ": " + why));
       p.finish();
       d->waiting.erase(it);
       handler_.on_unacknowledged(endpoint);
@@ -640,21 +690,24 @@ void Engine::run(std::stop_token stop) {
 
 struct DirectRequests::Socket {
   zmq::socket_t socket;
-  zmq::socket_t monitor;  // failed security handshakes, read when an ACK is late
+  zmq::socket_t monitor;  // the connection's events (Link), read while a request waits
+  Link link;
+  bool curve = false;
+  std::vector<zmq::message_t> frames;
   ~Socket() {
     if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
   }
-  // Why the last security handshake failed, if one did (reads the monitor).
-  std::string handshake_problem(bool has_key) {
-    if (!monitor) return {};
-    std::string problem;
-    std::vector<zmq::message_t> frames;
+  // Takes in the events the monitor holds; moves `due` (the ACK deadline of
+  // a request sent at `sent` and not yet acknowledged) with them.
+  void read_events(Clock::time_point sent, Clock::time_point& due, Clock::duration ack) {
+    if (!monitor) return;
     for (int i = 0; i < 64; ++i) {
       auto event = next_event(monitor, frames);
-      if (!event) break;
-      if (auto p = detail::handshake_problem(*event, has_key); !p.empty()) problem = std::move(p);
+      if (!event) return;
+      const auto now = Clock::now();
+      link.apply(*event, now, curve);
+      due = Link::moved(*event, sent, due, now, ack);
     }
-    return problem;
   }
 };
 
@@ -680,12 +733,13 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) 
     {
       const std::string address = "inproc://mktl-direct-monitor-" + std::to_string(next_monitor_++) + "-" +
                                   std::to_string(reinterpret_cast<std::uintptr_t>(this));
-      if (zmq_socket_monitor(s->socket.handle(), address.c_str(), kHandshakeFailed) == 0) {
+      if (zmq_socket_monitor(s->socket.handle(), address.c_str(), Link::kEvents) == 0) {
         s->monitor = zmq::socket_t(context_, zmq::socket_type::pair);
         s->monitor.set(zmq::sockopt::linger, 0);
         s->monitor.connect(address);
       }
     }
+    s->curve = uses_curve(s->socket);
     s->socket.connect(endpoint);
   }
   return s.get();
@@ -704,25 +758,36 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
                    (i + 1 < frames.size() || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
   if (bulk) s->socket.send(transport::share_bulk(*bulk), zmq::send_flags::none);
 
-  auto start = Clock::now();
-  auto ack_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  const auto start = Clock::now();
+  const auto ack = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  auto ack_deadline = start + ack;
+  s->read_events(start, ack_deadline, ack);  // what happened to the connection since the last request
+  ack_deadline = std::max(ack_deadline, s->link.deadline(start, ack));
   auto rep_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+  // The monitor is watched while the connection is being made; on one that
+  // is up, its events are read only when the ACK deadline comes (a
+  // connection made again meanwhile moves it, a failed handshake says why).
+  const bool watch_link = s->monitor && s->link.state != Link::State::up;
   bool acked = false;
   std::vector<zmq::message_t> parts;
   std::array<std::string_view, 8> views;
   while (true) {
     auto deadline = acked ? rep_deadline : std::min(ack_deadline, rep_deadline);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    zmq::pollitem_t item{s->socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (left > 0) zmq::poll(&item, 1, std::chrono::milliseconds(left + 1));
-    if (!(item.revents & ZMQ_POLLIN)) {
+    zmq::pollitem_t items[] = {{s->socket.handle(), 0, ZMQ_POLLIN, 0}, {s->monitor.handle(), 0, ZMQ_POLLIN, 0}};
+    const int watched = (!acked && watch_link) ? 2 : 1;
+    if (left > 0) zmq::poll(items, watched, std::chrono::milliseconds(left + 1));
+    if (!acked && (items[1].revents & ZMQ_POLLIN || Clock::now() >= ack_deadline))
+      s->read_events(start, ack_deadline, ack);
+    if (!(items[0].revents & ZMQ_POLLIN)) {
+      deadline = acked ? rep_deadline : std::min(ack_deadline, rep_deadline);
       if (Clock::now() < deadline) continue;
       char text[32];
       if (!acked) {
         std::snprintf(text, sizeof text, "%.3f", ack_timeout_);
-        const std::string problem = s->handshake_problem(uses_curve(s->socket));
+        const std::string why = s->link.why_late();
         throw TimeoutError(target + " @ " + endpoint + ": no acknowledgement received in " + text + " s" +
-                           (problem.empty() ? std::string() : ": " + problem));
+                           (why.empty() ? std::string() : ": " + why));
       }
       std::snprintf(text, sizeof text, "%.3f", timeout);
       throw TimeoutError(target + " @ " + endpoint + ": no response received in " + text + " s");

@@ -14,6 +14,7 @@
 #include <mktl/json.hpp>
 #include <mktl/reading.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <atomic>
 #include <condition_variable>
@@ -52,6 +53,43 @@ std::optional<MonitorEvent> next_event(zmq::socket_t& monitor, std::vector<zmq::
 std::string handshake_problem(const MonitorEvent& event, bool has_key);
 // Whether a socket is a CURVE client (it has this client's key pair).
 bool uses_curve(zmq::socket_t& socket);
+
+// A request socket's connection, as its monitor tells it, and when a
+// request's ACK is due. The ACK timeout measures the daemon, not the making
+// of a connection: a request sent before its connection's handshake (ZMTP,
+// and CURVE's key exchange) completed has its ACK timeout counted from the
+// handshake. While the TCP connection is up and the handshake runs, the ACK
+// may take up to kHandshakeAllowance after the TCP connection (a stopped
+// daemon, whose kernel still accepts connections, fails then). With no TCP
+// connection at all (nothing listening) the ACK timeout runs from the send,
+// as for a connection that is up. A failed handshake gives the timeout back
+// its first deadline.
+struct Link {
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kHandshakeAllowance{1000};
+  static constexpr int kEvents =
+      ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | kHandshakeFailed;
+
+  enum class State { down, handshaking, up } state = State::down;
+  Clock::time_point connected_at{};
+  std::string problem;  // why the last security handshake failed, if one did
+
+  // The ACK deadline of a request sent `now` (ack: the ACK timeout).
+  Clock::time_point deadline(Clock::time_point now, Clock::duration ack) const {
+    if (state == State::handshaking) return std::max(now + ack, connected_at + kHandshakeAllowance);
+    return now + ack;
+  }
+  // Takes in `event`, read at `now`; `has_key`: the socket uses CURVE (for
+  // the problem's text).
+  void apply(const MonitorEvent& event, Clock::time_point now, bool has_key);
+  // The deadline of a request sent at `sent`, still owed its ACK and due at
+  // `due`, once `event` came at `now`.
+  static Clock::time_point moved(const MonitorEvent& event, Clock::time_point sent, Clock::time_point due,
+                                 Clock::time_point now, Clock::duration ack);
+  // What to add to a missing ACK's TimeoutError: the failed handshake, or
+  // the one still running; empty when the connection is up or down.
+  std::string why_late() const;
+};
 
 // One request and, once it is answered, its outcome; shared by the caller and
 // the I/O thread. Subclasses say what completion does (wake a blocked caller,
@@ -182,6 +220,10 @@ class Engine {
   void finish_received();
   // Sends and carries out what callers queued.
   void take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vector<Control>& controls);
+
+  std::chrono::steady_clock::duration ack_duration() const {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(ack_timeout_));
+  }
 
   double ack_timeout_;
   BroadcastHandler& handler_;
