@@ -58,7 +58,8 @@ options:
                          what is used when --catalog is not given. A TOML
                          file, or a JSON object with `tables` or `services`
                          beside an optional `items`, also declares tables
-                         and services as --mkio does
+                         and services as --mkio does ({"items": {...}}
+                         alone: the items, no tables)
       --mkio FILE        tables and services in mkio's shape (TOML when FILE
                          ends in .toml, else JSON; an mkio file unchanged):
                          each transaction op set becomes a settable record

@@ -587,6 +587,18 @@ TEST_CASE("collections: a daemon's catalog file with items, tables and services"
   auto toml = mktl::load_daemon_config(dir.write("daemon.toml", "[items.temp]\ntype = \"numeric\"\n[tables.t]\ncolumns = { id = \"INTEGER\" }\n"));
   CHECK(toml.items == Json::parse(R"({"temp": {"type": "numeric"}})"));
   CHECK(toml.collections == Json::parse(R"({"tables": {"t": {"columns": {"id": "INTEGER"}}}})"));
+  // {"items": {...}} alone: the items of a daemon config with no tables yet.
+  auto wrapped = mktl::load_daemon_config(dir.write("wrapped.json", R"({"items": {"temp": {"type": "numeric"}, "mode": {}}})"));
+  CHECK(wrapped.items == Json::parse(R"({"temp": {"type": "numeric"}, "mode": {}})"));
+  CHECK(wrapped.collections.is_null());
+  // An item called "items" is still one: with its type, or beside other items.
+  auto named = mktl::load_daemon_config(dir.write("named.json", R"({"items": {"type": "string", "units": {"a": "b"}}})"));
+  CHECK(named.items == Json::parse(R"({"items": {"type": "string", "units": {"a": "b"}}})"));
+  auto beside = mktl::load_daemon_config(dir.write("beside.json", R"({"items": {"x": {}}, "temp": {"type": "numeric"}})"));
+  CHECK(beside.items.size() == 2);
+  CHECK(beside.collections.is_null());
+  auto described = mktl::load_daemon_config(dir.write("described.json", R"({"items": {"description": "a list"}})"));
+  CHECK(described.items == Json::parse(R"({"items": {"description": "a list"}})"));
   auto items_only = mktl::load_daemon_config(dir.write("items.toml", "[items.temp]\ntype = \"numeric\"\n"));
   CHECK(items_only.collections.is_null());
   CHECK_THROWS_AS(mktl::load_daemon_config(dir.write("bad.json", R"({"items": [], "services": {}})")), mktl::ConfigError);

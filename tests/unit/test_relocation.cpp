@@ -70,6 +70,25 @@ bool publish_until_seen(mktl::Daemon& daemon, test::Collector& got, double value
 
 }  // namespace
 
+TEST_CASE("finding a store by broadcast waits one discovery window, for registries and daemons at once",
+          "[client][discovery]") {
+  Moving m;
+  auto daemon = m.start_daemon();
+  auto options = m.client_options();
+  options.discovery_timeout = 1.5;  // no registry answers: its call waits all of it
+  mktl::Client client(options);
+  auto start = std::chrono::steady_clock::now();
+  client.find_store(m.store);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(client.get(m.store + ".x").value.is_null());
+  // One after the other, the two calls would take at least 3 s.
+  CHECK(took >= std::chrono::milliseconds(1400));
+  CHECK(took < std::chrono::milliseconds(2600));
+  start = std::chrono::steady_clock::now();
+  CHECK(client.discover() == std::vector<std::string>{m.store});
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2600));
+}
+
 TEST_CASE("a subscription and requests follow a daemon restarted on other ports", "[client][relocate]") {
   Moving m;
   auto daemon = m.start_daemon();

@@ -29,9 +29,11 @@ struct DaemonConfig {
 
 // Reads a daemon's catalog file. It is a daemon configuration, split into
 // `items` and the mkio document beside them, when it is TOML, or a JSON
-// object with a `services` or `tables` member that is an object and no
-// member other than `items` and mkio top-level keys. Anything else is an
-// items object, returned as `items` as it is (normalise_items checks it).
+// object with no member other than `items` and mkio top-level keys, and
+// either a `services` or `tables` member that is an object or an `items`
+// member whose members are all objects (not an item called "items", which
+// would have a "type"). Anything else is an items object, returned as
+// `items` as it is (normalise_items checks it).
 DaemonConfig load_daemon_config(const std::string& path);
 
 }  // namespace mktl

@@ -135,16 +135,23 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // ---- finding stores on the network (stores.cpp) -------------------------
   // Discovery settings: the environment's and $MKTL_HOME's, then the options'.
   discovery::Config discovery_config() const;
-  // Asks the registries (listed in $MKTL_HOME/client/registries, or found by
-  // broadcast) for a store's blocks; true when one knew it.
-  bool ask_registries(const std::string& store);
-  // Asks the daemons that answer UDP discovery on the daemon port which
-  // stores they serve (GET _hash) and learns every block of `store` they hold
-  // (GET STORE._catalog); true when one served it. Broadcast only: the hosts
-  // in $MKTL_HOME/client/registries are registries. Each daemon is reached at
-  // the address its answer came from, which works on this segment whatever
-  // host name its block advertises.
-  bool ask_daemons(const std::string& store);
+  // The registries (listed in $MKTL_HOME/client/registries, or found by
+  // broadcast) and the daemons that answer UDP discovery on the daemon port
+  // (broadcast only: the listed hosts are registries), called at once so
+  // that both answer within one discovery_timeout.
+  struct Answered {
+    std::vector<discovery::Found> registries, daemons;
+  };
+  Answered call_udp();
+  // Asks the registries that answered for a store's blocks; true when one
+  // knew it.
+  bool ask_registries(const std::string& store, const std::vector<discovery::Found>& registries);
+  // Asks the daemons that answered which stores they serve (GET _hash) and
+  // learns every block of `store` they hold (GET STORE._catalog); true when
+  // one served it. Each daemon is reached at the address its answer came
+  // from, which works on this segment whatever host name its block
+  // advertises.
+  bool ask_daemons(const std::string& store, const std::vector<discovery::Found>& daemons);
   // Asks DNS-SD (Avahi) for daemons of `store` (markd publishes `_mktl._tcp`
   // with TXT store=, alias=, uuid=, pub=) and learns their blocks, reaching
   // each at the address Avahi resolved; true when one served it. For

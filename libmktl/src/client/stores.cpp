@@ -11,6 +11,7 @@
 #include <mktl/catalog.hpp>
 
 #include <exception>
+#include <future>
 #include <utility>
 
 namespace mktl {
@@ -102,9 +103,26 @@ discovery::Config Client::Impl::discovery_config() const {
   return config;
 }
 
-bool Client::Impl::ask_registries(const std::string& store) {
+Client::Impl::Answered Client::Impl::call_udp() {
   auto config = discovery_config();
-  for (auto& registry : discovery::call(config, config.registry_port, options.discovery_timeout)) {
+  discovery::Config broadcast_only = config;
+  broadcast_only.hosts.clear();
+  auto daemons = std::async(std::launch::async, [&] {
+    return discovery::call(broadcast_only, config.daemon_port, options.discovery_timeout);
+  });
+  Answered answered;
+  try {
+    answered.registries = discovery::call(config, config.registry_port, options.discovery_timeout);
+  } catch (...) {
+    daemons.wait();  // it uses `config`
+    throw;
+  }
+  answered.daemons = daemons.get();
+  return answered;
+}
+
+bool Client::Impl::ask_registries(const std::string& store, const std::vector<discovery::Found>& registries) {
+  for (auto& registry : registries) {
     std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
     try {
       Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0).value("value", Json::object());
@@ -119,11 +137,9 @@ bool Client::Impl::ask_registries(const std::string& store) {
   return false;
 }
 
-bool Client::Impl::ask_daemons(const std::string& store) {
-  auto config = discovery_config();
-  config.hosts.clear();
+bool Client::Impl::ask_daemons(const std::string& store, const std::vector<discovery::Found>& daemons) {
   bool found = false;
-  for (auto& daemon : discovery::call(config, config.daemon_port, options.discovery_timeout)) {
+  for (auto& daemon : daemons) {
     std::string endpoint = "tcp://" + daemon.address + ":" + std::to_string(daemon.rep_port);
     try {
       Json hashes = request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json());
@@ -166,7 +182,8 @@ bool Client::Impl::ask_avahi(const std::string& store) {
 }
 
 bool Client::Impl::ask_network(const std::string& store) {
-  return ask_registries(store) || ask_daemons(store) || ask_avahi(store);
+  const Answered answered = call_udp();
+  return ask_registries(store, answered.registries) || ask_daemons(store, answered.daemons) || ask_avahi(store);
 }
 
 // ---- daemons that move ------------------------------------------------------
@@ -360,22 +377,19 @@ void Client::find_store(const std::string& store_name) {
     }
     if (all_good && impl_->knows(store)) return;
   }
-  // 2. Registries: listed in $MKTL_HOME/client/registries, or found by broadcast.
-  if (impl_->ask_registries(store)) return;
-  // 3. No registry knows it (or none runs): the daemons that answer discovery.
-  if (impl_->ask_daemons(store)) return;
-  // 4. Nobody answers broadcasts here: DNS-SD.
-  if (impl_->ask_avahi(store)) return;
+  // 2. Registries (listed in $MKTL_HOME/client/registries, or found by
+  // broadcast), 3. else the daemons that answer discovery, 4. else DNS-SD.
+  if (impl_->ask_network(store)) return;
   // Some cached blocks revalidated, and nobody knows of others.
   if (impl_->knows(store)) return;
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
 }
 
 std::vector<std::string> Client::discover() {
-  auto config = impl_->discovery_config();
   std::set<std::string> stores;
-  for (int port : {config.registry_port, config.daemon_port}) {
-    for (auto& found : discovery::call(config, port, impl_->options.discovery_timeout)) {
+  const auto answered = impl_->call_udp();
+  for (const auto* list : {&answered.registries, &answered.daemons}) {
+    for (auto& found : *list) {
       std::string endpoint = "tcp://" + found.address + ":" + std::to_string(found.rep_port);
       try {
         Json hashes = impl_->request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json::object());

@@ -132,7 +132,17 @@ DaemonConfig load_daemon_config(const std::string& path) {
     bool only_known = true;
     for (const auto& [key, value] : document.items())
       if (key != "items" && !is_mkio_top_level_key(key)) only_known = false;
-    daemon_config = has_collections && only_known;
+    // {"items": {key: description, ...}} alone is a daemon configuration
+    // with no tables yet, not one item called "items": its members are all
+    // objects and none is a "type".
+    bool items_wrapper = false;
+    if (auto it = document.find("items"); it != document.end() && it->is_object() && !it->empty() &&
+                                          !it->contains("type")) {
+      items_wrapper = true;
+      for (const auto& [key, value] : it->items())
+        if (!value.is_object()) items_wrapper = false;
+    }
+    daemon_config = (has_collections || items_wrapper) && only_known;
   }
   if (!daemon_config) {
     out.items = std::move(document);
