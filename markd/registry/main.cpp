@@ -8,6 +8,7 @@
 #include "discovery/registry_state.hpp"
 #include "discovery/udp.hpp"
 #include "protocol/codec.hpp"
+#include "transport/handshake_probe.hpp"
 #include "transport/server.hpp"
 
 #include <mktl/mktl.hpp>
@@ -210,11 +211,22 @@ class DaemonProbe {
   }
 
   // The daemon of `block` answers at its stratum-0 address and still serves
-  // that UUID (another daemon may have taken over the port).
+  // that UUID (another daemon may have taken over the port). A CURVE daemon
+  // (its block names its key) does not take this registry's requests, which
+  // has no key it lists: it answers when its handshake shows a daemon with
+  // that key at that address (which cannot say whether it still serves the
+  // same UUID: a daemon that restarts announces its new block anyway).
   bool alive(const Json& block) {
     const auto& origin = block.at("provenance").at(0);
     const std::string store = block.at("store").get<std::string>();
     const std::string uuid = block.at("uuid").get<std::string>();
+    if (auto key = curve_key(origin)) {
+      const bool answers = mktl::transport::curve_daemon_answers(
+          context_, endpoint(origin.at("hostname").get<std::string>(), origin.at("rep").get<int>()), *key, 2.0);
+      spdlog::debug("mkregistryd: {} ({}) {}", block.value("alias", ""), uuid,
+                    answers ? "answers the CURVE handshake" : "does not answer the CURVE handshake");
+      return answers;
+    }
     try {
       Json hashes = request(origin.at("hostname").get<std::string>(), origin.at("rep").get<int>(), store + "._hash", 2.0);
       bool serves = hashes.is_object() && hashes.contains(store) && hashes[store].is_object() &&
@@ -235,6 +247,9 @@ class DaemonProbe {
     const auto& origin = block.at("provenance").at(0);
     const std::string store = block.at("store").get<std::string>();
     const std::string uuid = block.at("uuid").get<std::string>();
+    // A CURVE daemon cannot be asked for its block: it comes back by
+    // announcing itself, as it does whenever it starts.
+    if (curve_key(origin)) return std::nullopt;
     try {
       Json blocks = request(origin.at("hostname").get<std::string>(), origin.at("rep").get<int>(), store + "._catalog",
                             2.0);
@@ -251,7 +266,14 @@ class DaemonProbe {
     options.use_cache = false;
     return options;
   }
+  // The daemon's public key when its block says it requires CURVE.
+  static std::optional<std::string> curve_key(const Json& origin) {
+    auto it = origin.find("curve");
+    if (it == origin.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) return std::nullopt;
+    return it->get<std::string>();
+  }
   mktl::Client client_;
+  zmq::context_t context_{1};  // the CURVE handshake probes
 };
 
 // The thread that takes announcements, in arrival order: processing one may

@@ -1,6 +1,7 @@
 // mktl::Client against an in-process daemon, and against raw ROUTERs that
 // misbehave on purpose (no ACK; REP before ACK).
 #include "support.hpp"
+#include "skip.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -647,6 +648,35 @@ TEST_CASE("client: a connection whose handshake never completes fails the reques
   } catch (const mktl::TimeoutError& e) {
     CHECK_THAT(e.what(), Catch::Matchers::Contains("handshake did not complete"));
   }
+}
+
+TEST_CASE("client: asynchronous requests to a daemon whose handshake fails each end, and the client goes on",
+          "[client][security]") {
+  if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
+  test::TempDir home;
+  mktl::KeyPair::generate().save("secure-daemon", home.str());
+  auto secure_options = test::isolated(home);
+  secure_options.security.curve = true;
+  secure_options.security.server_key = "secure-daemon";
+  secure_options.security.clients = {{"someone", mktl::KeyPair::generate().public_key}};
+  mktl::Daemon secure("secure", "secure1", Json::parse(R"({"x": {"type": "numeric"}})"), secure_options);
+  secure.start();
+  // The fake's catalog sends demo's requests to the CURVE daemon, and says
+  // nothing of its key: the client speaks plain text, and every handshake
+  // fails (after which libzmq gives the connection up for good).
+  FakeDaemon fake(FakeDaemon::Mode::proper);
+  fake.advertised_rep = secure.rep_port();
+  mktl::Client c(fast_options(home));
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  for (int i = 0; i < 4; ++i) {
+    INFO("request " << i);
+    auto pending = c.get_async("demo.x");
+    REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+    CHECK_THROWS_AS(pending.get(), mktl::TimeoutError);
+  }
+  // The client's own socket to the fake still works.
+  CHECK(c.request(fake.endpoint(), "GET", "demo._catalog").contains("value"));
+  fake.advertised_rep = 0;
 }
 
 TEST_CASE("client: an ACK without a REP times out after the request timeout", "[client]") {

@@ -5,6 +5,7 @@
 #include "skip.hpp"
 
 #include "security/policy.hpp"
+#include "transport/handshake_probe.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -335,6 +336,43 @@ TEST_CASE("CURVE daemon: unknown keys and plain-text clients get nothing", "[sec
     return got.has_value();
   }));
   CHECK((*got)[0] == "demo.setpoint.");
+}
+
+TEST_CASE("CURVE daemon: a client it refuses fails each request in turn, none waits for ever", "[security][net]") {
+  if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
+  SecureFixture f;
+  // A plain client asking by address (as a registry checks a daemon): the
+  // handshake fails, and libzmq then gives the connection up for good. Each
+  // request still ends, with the reason, on a new connection.
+  auto o = test::client_options(f.home);  // its own $MKTL_HOME: no catalog, no key
+  o.ack_timeout = 0.3;
+  mktl::Client plain(o);
+  for (int i = 0; i < 4; ++i) {
+    INFO("request " << i);
+    const std::string err = error_type([&] { plain.request(f.daemon->rep_endpoint(), "GET", "demo._hash"); });
+    CHECK(err.rfind("TimeoutError", 0) == 0);
+  }
+}
+
+TEST_CASE("CURVE handshake probe: a daemon with the key answers it, other peers do not", "[security][net]") {
+  if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");
+  SecureFixture f;
+  zmq::context_t context(1);
+  const std::string key = f.daemon->catalog_block()["provenance"][0]["curve"].get<std::string>();
+  // The daemon refuses the probe's key, after proving its own.
+  CHECK(mktl::transport::curve_daemon_answers(context, f.daemon->rep_endpoint(), key, 5.0));
+  CHECK(mktl::transport::curve_daemon_answers(context, f.daemon->rep_endpoint(), key, 5.0));
+  // Another key: the daemon cannot read the probe's HELLO.
+  CHECK_FALSE(mktl::transport::curve_daemon_answers(context, f.daemon->rep_endpoint(), f.carol.public_key, 2.0));
+  // A plain daemon: no CURVE at all.
+  test::TempDir plain_home;
+  mktl::Daemon plain("plain", "plain1", Json::parse(kItems), test::isolated(plain_home));
+  plain.start();
+  CHECK_FALSE(mktl::transport::curve_daemon_answers(context, plain.rep_endpoint(), key, 2.0));
+  const std::string gone = plain.rep_endpoint();
+  plain.stop();
+  // Nothing listening.
+  CHECK_FALSE(mktl::transport::curve_daemon_answers(context, gone, key, 1.0));
 }
 
 TEST_CASE("CURVE daemon: a pinned server key reaches it through connect() but a wrong one does not", "[security][net]") {

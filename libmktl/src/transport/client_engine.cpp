@@ -197,38 +197,72 @@ void Engine::unsubscribe(const std::string& pub_endpoint, const std::string& top
   post(Control{Control::unsubscribe, pub_endpoint, 0, topic});
 }
 
+std::unique_ptr<Engine::Dealer> Engine::open_dealer(const std::string& endpoint) {
+  auto d = std::make_unique<Dealer>();
+  d->endpoint = endpoint;
+  d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
+  if (keys_) keys_->secure(d->socket, endpoint);
+  d->socket.set(zmq::sockopt::linger, 0);
+  d->socket.set(zmq::sockopt::sndhwm, 100000);
+  d->socket.set(zmq::sockopt::rcvhwm, 100000);
+  set_client_socket_options(d->socket);
+  try {
+    d->monitor = open_monitor(d->socket, Link::kEvents);
+  } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
+    logger("mktl.client")->debug("cannot monitor the connection to {}: {}", endpoint, e.what());
+  }
+  d->socket.connect(endpoint);
+  return d;
+}
+
+// Fails every request waiting on `d`, whose socket is about to close.
+void Engine::fail_waiting(Dealer& d, const std::string& why) {
+  for (auto& [id, w] : d.waiting) {
+    fail(*w.pending, "TimeoutError", w.pending->target + " @ " + d.endpoint + ": " + why);
+    w.pending->finish();
+  }
+  if (!d.waiting.empty()) handler_.on_unacknowledged(d.endpoint);
+  d.waiting.clear();
+  d.ack_order.clear();
+}
+
+// Queues the request's frames on d's socket without waiting; false when the
+// socket takes nothing (no connection to send to, or its queue is full).
+bool Engine::send_request(Dealer& d, const Pending& p) {
+  auto id = protocol::format_request_id(p.id);
+  auto type = protocol::type_name(p.type);
+  std::string flags = protocol::encode_flags(p.flags);
+  const std::string_view frames[] = {protocol::kVersion, {id.data(), id.size()}, type, p.target, flags,
+                                     p.request_payload};
+  const bool bulk = p.request_bulk.has_value();
+  d.ask = true;  // a send can take in what its fd would have shown
+  // The first frame decides: a message's later frames always follow it.
+  if (!d.socket.send(zmq::const_buffer(frames[0].data(), frames[0].size()),
+                     zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    return false;
+  for (std::size_t i = 1; i < std::size(frames); ++i)
+    d.socket.send(zmq::const_buffer(frames[i].data(), frames[i].size()),
+                  (i + 1 < std::size(frames) || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  if (bulk) d.socket.send(transport::share_bulk(*p.request_bulk), zmq::send_flags::none);
+  return true;
+}
+
 void Engine::execute(Pending& p, std::shared_ptr<Pending>& owner) {
   // Requests mostly go where the last one went: skip hashing the endpoint.
   if (!last_dealer_ || !*last_dealer_ || (*last_dealer_)->endpoint != p.endpoint) last_dealer_ = &dealers_[p.endpoint];
   auto& d = *last_dealer_;
   try {
-    if (!d) {
-      d = std::make_unique<Dealer>();
-      d->endpoint = p.endpoint;
-      d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-      if (keys_) keys_->secure(d->socket, p.endpoint);
-      d->socket.set(zmq::sockopt::linger, 0);
-      d->socket.set(zmq::sockopt::sndhwm, 100000);
-      d->socket.set(zmq::sockopt::rcvhwm, 100000);
-      set_client_socket_options(d->socket);
-      try {
-        d->monitor = open_monitor(d->socket, Link::kEvents);
-      } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
-        logger("mktl.client")->debug("cannot monitor the connection to {}: {}", p.endpoint, e.what());
-      }
-      d->socket.connect(p.endpoint);
+    if (!d) d = open_dealer(p.endpoint);
+    if (!send_request(*d, p)) {
+      // Nothing to send to: libzmq gives up a connection for good after
+      // some failed handshakes (a CURVE daemon and a plain client, say), and
+      // a full queue refuses too. A new socket (and connection), once; what
+      // waited on the old one can no longer be answered.
+      const std::string why = d->link.why_late();
+      fail_waiting(*d, "the connection to the daemon was given up" + (why.empty() ? std::string() : ": " + why));
+      d = open_dealer(p.endpoint);
+      if (!send_request(*d, p)) throw zmq::error_t(EAGAIN);
     }
-    auto id = protocol::format_request_id(p.id);
-    auto type = protocol::type_name(p.type);
-    std::string flags = protocol::encode_flags(p.flags);
-    const std::string_view frames[] = {protocol::kVersion, {id.data(), id.size()}, type, p.target, flags,
-                                       p.request_payload};
-    const bool bulk = p.request_bulk.has_value();
-    d->ask = true;  // a send can take in what its fd would have shown
-    for (std::size_t i = 0; i < std::size(frames); ++i)
-      d->socket.send(zmq::const_buffer(frames[i].data(), frames[i].size()),
-                     (i + 1 < std::size(frames) || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    if (bulk) d->socket.send(transport::share_bulk(*p.request_bulk), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     if (d && !d->socket) {
       last_dealer_ = nullptr;
@@ -716,10 +750,11 @@ DirectRequests::DirectRequests(zmq::context_t& context, double ack_timeout,
     : context_(context), ack_timeout_(ack_timeout), keys_(std::move(keys)) {}
 DirectRequests::~DirectRequests() = default;
 
-DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint) {
+DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint, bool fresh) {
   auto key = std::make_pair(std::this_thread::get_id(), endpoint);
   std::lock_guard lock(mutex_);
   auto& s = sockets_[key];
+  if (fresh) s.reset();
   if (!s) {
     if (sockets_.size() > 256) {
       sockets_.erase(key);
@@ -753,10 +788,26 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
   auto id_text = protocol::format_request_id(next_id_.fetch_add(1));
   std::string_view id(id_text.data(), id_text.size());
   auto frames = protocol::encode(id, type, target, 0, payload);
-  for (std::size_t i = 0; i < frames.size(); ++i)
-    s->socket.send(zmq::buffer(frames[i]),
-                   (i + 1 < frames.size() || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  if (bulk) s->socket.send(transport::share_bulk(*bulk), zmq::send_flags::none);
+  // Without waiting: the first frame decides, a message's later frames
+  // always follow it. A socket that takes nothing has no connection to send
+  // to (libzmq gives one up for good after some failed handshakes) or a full
+  // queue: it is replaced by a new one, once.
+  auto send = [&](Socket& to) {
+    if (!to.socket.send(zmq::buffer(frames[0]), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+    for (std::size_t i = 1; i < frames.size(); ++i)
+      to.socket.send(zmq::buffer(frames[i]),
+                     (i + 1 < frames.size() || bulk) ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (bulk) to.socket.send(transport::share_bulk(*bulk), zmq::send_flags::none);
+    return true;
+  };
+  if (!send(*s)) {
+    const std::string why = s->link.why_late();
+    s = socket_for(endpoint, true);
+    if (!s) return std::nullopt;
+    if (!send(*s))
+      throw TimeoutError(target + " @ " + endpoint + ": cannot send: no connection to the daemon" +
+                         (why.empty() ? std::string() : ": " + why));
+  }
 
   const auto start = Clock::now();
   const auto ack = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));

@@ -203,6 +203,9 @@ class Engine {
   struct Sub;
   void run(std::stop_token stop);
   void execute(Pending& request, std::shared_ptr<Pending>& owner);
+  std::unique_ptr<Dealer> open_dealer(const std::string& endpoint);
+  bool send_request(Dealer& d, const Pending& p);
+  void fail_waiting(Dealer& d, const std::string& why);
   void execute(Control& control);
   // Each reads its socket until it is empty (false) or up to its bound
   // (true: more may wait).
@@ -270,7 +273,9 @@ class DirectRequests {
 
  private:
   struct Socket;
-  Socket* socket_for(const std::string& endpoint);
+  // This thread's socket to `endpoint` (a new one when `fresh`); nullptr
+  // when too many are open.
+  Socket* socket_for(const std::string& endpoint, bool fresh = false);
   zmq::context_t& context_;
   double ack_timeout_;
   std::shared_ptr<const security::ClientKeys> keys_;

@@ -1,0 +1,64 @@
+#include "transport/handshake_probe.hpp"
+
+#include "transport/client_engine.hpp"
+
+#include <mktl/security.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+namespace mktl::transport {
+
+bool curve_daemon_answers(zmq::context_t& context, const std::string& endpoint, const std::string& server_key,
+                          double timeout_s) {
+  if (!curve_available()) return false;
+  static std::atomic<std::uint64_t> next{0};
+  // One key pair for the process: a daemon logs a refused key once a minute
+  // per key and address, where a new pair every time would be logged at
+  // every probe.
+  static const KeyPair ours = KeyPair::generate();
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::curve_serverkey, server_key);
+  socket.set(zmq::sockopt::curve_publickey, ours.public_key);
+  socket.set(zmq::sockopt::curve_secretkey, ours.secret_key);
+  socket.set(zmq::sockopt::reconnect_ivl, -1);  // one attempt
+  const std::string address = "inproc://mktl-handshake-probe-" + std::to_string(next++);
+  const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | detail::kHandshakeFailed | ZMQ_EVENT_CLOSED |
+                     ZMQ_EVENT_DISCONNECTED;
+  if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) return false;
+  zmq::socket_t monitor(context, zmq::socket_type::pair);
+  monitor.set(zmq::sockopt::linger, 0);
+  monitor.connect(address);
+  socket.connect(endpoint);
+
+  bool answers = false;
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout_s));
+  std::vector<zmq::message_t> frames;
+  for (bool done = false; !done;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    zmq::pollitem_t item{monitor.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(left));
+    while (auto event = detail::next_event(monitor, frames)) {
+      if (event->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED || event->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        answers = true;
+        done = true;
+        break;
+      }
+      if (event->event & (detail::kHandshakeFailed | ZMQ_EVENT_CLOSED | ZMQ_EVENT_DISCONNECTED)) {
+        done = true;
+        break;
+      }
+    }
+  }
+  zmq_socket_monitor(socket.handle(), nullptr, 0);
+  return answers;
+}
+
+}  // namespace mktl::transport
