@@ -812,7 +812,10 @@ std::optional<DirectRequests::Answer> DirectRequests::request(const std::string&
   const auto start = Clock::now();
   const auto ack = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ack_timeout_));
   auto ack_deadline = start + ack;
-  s->read_events(start, ack_deadline, ack);  // what happened to the connection since the last request
+  // What happened to a connection not up at the last request (on one that
+  // was, the events are read only if the ACK deadline comes: reading the
+  // monitor costs a system call per request, measurable on a blocking GET).
+  if (s->link.state != Link::State::up) s->read_events(start, ack_deadline, ack);
   ack_deadline = std::max(ack_deadline, s->link.deadline(start, ack));
   auto rep_deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
   // The monitor is watched while the connection is being made; on one that
