@@ -373,6 +373,9 @@ TEST_CASE("CURVE handshake probe: a daemon with the key answers it, other peers 
   plain.stop();
   // Nothing listening.
   CHECK_FALSE(mktl::transport::curve_daemon_answers(context, gone, key, 1.0));
+  // What a block announced by anyone may hold: no key, no address.
+  CHECK_FALSE(mktl::transport::curve_daemon_answers(context, f.daemon->rep_endpoint(), "not a key", 1.0));
+  CHECK_FALSE(mktl::transport::curve_daemon_answers(context, "tcp://no such host:x", key, 1.0));
 }
 
 TEST_CASE("CURVE daemon: a pinned server key reaches it through connect() but a wrong one does not", "[security][net]") {

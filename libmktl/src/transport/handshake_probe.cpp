@@ -11,9 +11,9 @@
 
 namespace mktl::transport {
 
-bool curve_daemon_answers(zmq::context_t& context, const std::string& endpoint, const std::string& server_key,
-                          double timeout_s) {
-  if (!curve_available()) return false;
+namespace {
+
+bool probe(zmq::context_t& context, const std::string& endpoint, const std::string& server_key, double timeout_s) {
   static std::atomic<std::uint64_t> next{0};
   // One key pair for the process: a daemon logs a refused key once a minute
   // per key and address, where a new pair every time would be logged at
@@ -59,6 +59,18 @@ bool curve_daemon_answers(zmq::context_t& context, const std::string& endpoint, 
   }
   zmq_socket_monitor(socket.handle(), nullptr, 0);
   return answers;
+}
+
+}  // namespace
+
+bool curve_daemon_answers(zmq::context_t& context, const std::string& endpoint, const std::string& server_key,
+                          double timeout_s) {
+  if (!curve_available()) return false;
+  try {
+    return probe(context, endpoint, server_key, timeout_s);
+  } catch (const zmq::error_t&) {  // a key that is no Z85 key, an endpoint that is no address
+    return false;
+  }
 }
 
 }  // namespace mktl::transport

@@ -16,7 +16,9 @@ namespace mktl::transport {
 // key (ZAP): a libzmq server does that only after it decrypted the client's
 // HELLO with the secret key that goes with `server_key`, so a daemon with
 // that key is there. False when nothing listens, the server has another key
-// or no CURVE, or nothing comes in time. Blocking; any thread.
+// or no CURVE, or nothing comes in time; also for a key or an endpoint that
+// is not one (a block's fields come from the network): it never throws.
+// Blocking; any thread.
 bool curve_daemon_answers(zmq::context_t& context, const std::string& endpoint, const std::string& server_key,
                           double timeout_s);
 
