@@ -149,6 +149,53 @@ if [[ -x $MKTL_BIN/mkregistryd ]]; then
   dropped() { grep -q 'drop: remote1' "$work/registry.stderr"; }
   if wait_for 20 dropped; then pass "a stopped CURVE daemon is dropped"; else
     fail "the stopped CURVE daemon was not dropped: $(grep remote1 "$work/registry.stderr" | tail -3)"; fi
+
+  # ---- a daemon back on its ports with a new key pair: a watching client
+  # follows it. It reads the new key in the block the daemon announces to
+  # the registry again, and makes its sockets anew (those made with the old
+  # key can never finish a handshake).
+  run keygen_rot "$MKTL_BIN/mk" keygen rot-daemon
+  sed 's/"server_key": "sec-daemon"/"server_key": "rot-daemon"/' "$work/security.json" >"$work/rot-security.json"
+  rot_markd=("$MKTL_BIN/markd" --bind 127.0.0.1 --hostname 127.0.0.1 --broadcast 127.255.255.255
+    --security "$work/rot-security.json" -c "$work/items.json")
+  start rot '^markd: rot rot1 ready rep=([0-9]+) pub=([0-9]+)$' "${rot_markd[@]}" rot rot1
+  rot_pid=$pid rot_rep=${BASH_REMATCH[1]} rot_pub=${BASH_REMATCH[2]}
+  exec {fd}<&-
+  mkdir -p "$work/watch-home" "$work/set-home"
+  mk_alice=("$MKTL_BIN/mk" -w 10 --key "$keys/alice.key")
+  start --first watcher '^setpoint: 10$' env MKTL_HOME="$work/watch-home" MKTL_ACK_TIMEOUT=0.5 "${mk_alice[@]}" \
+    watch --no-timestamp rot.setpoint
+  watcher_pid=$pid
+  cat <&"$fd" >>"$work/watcher.log" &
+  exec {fd}<&-
+  # Sets a new value until the watcher prints it (a SUB connection misses
+  # what is broadcast before it is made); false after 20 s.
+  set_until_watched() {
+    local deadline=$((SECONDS + 20)) value=$1
+    while ((SECONDS < deadline)); do
+      value=$((value + 1))
+      run rot_set env MKTL_HOME="$work/set-home" MKTL_ACK_TIMEOUT=0.5 "${mk_alice[@]}" set "rot.setpoint=$value"
+      grep -q "^setpoint: $value$" "$work/watcher.log" && return 0
+      wait_for 1 grep -q "^setpoint: $value$" "$work/watcher.log" && return 0
+    done
+    return 1
+  }
+  if set_until_watched 100; then pass "the watcher sees a SET over CURVE"; else
+    fail "the watcher saw no SET: $(tail -3 "$work/watcher.log"); $(tail -3 "$work/watcher.stderr")"; fi
+  old_key=$(grep -v '^#' "$keys/rot-daemon.pub")
+  kill "$rot_pid"
+  wait_exit "$rot_pid" 10
+  run keygen_rot2 "$MKTL_BIN/mk" keygen --force rot-daemon
+  expect_rc "a new key pair for the daemon" 0
+  [[ $(grep -v '^#' "$keys/rot-daemon.pub") != "$old_key" ]] && pass "(another key)" || fail "the key did not change"
+  start rot2 '^markd: rot rot1 ready rep=([0-9]+) pub=([0-9]+)$' "${rot_markd[@]}" --rep-port "$rot_rep" \
+    --pub-port "$rot_pub" rot rot1
+  exec {fd}<&-
+  if set_until_watched 200; then pass "after the daemon's restart with a new key, the same watch sees its SETs"; else
+    fail "the watch did not follow the new key: $(tail -3 "$work/watcher.log"); $(tail -5 "$work/watcher.stderr")"; fi
+  kill -TERM "$watcher_pid" || true
+  wait_exit "$watcher_pid" 10
+  expect_rc "the watch ends cleanly" 0
 else
   echo "note: mkregistryd is not built: the registry path is not checked"
 fi

@@ -146,4 +146,58 @@ TEST_CASE("a store reached by connect() is not looked for elsewhere", "[client][
   CHECK_THROWS_AS(client.get(m.store + ".x", false, 1.0), mktl::TimeoutError);
 }
 
+TEST_CASE("a client with a pinned server key finds CURVE and plain daemons by broadcast and follows a restart",
+          "[client][relocate][security]") {
+  if (!mktl::curve_available()) return;
+  Moving m;
+  mktl::KeyPair client_key = mktl::KeyPair::generate();
+  const std::string client_key_file = client_key.save("me", m.client_home.str());
+  mktl::KeyPair::generate().save("daemon", m.daemon_home.str());
+  auto start_secure = [&](const std::string& rep, const std::string& pub) {
+    auto options = test::isolated(m.daemon_home);
+    options.discovery = true;
+    options.avahi = false;
+    options.rep_endpoint = rep;
+    options.pub_endpoint = pub;
+    options.security.curve = true;
+    options.security.server_key = "daemon";
+    options.security.clients = {{"me", client_key.public_key}};
+    options.security.acl = {{"*", {"me"}, {"me"}, {"me"}}};
+    auto daemon = std::make_unique<mktl::Daemon>(m.store, "one", Json{{"x", {{"type", "numeric"}}}}, options);
+    daemon->start();
+    return daemon;
+  };
+  auto daemon = start_secure("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
+  const std::string rep = daemon->rep_endpoint(), pub = daemon->pub_endpoint();
+  auto options = m.client_options();
+  options.key = client_key_file;
+  options.server_key = mktl::KeyPair::load("daemon", m.daemon_home.str()).public_key;
+  mktl::Client client(options);
+  // Found by broadcast alone: asked with CURVE and the pinned key.
+  test::Collector got;
+  auto subscription = client.subscribe(m.store + ".x", got.callback());
+  REQUIRE(publish_until_seen(*daemon, got, 1.0));
+
+  // A plain daemon found the same way is asked in plain text after that.
+  auto plain_options = test::isolated(m.daemon_home);
+  plain_options.discovery = true;
+  plain_options.avahi = false;
+  mktl::Daemon plain(m.store + "plain", "one", Json{{"y", {{"type", "numeric"}, {"initial", 7}}}}, plain_options);
+  plain.start();
+  CHECK(client.get(m.store + "plain.y").value == 7);
+
+  SECTION("back on the same ports") {
+    daemon.reset();
+    daemon = start_secure(rep, pub);
+  }
+  SECTION("back on other ports") {
+    daemon.reset();
+    daemon = start_secure("tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
+  }
+  REQUIRE(publish_until_seen(*daemon, got, 3.0));
+  client.set(m.store + ".x", Json(4.0));
+  CHECK(client.get(m.store + ".x").value == 4.0);
+  CHECK(client.get_async(m.store + ".x").get().value == 4.0);
+}
+
 }  // namespace test_relocation

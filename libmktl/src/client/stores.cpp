@@ -65,20 +65,24 @@ void Client::Impl::cache_block(const std::string& store, const Json& block) {
 
 void Client::Impl::learn(const std::string& store, const Json& blocks, const std::string& host_override, bool save,
                          bool validated) {
-  std::lock_guard lock(mutex);
-  auto& info = stores[store];
-  info.validated = validated;
-  for (auto& [uuid, block] : blocks.items()) {
-    if (!block.is_object()) continue;
-    info.blocks[uuid] = block;
-    if (!host_override.empty()) info.host_override[uuid] = host_override;
-    auto ho = info.host_override.count(uuid) ? info.host_override[uuid] : std::string();
-    auto where = block_address(block, ho);
-    if (where) keys->learn(where->rep, where->pub, where->curve);
-    if (where && block.contains("items") && block["items"].is_object())
-      for (auto& [key, desc] : block["items"].items()) info.by_key[key] = *where;
-    if (save) cache_block(store, block);
+  bool new_keys = false;
+  {
+    std::lock_guard lock(mutex);
+    auto& info = stores[store];
+    info.validated = validated;
+    for (auto& [uuid, block] : blocks.items()) {
+      if (!block.is_object()) continue;
+      info.blocks[uuid] = block;
+      if (!host_override.empty()) info.host_override[uuid] = host_override;
+      auto ho = info.host_override.count(uuid) ? info.host_override[uuid] : std::string();
+      auto where = block_address(block, ho);
+      if (where && keys->learn(where->rep, where->pub, where->curve)) new_keys = true;
+      if (where && block.contains("items") && block["items"].is_object())
+        for (auto& [key, desc] : block["items"].items()) info.by_key[key] = *where;
+      if (save) cache_block(store, block);
+    }
   }
+  if (new_keys) engine->keys_changed();
 }
 
 bool Client::Impl::knows(const std::string& store) {
@@ -121,6 +125,20 @@ Client::Impl::Answered Client::Impl::call_udp() {
   return answered;
 }
 
+Json Client::Impl::ask_found(const std::string& endpoint, const std::string& target) {
+  if (keys->could_pin(endpoint)) {
+    keys->pin_endpoint(endpoint);
+    try {
+      return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0);
+    } catch (const TimeoutError& e) {
+      logger("mktl.client")->debug("{} did not answer over CURVE with the pinned key ({}); asking in plain text",
+                                   endpoint, e.what());
+      keys->forget(endpoint);
+    }
+  }
+  return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0);
+}
+
 bool Client::Impl::ask_registries(const std::string& store, const std::vector<discovery::Found>& registries) {
   for (auto& registry : registries) {
     std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
@@ -142,7 +160,7 @@ bool Client::Impl::ask_daemons(const std::string& store, const std::vector<disco
   for (auto& daemon : daemons) {
     std::string endpoint = "tcp://" + daemon.address + ":" + std::to_string(daemon.rep_port);
     try {
-      Json hashes = request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json());
+      Json hashes = ask_found(endpoint, "_hash").value("value", Json());
       if (!hashes.is_object() || !hashes.contains(store)) continue;
       Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0)
                         .value("value", Json());
@@ -167,8 +185,7 @@ bool Client::Impl::ask_avahi(const std::string& store) {
     std::string host = endpoint_host(service.address);
     std::string endpoint = "tcp://" + host + ":" + std::to_string(service.port);
     try {
-      Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0)
-                        .value("value", Json());
+      Json blocks = ask_found(endpoint, store + "._catalog").value("value", Json());
       if (blocks.is_object() && !blocks.empty()) {
         learn(store, blocks, host, true);
         found = true;
@@ -354,7 +371,7 @@ void Client::find_store(const std::string& store_name) {
     bool all_good = true;
     for (auto& [uuid, block] : blocks.items()) {
       auto where = block_address(block);
-      if (where) impl_->keys->learn(where->rep, where->pub, where->curve);
+      if (where && impl_->keys->learn(where->rep, where->pub, where->curve)) impl_->engine->keys_changed();
       if (!where) {
         all_good = false;
         continue;
@@ -392,7 +409,11 @@ std::vector<std::string> Client::discover() {
     for (auto& found : *list) {
       std::string endpoint = "tcp://" + found.address + ":" + std::to_string(found.rep_port);
       try {
-        Json hashes = impl_->request(endpoint, protocol::MessageType::GET, "_hash", nullptr, 2.0).value("value", Json::object());
+        // Registries are plain; a daemon may require CURVE.
+        Json hashes = (list == &answered.daemons ? impl_->ask_found(endpoint, "_hash")
+                                                 : impl_->request(endpoint, protocol::MessageType::GET, "_hash",
+                                                                  nullptr, 2.0))
+                          .value("value", Json::object());
         for (auto& [store, blocks] : hashes.items()) stores.insert(store);
       } catch (const Error& e) {
         logger("mktl.client")->debug("{} did not answer _hash: {}", endpoint, e.what());

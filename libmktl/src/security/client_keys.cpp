@@ -18,7 +18,23 @@ void ClientKeys::configure(const ClientOptions& options, const std::string& home
   pinned_ = std::move(pinned);
 }
 
-void ClientKeys::learn(const std::string& rep, const std::string& pub, const std::string& curve) {
+bool ClientKeys::set_key(const std::string& endpoint, const std::string& key) {
+  auto it = server_keys_.find(endpoint);
+  if (key.empty()) {
+    if (it == server_keys_.end()) return false;
+    server_keys_.erase(it);
+  } else if (it == server_keys_.end()) {
+    server_keys_.emplace(endpoint, key);
+  } else if (it->second != key) {
+    it->second = key;
+  } else {
+    return false;
+  }
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  return true;
+}
+
+bool ClientKeys::learn(const std::string& rep, const std::string& pub, const std::string& curve) {
   std::string key = curve;
   if (!key.empty() && !is_z85_key(key)) {
     logger("mktl.client")->warn("{}: the catalog announces a malformed CURVE key '{}'; ignored", rep, key);
@@ -30,16 +46,31 @@ void ClientKeys::learn(const std::string& rep, const std::string& pub, const std
                                 rep, key, pinned_);
     key = pinned_;
   }
-  for (const std::string* endpoint : {&rep, &pub}) {
-    if (endpoint->empty()) continue;
-    if (key.empty()) server_keys_.erase(*endpoint);
-    else server_keys_[*endpoint] = key;
-  }
+  bool changed = false;
+  for (const std::string* endpoint : {&rep, &pub})
+    if (!endpoint->empty() && set_key(*endpoint, key)) changed = true;
+  return changed;
 }
 
 void ClientKeys::pin_endpoint(const std::string& endpoint) {
   std::lock_guard lock(mutex_);
-  if (!pinned_.empty()) server_keys_[endpoint] = pinned_;
+  if (!pinned_.empty()) set_key(endpoint, pinned_);
+}
+
+bool ClientKeys::could_pin(const std::string& endpoint) const {
+  std::lock_guard lock(mutex_);
+  return client_ && !pinned_.empty() && server_keys_.find(endpoint) == server_keys_.end();
+}
+
+void ClientKeys::forget(const std::string& endpoint) {
+  std::lock_guard lock(mutex_);
+  set_key(endpoint, {});
+}
+
+std::string ClientKeys::server_key(const std::string& endpoint) const {
+  std::lock_guard lock(mutex_);
+  auto it = server_keys_.find(endpoint);
+  return it == server_keys_.end() || !client_ ? std::string() : it->second;
 }
 
 void ClientKeys::check(const std::string& endpoint) const {

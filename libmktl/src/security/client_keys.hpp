@@ -14,6 +14,8 @@
 
 #include <zmq.hpp>
 
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,11 +29,26 @@ class ClientKeys {
   // missing file, mode not 0600, bad key) and the pinned server key.
   void configure(const ClientOptions& options, const std::string& home);
   // A daemon's endpoints as its catalog block tells them: `curve` is its
-  // announced public key, empty when it does not require CURVE.
-  void learn(const std::string& rep, const std::string& pub, const std::string& curve);
+  // announced public key, empty when it does not require CURVE. True when
+  // this changed the key of either endpoint (a daemon restarted with a new
+  // key pair, or with CURVE turned on or off): sockets made with the old
+  // one must be made again.
+  bool learn(const std::string& rep, const std::string& pub, const std::string& curve);
   // An address given by the caller (Client::connect): CURVE with the pinned
   // key, when one is configured.
   void pin_endpoint(const std::string& endpoint);
+  // A daemon found by address alone (UDP discovery, DNS-SD), whose catalog
+  // has not said yet whether it requires CURVE: true when this client could
+  // reach it with CURVE and the pinned key (it has both a key pair and a
+  // pinned key) and nothing is known of `endpoint` yet. forget() undoes it.
+  bool could_pin(const std::string& endpoint) const;
+  void forget(const std::string& endpoint);
+  // Bumped by every change of an endpoint's key: a socket made at another
+  // generation asks server_key() whether its key is still the right one.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  // The server key secure() gives a socket to `endpoint` now; empty for a
+  // plain socket.
+  std::string server_key(const std::string& endpoint) const;
   // Throws PermissionError when `endpoint` requires CURVE and this client has
   // no key pair, naming the ways to give it one.
   void check(const std::string& endpoint) const;
@@ -46,6 +63,9 @@ class ClientKeys {
   std::optional<KeyPair> client_;
   std::string pinned_;
   std::unordered_map<std::string, std::string> server_keys_;  // endpoint -> Z85 key
+  std::atomic<std::uint64_t> generation_{0};
+  // Sets (empty: erases) an endpoint's key, under mutex_; true when it changed.
+  bool set_key(const std::string& endpoint, const std::string& key);
 };
 
 }  // namespace mktl::security

@@ -41,7 +41,7 @@ void WaitedPending::finish() {
 
 // abandon, subscribe, unsubscribe: what the I/O thread does besides sending.
 struct Engine::Control {
-  enum Kind { abandon, subscribe, unsubscribe } kind;
+  enum Kind { abandon, subscribe, unsubscribe, rekey } kind;
   std::string endpoint;
   std::uint32_t id = 0;  // abandon
   std::string topic;     // (un)subscribe
@@ -78,6 +78,7 @@ struct Engine::Dealer {
   // the REPs owed on it can no longer come.
   zmq::socket_t monitor;
   Link link;
+  std::string server_key;  // the CURVE server key it was made with; empty: plain
   // To be read without waiting for its fd (run()): new, sent on, or its
   // last read stopped at its bound.
   bool ask = true, ask_monitor = true;
@@ -98,6 +99,7 @@ struct Engine::Sub {
   bool connected = false;
   bool reported_lost = false;
   Clock::time_point down_since = Clock::now();
+  std::string server_key;  // as Dealer's
   bool ask = true, ask_monitor = true;  // as Dealer's
   ~Sub() {
     // Stop the monitor before its socket goes, so that nothing is left
@@ -201,7 +203,10 @@ std::unique_ptr<Engine::Dealer> Engine::open_dealer(const std::string& endpoint)
   auto d = std::make_unique<Dealer>();
   d->endpoint = endpoint;
   d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-  if (keys_) keys_->secure(d->socket, endpoint);
+  if (keys_) {
+    d->server_key = keys_->server_key(endpoint);
+    keys_->secure(d->socket, endpoint);
+  }
   d->socket.set(zmq::sockopt::linger, 0);
   d->socket.set(zmq::sockopt::sndhwm, 100000);
   d->socket.set(zmq::sockopt::rcvhwm, 100000);
@@ -213,6 +218,62 @@ std::unique_ptr<Engine::Dealer> Engine::open_dealer(const std::string& endpoint)
   }
   d->socket.connect(endpoint);
   return d;
+}
+
+std::unique_ptr<Engine::Sub> Engine::open_sub(const std::string& endpoint) {
+  auto s = std::make_unique<Sub>();
+  s->endpoint = endpoint;
+  s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
+  if (keys_) {
+    s->server_key = keys_->server_key(endpoint);
+    keys_->secure(s->socket, endpoint);
+  }
+  s->socket.set(zmq::sockopt::linger, 0);
+  s->socket.set(zmq::sockopt::rcvhwm, 100000);
+  set_client_socket_options(s->socket);
+  s->monitor = open_monitor(s->socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
+  s->down_since = Clock::now();
+  s->socket.connect(endpoint);
+  return s;
+}
+
+void Engine::keys_changed() { post(Control{Control::rekey, {}, 0, {}}); }
+
+// Sockets made with a server key that is no longer the endpoint's (its
+// daemon came back with another key pair, or with CURVE turned on or off)
+// can never complete a handshake again: they are made anew. A request
+// waiting on an old DEALER fails; a SUB is made again with its topics, and
+// one reported lost is reported back once its new handshake succeeds.
+void Engine::apply_keys() {
+  const auto generation = keys_->generation();
+  if (generation == keys_seen_) return;
+  keys_seen_ = generation;
+  for (auto it = dealers_.begin(); it != dealers_.end();) {
+    Dealer* d = it->second.get();
+    if (!d || keys_->server_key(it->first) == d->server_key) {
+      ++it;
+      continue;
+    }
+    logger("mktl.client")->info("{}: the daemon's CURVE key changed; connecting again", it->first);
+    fail_waiting(*d, "the daemon's CURVE key changed while the request waited");
+    last_dealer_ = nullptr;
+    it = dealers_.erase(it);
+  }
+  for (auto& [endpoint, s] : subs_) {
+    if (keys_->server_key(endpoint) == s->server_key) continue;
+    logger("mktl.client")->info("{}: the publisher's CURVE key changed; subscribing again", endpoint);
+    std::unique_ptr<Sub> fresh;
+    try {
+      fresh = open_sub(endpoint);
+    } catch (const zmq::error_t& e) {
+      logger("mktl.client")->error("cannot connect to {}: {}", endpoint, e.what());
+      continue;  // the old socket stays: better than none
+    }
+    for (auto& [topic, count] : s->topics) fresh->socket.set(zmq::sockopt::subscribe, topic);
+    fresh->topics = std::move(s->topics);
+    fresh->reported_lost = s->reported_lost;
+    s = std::move(fresh);
+  }
 }
 
 // Fails every request waiting on `d`, whose socket is about to close.
@@ -292,17 +353,8 @@ void Engine::execute(Control& c) {
     case Control::subscribe: {
       auto& s = subs_[c.endpoint];
       if (!s) {
-        s = std::make_unique<Sub>();
-        s->endpoint = c.endpoint;
-        s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
-        if (keys_) keys_->secure(s->socket, c.endpoint);
-        s->socket.set(zmq::sockopt::linger, 0);
-        s->socket.set(zmq::sockopt::rcvhwm, 100000);
-        set_client_socket_options(s->socket);
         try {
-          s->monitor = open_monitor(s->socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
-          s->down_since = Clock::now();
-          s->socket.connect(c.endpoint);
+          s = open_sub(c.endpoint);
         } catch (const zmq::error_t& e) {
           logger("mktl.client")->error("cannot connect to {}: {}", c.endpoint, e.what());
           subs_.erase(c.endpoint);
@@ -312,6 +364,8 @@ void Engine::execute(Control& c) {
       if (s->topics[c.topic]++ == 0) s->socket.set(zmq::sockopt::subscribe, c.topic);
       return;
     }
+    case Control::rekey:
+      return;  // take_queue() has looked at the keys already
     case Control::unsubscribe: {
       auto it = subs_.find(c.endpoint);
       if (it == subs_.end()) return;
@@ -618,6 +672,7 @@ void Engine::take_queue(std::vector<std::shared_ptr<Pending>>& sends, std::vecto
     controls.swap(controls_);
     queued_.store(0);
   }
+  if (keys_) apply_keys();
   // Sends first: an abandon always follows the send it undoes.
   for (auto& p : sends) execute(*p, p);
   for (auto& c : controls) execute(c);
@@ -727,6 +782,8 @@ struct DirectRequests::Socket {
   zmq::socket_t monitor;  // the connection's events (Link), read while a request waits
   Link link;
   bool curve = false;
+  std::string server_key;             // as Engine's sockets'
+  std::uint64_t keys_generation = 0;  // the keys' generation server_key was read at
   std::vector<zmq::message_t> frames;
   ~Socket() {
     if (socket && monitor) zmq_socket_monitor(socket.handle(), nullptr, 0);
@@ -755,6 +812,13 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint, 
   std::lock_guard lock(mutex_);
   auto& s = sockets_[key];
   if (fresh) s.reset();
+  // A socket made with a server key the endpoint no longer has (see
+  // Engine::apply_keys) is made again.
+  if (s && keys_ && s->keys_generation != keys_->generation()) {
+    const auto generation = keys_->generation();
+    if (keys_->server_key(endpoint) != s->server_key) s.reset();
+    else s->keys_generation = generation;
+  }
   if (!s) {
     if (sockets_.size() > 256) {
       sockets_.erase(key);
@@ -762,7 +826,11 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint, 
     }
     s = std::make_unique<Socket>();
     s->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-    if (keys_) keys_->secure(s->socket, endpoint);
+    if (keys_) {
+      s->keys_generation = keys_->generation();
+      s->server_key = keys_->server_key(endpoint);
+      keys_->secure(s->socket, endpoint);
+    }
     s->socket.set(zmq::sockopt::linger, 0);
     set_client_socket_options(s->socket);
     {

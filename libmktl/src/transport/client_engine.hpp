@@ -194,6 +194,9 @@ class Engine {
   // SUB side: refcounted topic subscriptions per publisher endpoint.
   void subscribe(const std::string& pub_endpoint, const std::string& topic);
   void unsubscribe(const std::string& pub_endpoint, const std::string& topic);
+  // The keys told a new server key for some endpoint (ClientKeys::learn):
+  // sockets made with the old one are made again.
+  void keys_changed();
   // A SUB connection down (or never made) this long is reported lost.
   static constexpr std::chrono::milliseconds kLostAfter{300};
 
@@ -204,6 +207,8 @@ class Engine {
   void run(std::stop_token stop);
   void execute(Pending& request, std::shared_ptr<Pending>& owner);
   std::unique_ptr<Dealer> open_dealer(const std::string& endpoint);
+  std::unique_ptr<Sub> open_sub(const std::string& endpoint);  // throws zmq::error_t
+  void apply_keys();
   bool send_request(Dealer& d, const Pending& p);
   void fail_waiting(Dealer& d, const std::string& why);
   void execute(Control& control);
@@ -231,6 +236,7 @@ class Engine {
   double ack_timeout_;
   BroadcastHandler& handler_;
   std::shared_ptr<const security::ClientKeys> keys_;
+  std::uint64_t keys_seen_ = 0;  // the keys' generation the sockets were last checked at
   // A context of the Client's own: closing it at the end waits (bounded by
   // the sockets' linger) until fire-and-forget requests are on the wire.
   zmq::context_t context_{1};
