@@ -212,7 +212,7 @@ std::unique_ptr<Engine::Dealer> Engine::open_dealer(const std::string& endpoint)
   d->socket.set(zmq::sockopt::rcvhwm, 100000);
   set_client_socket_options(d->socket);
   try {
-    d->monitor = open_monitor(d->socket, Link::kEvents);
+    d->monitor = transport::monitor(context_, d->socket, Link::kEvents);
   } catch (const zmq::error_t& e) {  // then a lost connection is noticed at the request's timeout
     logger("mktl.client")->debug("cannot monitor the connection to {}: {}", endpoint, e.what());
   }
@@ -231,7 +231,7 @@ std::unique_ptr<Engine::Sub> Engine::open_sub(const std::string& endpoint) {
   s->socket.set(zmq::sockopt::linger, 0);
   s->socket.set(zmq::sockopt::rcvhwm, 100000);
   set_client_socket_options(s->socket);
-  s->monitor = open_monitor(s->socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
+  s->monitor = transport::monitor(context_, s->socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
   s->down_since = Clock::now();
   s->socket.connect(endpoint);
   return s;
@@ -460,15 +460,6 @@ bool Engine::read_broadcasts(Sub& s) {
   return true;
 }
 
-zmq::socket_t Engine::open_monitor(zmq::socket_t& socket, int events) {
-  const std::string address = "inproc://mktl-client-monitor-" + std::to_string(next_monitor_++) + "-" +
-                              std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) throw zmq::error_t();
-  zmq::socket_t monitor(context_, zmq::socket_type::pair);
-  monitor.set(zmq::sockopt::linger, 0);
-  monitor.connect(address);
-  return monitor;
-}
 
 namespace {
 
@@ -833,14 +824,10 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint, 
     }
     s->socket.set(zmq::sockopt::linger, 0);
     set_client_socket_options(s->socket);
-    {
-      const std::string address = "inproc://mktl-direct-monitor-" + std::to_string(next_monitor_++) + "-" +
-                                  std::to_string(reinterpret_cast<std::uintptr_t>(this));
-      if (zmq_socket_monitor(s->socket.handle(), address.c_str(), Link::kEvents) == 0) {
-        s->monitor = zmq::socket_t(context_, zmq::socket_type::pair);
-        s->monitor.set(zmq::sockopt::linger, 0);
-        s->monitor.connect(address);
-      }
+    try {
+      s->monitor = transport::monitor(context_, s->socket, Link::kEvents);
+    } catch (const zmq::error_t& e) {  // then the ACK timeout runs from the send
+      logger("mktl.client")->debug("cannot monitor the connection to {}: {}", endpoint, e.what());
     }
     s->curve = uses_curve(s->socket);
     s->socket.connect(endpoint);

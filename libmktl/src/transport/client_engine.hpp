@@ -219,7 +219,6 @@ class Engine {
   bool read_broadcasts(Sub& s);  // on_sub's: hands each to the handler
   bool on_monitor(Sub& s);
   bool on_dealer_monitor(Dealer& d);
-  zmq::socket_t open_monitor(zmq::socket_t& socket, int events);
   // Reports SUB connections down for kLostAfter; returns the next time one is due.
   std::chrono::steady_clock::time_point report_lost();
   void expire_acks();
@@ -247,7 +246,6 @@ class Engine {
   std::unordered_map<std::string, std::unique_ptr<Dealer>> dealers_;
   std::unique_ptr<Dealer>* last_dealer_ = nullptr;  // the entry the last request used
   std::unordered_map<std::string, std::unique_ptr<Sub>> subs_;
-  std::uint64_t next_monitor_ = 0;  // names the sockets' monitor endpoints
   std::atomic<std::uint32_t> next_id_{0};
   std::atomic<std::size_t> queued_{0};  // sends + controls waiting in the queue
   std::atomic<bool> polling_{false};    // the I/O thread may block in poll
@@ -287,7 +285,6 @@ class DirectRequests {
   std::shared_ptr<const security::ClientKeys> keys_;
   std::mutex mutex_;
   std::map<std::pair<std::thread::id, std::string>, std::unique_ptr<Socket>> sockets_;  // (thread, endpoint)
-  std::uint64_t next_monitor_ = 0;  // names the monitors' endpoints; under mutex_
   std::atomic<std::uint32_t> next_id_{0x80000000u};  // apart from the Engine's ids, for readable logs
 };
 

@@ -14,7 +14,6 @@ namespace mktl::transport {
 namespace {
 
 bool probe(zmq::context_t& context, const std::string& endpoint, const std::string& server_key, double timeout_s) {
-  static std::atomic<std::uint64_t> next{0};
   // One key pair for the process: a daemon logs a refused key once a minute
   // per key and address, where a new pair every time would be logged at
   // every probe.
@@ -25,13 +24,8 @@ bool probe(zmq::context_t& context, const std::string& endpoint, const std::stri
   socket.set(zmq::sockopt::curve_publickey, ours.public_key);
   socket.set(zmq::sockopt::curve_secretkey, ours.secret_key);
   socket.set(zmq::sockopt::reconnect_ivl, -1);  // one attempt
-  const std::string address = "inproc://mktl-handshake-probe-" + std::to_string(next++);
-  const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | detail::kHandshakeFailed | ZMQ_EVENT_CLOSED |
-                     ZMQ_EVENT_DISCONNECTED;
-  if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) return false;
-  zmq::socket_t monitor(context, zmq::socket_type::pair);
-  monitor.set(zmq::sockopt::linger, 0);
-  monitor.connect(address);
+  zmq::socket_t events = monitor(
+      context, socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | detail::kHandshakeFailed | ZMQ_EVENT_CLOSED | ZMQ_EVENT_DISCONNECTED);
   socket.connect(endpoint);
 
   bool answers = false;
@@ -43,9 +37,9 @@ bool probe(zmq::context_t& context, const std::string& endpoint, const std::stri
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) break;
-    zmq::pollitem_t item{monitor.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t item{events.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, std::chrono::milliseconds(left));
-    while (auto event = detail::next_event(monitor, frames)) {
+    while (auto event = detail::next_event(events, frames)) {
       if (event->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED || event->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         answers = true;
         done = true;

@@ -278,14 +278,7 @@ void Server::start() {
       }
       // Each connection's fd, from before the first one is accepted: when a
       // send meets a full queue, the kernel tells whose (SubscriberWatch).
-      static std::atomic<std::uint64_t> monitors{0};
-      const std::string monitor_endpoint = "inproc://mktl-pub-connections-" + std::to_string(monitors++);
-      if (zmq_socket_monitor(I.pub.handle(), monitor_endpoint.c_str(),
-                             ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0)
-        throw zmq::error_t();
-      I.monitor = zmq::socket_t(context(), zmq::socket_type::pair);
-      I.monitor.set(zmq::sockopt::linger, 0);
-      I.monitor.connect(monitor_endpoint);
+      I.monitor = monitor(context(), I.pub, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED);
       I.watch = std::make_unique<SubscriberWatch>(I.options.subscriber_grace);
       I.pub.bind(bind_spelling(I.options.pub_endpoint));
       I.pub_endpoint = bound_endpoint(I.pub);

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -99,6 +100,17 @@ bool recv_multipart(zmq::socket_t& socket, std::vector<zmq::message_t>& frames, 
   }
   frames.resize(n);
   return true;
+}
+
+zmq::socket_t monitor(zmq::context_t& context, zmq::socket_t& socket, int events) {
+  // Each monitor needs an inproc address of its own, in the whole process.
+  static std::atomic<std::uint64_t> next{0};
+  const std::string address = "inproc://mktl-monitor-" + std::to_string(next.fetch_add(1));
+  if (zmq_socket_monitor(socket.handle(), address.c_str(), events) != 0) throw zmq::error_t();
+  zmq::socket_t pair(context, zmq::socket_type::pair);
+  pair.set(zmq::sockopt::linger, 0);
+  pair.connect(address);
+  return pair;
 }
 
 Wakeup::Wakeup() {

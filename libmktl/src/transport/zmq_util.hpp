@@ -25,6 +25,12 @@ std::string bind_spelling(std::string endpoint);
 int bound_port(zmq::socket_t& socket);
 std::string bound_endpoint(zmq::socket_t& socket);
 
+// Starts a monitor of `socket` for `events` (ZMQ_EVENT_*) and returns the
+// PAIR socket, in `context`, that receives them (read with
+// detail::next_event). Stop it with zmq_socket_monitor(handle, nullptr, 0)
+// before `socket` closes. Throws zmq::error_t.
+zmq::socket_t monitor(zmq::context_t& context, zmq::socket_t& socket, int events);
+
 // A message that shares a string (large payloads) or copies it (small ones,
 // where copying is cheaper than the bookkeeping).
 zmq::message_t share_string(const std::shared_ptr<const std::string>& text);
