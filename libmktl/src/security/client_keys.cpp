@@ -87,15 +87,16 @@ bool ClientKeys::requires_curve(const std::string& endpoint) const {
   return server_keys_.find(endpoint) != server_keys_.end();
 }
 
-void ClientKeys::secure(zmq::socket_t& socket, const std::string& endpoint) const {
+std::string ClientKeys::secure(zmq::socket_t& socket, const std::string& endpoint) const {
   std::lock_guard lock(mutex_);
   auto it = server_keys_.find(endpoint);
-  if (it == server_keys_.end() || !client_) return;
+  if (it == server_keys_.end() || !client_) return {};
   try {
     secure_client(socket, *client_, it->second);
   } catch (const std::exception& e) {
     logger("mktl.client")->warn("{}: cannot set up CURVE: {}", endpoint, e.what());
   }
+  return it->second;
 }
 
 }  // namespace mktl::security

@@ -46,15 +46,16 @@ class ClientKeys {
   // Bumped by every change of an endpoint's key: a socket made at another
   // generation asks server_key() whether its key is still the right one.
   std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  // The server key secure() gives a socket to `endpoint` now; empty for a
-  // plain socket.
+  // The server key secure() would give a socket to `endpoint` now; empty
+  // for a plain socket.
   std::string server_key(const std::string& endpoint) const;
   // Throws PermissionError when `endpoint` requires CURVE and this client has
   // no key pair, naming the ways to give it one.
   void check(const std::string& endpoint) const;
   // Makes a socket about to connect to `endpoint` a CURVE client when the
-  // endpoint requires it (and a key pair is at hand). Never throws.
-  void secure(zmq::socket_t& socket, const std::string& endpoint) const;
+  // endpoint requires it (and a key pair is at hand). Returns the server key
+  // it gave the socket, empty for a plain one. Never throws.
+  std::string secure(zmq::socket_t& socket, const std::string& endpoint) const;
   // Whether `endpoint` requires CURVE (for error messages).
   bool requires_curve(const std::string& endpoint) const;
 

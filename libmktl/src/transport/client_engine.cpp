@@ -203,10 +203,7 @@ std::unique_ptr<Engine::Dealer> Engine::open_dealer(const std::string& endpoint)
   auto d = std::make_unique<Dealer>();
   d->endpoint = endpoint;
   d->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-  if (keys_) {
-    d->server_key = keys_->server_key(endpoint);
-    keys_->secure(d->socket, endpoint);
-  }
+  if (keys_) d->server_key = keys_->secure(d->socket, endpoint);
   d->socket.set(zmq::sockopt::linger, 0);
   d->socket.set(zmq::sockopt::sndhwm, 100000);
   d->socket.set(zmq::sockopt::rcvhwm, 100000);
@@ -224,10 +221,7 @@ std::unique_ptr<Engine::Sub> Engine::open_sub(const std::string& endpoint) {
   auto s = std::make_unique<Sub>();
   s->endpoint = endpoint;
   s->socket = zmq::socket_t(context_, zmq::socket_type::sub);
-  if (keys_) {
-    s->server_key = keys_->server_key(endpoint);
-    keys_->secure(s->socket, endpoint);
-  }
+  if (keys_) s->server_key = keys_->secure(s->socket, endpoint);
   s->socket.set(zmq::sockopt::linger, 0);
   s->socket.set(zmq::sockopt::rcvhwm, 100000);
   set_client_socket_options(s->socket);
@@ -819,8 +813,7 @@ DirectRequests::Socket* DirectRequests::socket_for(const std::string& endpoint, 
     s->socket = zmq::socket_t(context_, zmq::socket_type::dealer);
     if (keys_) {
       s->keys_generation = keys_->generation();
-      s->server_key = keys_->server_key(endpoint);
-      keys_->secure(s->socket, endpoint);
+      s->server_key = keys_->secure(s->socket, endpoint);
     }
     s->socket.set(zmq::sockopt::linger, 0);
     set_client_socket_options(s->socket);
