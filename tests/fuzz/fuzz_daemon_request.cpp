@@ -1,7 +1,11 @@
 // Fuzz target: request frames through a daemon's whole request path
 // (transport::Server's decoding and ACK, the runtime's dispatch, lookup,
 // GET from the cache or the strand, SET validation and coercion, persistence,
-// the REP's encoding), in-process through detail::Runtime::exchange.
+// the REP's encoding), in-process through detail::Runtime::exchange; and
+// through its tables and collections: SETs of record items (checked,
+// committed by the writer, answered after the COMMIT) and GETs of keyed,
+// table and stream collections in every mode (snapshot with filter,
+// maxcount and cursor; since; rowid; refresh; stats).
 //
 // Input: up to 8 requests separated by 0x1E; each request's frames (as a
 // DEALER sends them: version, id, type, target, flags, payload, bulk)
@@ -47,12 +51,37 @@ const char* const kCatalog = R"({
   "any":      {"description": "typeless"}
 })";
 
+// Tables and services: record items (w_put, w_del) and a keyed, a table
+// and a stream collection, with the expressions and GET modes they take.
+const char* const kCollections = R"json({
+  "batch_max_wait_ms": 0,
+  "tables": {
+    "rows": {"columns": {"id": "INTEGER PRIMARY KEY", "grp": "TEXT NOT NULL", "qty": "INTEGER NOT NULL",
+                         "price": "REAL", "note": "TEXT"}},
+    "log": {"columns": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "row": "INTEGER NOT NULL", "what": "TEXT NOT NULL"}}
+  },
+  "services": {
+    "w": {"protocol": "transaction", "ops": {
+      "put": [{"table": "rows", "op_type": "upsert", "key": ["id"], "fields": ["id", "grp", "qty", "price", "note"]},
+              {"table": "log", "op_type": "insert", "defaults": {"what": "put"}, "bind": {"row": "$0.id"}}],
+      "del": [{"table": "rows", "op_type": "delete", "key": ["id"]},
+              {"table": "log", "op_type": "insert", "defaults": {"what": "del"}, "bind": {"row": "$0.id"}}]
+    }},
+    "keyed": {"protocol": "subpub", "primary_table": "rows", "key": "id", "where": "qty > 0",
+              "publish": {"value": "qty * coalesce(price, 0)"}, "filterable": ["grp", "qty"]},
+    "table": {"protocol": "query", "primary_table": "rows", "change_log_size": 50},
+    "stream": {"protocol": "stream", "primary_table": "log", "buffer_size": 100}
+  }
+})json";
+
 const std::string kIdentity("\0fuzz", 5);
 
 std::unique_ptr<mktl::Daemon> make_daemon() {
   auto home = mktl::fuzz::scratch() / "home";
   auto options = mktl::DaemonOptions::isolated(home.string());
   options.workers = 2;
+  options.collections = mktl::json::parse(kCollections);
+  options.collections_source = "fuzz collections";
   auto daemon = std::make_unique<mktl::Daemon>("fuzz", "fuzz1", mktl::json::parse(kCatalog), options, "fuzz catalog");
   daemon->start();
   return daemon;

@@ -92,6 +92,31 @@ def daemon_request():
                     req("GET", "fuzz._catalog")]))
     # The golden request of test_codec.cpp.
     put(t, request("a", "00000001", "GET", "demo.temp", "", '{"refresh": true}'))
+    # Record items and collections.
+    puts = ['{"value": {"id": 1, "grp": "a", "qty": 3, "price": 2.5}}', '{"value": {"id": 2, "grp": "b", "qty": 0}}',
+            '{"value": {"id": 3, "grp": "a", "qty": -1, "note": "x"}, "ref": "r1"}',
+            '{"value": {"id": 1, "grp": "a"}}', '{"value": {"id": "x", "grp": 1, "qty": 1.5}}',
+            '{"value": {"id": 9, "grp": "c", "qty": 1, "extra": 1}}', '{"value": [1, "a", 2]}', '{"value": null}',
+            '{"id": 4, "grp": "d", "qty": 7}']
+    for p in puts:
+        put(t, req("SET", "fuzz.w_put", p))
+    put(t, req("SET", "fuzz.w_del", '{"value": {"id": 1}}'))
+    put(t, req("SET", "fuzz.w_del", '{"value": {}}'))
+    put(t, req("GET", "fuzz.w_put", '{"ref": "r1"}'))
+    gets = ['', '{"snapshot": true}', '{"snapshot": true, "filter": "grp == \'a\' and qty > 1", "maxcount": 1}',
+            '{"snapshot": true, "maxcount": 1, "cursor": "1"}', '{"snapshot": true, "filter": "note > 1"}',
+            '{"snapshot": true, "filter": "price"}', '{"snapshot": true, "maxcount": -1}',
+            '{"since": 0}', '{"since": 1, "epoch": "x"}', '{"since": "20260101 00:00:00.000000000000"}',
+            '{"since": -9223372036854775808}', '{"rowid": 1}', '{"rowid": "1"}', '{"refresh": true}',
+            '{"stats": true}', '{"snapshot": true, "since": 2, "rowid": 3}']
+    for key in ("keyed", "table", "stream"):
+        for g in gets:
+            put(t, req("GET", "fuzz." + key, g))
+        put(t, req("SET", "fuzz." + key, '{"value": 1}'))
+    put(t, RS.join([req("SET", "fuzz.w_put", puts[0]), req("SET", "fuzz.w_put", puts[1]),
+                    req("GET", "fuzz.keyed", '{"since": 0}'), req("SET", "fuzz.w_del", '{"value": {"id": 1}}'),
+                    req("GET", "fuzz.table", '{"snapshot": true, "maxcount": 1}'),
+                    req("GET", "fuzz.stream", '{"since": 0}')]))
 
 
 def json_payload():

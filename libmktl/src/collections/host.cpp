@@ -214,6 +214,10 @@ void Host::start(Daemon& daemon) {
       });
     }
   }
+  daemon.runtime().add_settle([this] {
+    if (tables_) tables_->wait_idle();  // its answers and its changes for the collections
+    if (live_) live_->wait_idle();
+  });
   daemon.runtime().add_drain([this] {
     // Transactions already queued commit and are answered before the server
     // stops (the collections stop first: their thread reads the tables).

@@ -170,8 +170,11 @@ class Live::Impl {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
-    std::lock_guard lock(mu_);
-    running_ = false;
+    {
+      std::lock_guard lock(mu_);
+      running_ = false;
+    }
+    idle_.notify_all();
   }
 
   void committed(const std::vector<persist::Committed*>& transactions) {
@@ -579,7 +582,12 @@ class Live::Impl {
         txns.swap(txns_);
         gets.swap(gets_);
         queued_ = 0;
-        if (stopping_ && txns.empty() && gets.empty() && !reset) return;
+        if (stopping_ && txns.empty() && gets.empty() && !reset) {
+          busy_ = false;
+          idle_.notify_all();
+          return;
+        }
+        busy_ = true;
       }
       if (reset)
         for (auto& s : states_) {
@@ -590,8 +598,21 @@ class Live::Impl {
         for (std::size_t i = 0; i < states_.size(); ++i)
           guarded(*states_[i], "following a change", [&] { apply(*states_[i], i, txn); });
       for (auto& task : gets) answer(task);
+      {
+        std::lock_guard lock(mu_);
+        busy_ = false;
+      }
+      idle_.notify_all();
     }
   }
+
+ public:
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return !running_ || (!busy_ && txns_.empty() && gets_.empty() && !overflow_); });
+  }
+
+ private:
 
   template <class Work>
   void guarded(State& s, const char* what, Work&& work) {
@@ -830,6 +851,8 @@ class Live::Impl {
   std::deque<GetTask> gets_;
   std::size_t queued_ = 0;  // changes in txns_
   bool overflow_ = false;
+  bool busy_ = false;  // the collections thread works on what it took (wait_idle)
+  std::condition_variable idle_;
   bool running_ = false;
   bool stopping_ = false;
   std::atomic<std::uint64_t> overflows_{0};
@@ -841,6 +864,7 @@ Live::Live(const Config& config, persist::Tables& tables, std::string store, Pub
 Live::~Live() = default;
 void Live::start() { impl_->start(); }
 void Live::stop() { impl_->stop(); }
+void Live::wait_idle() { impl_->wait_idle(); }
 void Live::committed(const std::vector<persist::Committed*>& transactions) { impl_->committed(transactions); }
 void Live::get(const std::string& name, Json request, transport::Reply reply) {
   impl_->get(name, std::move(request), std::move(reply));

@@ -51,6 +51,9 @@ class Live {
   // Answers what is queued, then stops; later changes and GETs are dropped
   // (a dropped GET's Reply answers with an error by itself).
   void stop();
+  // Waits until the collections thread has applied every change and answered
+  // every GET queued so far. For the fuzzer's in-process exchange.
+  void wait_idle();
 
   // The tables' commit listener (their completion thread).
   // Moves each transaction's changes out.

@@ -194,6 +194,7 @@ class Tables::Impl {
     std::unique_lock lock(mu_);
     if (stopping_) throw RuntimeError("the tables database is closing; transaction not run");
     queue_.push_back(Job{&set, std::move(data), std::move(ref), std::move(done), nullptr, {}});
+    ++outstanding_;
     // Only the arrival the writer waits for wakes it: the first one when it
     // is idle, the one that completes its batch while it collects; none while
     // it works (it looks at the queue when it is done).
@@ -210,6 +211,11 @@ class Tables::Impl {
   std::optional<Committed> last(const std::string& item) {
     std::lock_guard lock(reader_mu_);
     return txn_log_->last(item);
+  }
+
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return outstanding_ == 0; });
   }
 
   void on_commit(Listener listener) {
@@ -426,8 +432,17 @@ class Tables::Impl {
         std::lock_guard lock(mu_);
         listener = listener_;
       }
-      for (auto& f : ready) complete(f.jobs, listener, f.committed ? unsynced : nullptr);
+      std::size_t answered = 0;
+      for (auto& f : ready) {
+        complete(f.jobs, listener, f.committed ? unsynced : nullptr);
+        answered += f.jobs.size();
+      }
       ready.clear();
+      {
+        std::lock_guard lock(mu_);
+        outstanding_ -= answered;
+      }
+      idle_cv_.notify_all();
     }
   }
 
@@ -871,6 +886,8 @@ class Tables::Impl {
   std::deque<Job> queue_;
   std::size_t wake_at_ = 0;  // the queue size whose arrival notifies the writer (0: none)
   bool stopping_ = false;
+  std::size_t outstanding_ = 0;  // submitted and not answered yet (wait_idle)
+  std::condition_variable idle_cv_;
   Listener listener_;  // under mu_
   std::atomic<std::uint64_t> commits_{0}, transactions_{0}, failed_{0};
 
@@ -909,6 +926,7 @@ std::optional<Committed> Tables::lookup(const std::string& ref, const std::strin
 }
 std::optional<Committed> Tables::last(const std::string& item) { return impl_->last(item); }
 void Tables::on_commit(Listener listener) { impl_->on_commit(std::move(listener)); }
+void Tables::wait_idle() { impl_->wait_idle(); }
 std::vector<Json> Tables::select(const std::string& sql, const std::vector<Json>& params) {
   return impl_->select(sql, params);
 }

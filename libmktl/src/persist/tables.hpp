@@ -126,6 +126,9 @@ class Tables {
   // It may move each transaction's `changes` out (nothing reads them after).
   using Listener = std::function<void(const std::vector<Committed*>& committed)>;
   void on_commit(Listener listener);
+  // Waits until every transaction submitted so far has been answered (its
+  // `done` has run). For the fuzzer's in-process exchange (tests/fuzz/).
+  void wait_idle();
 
   // Runs one SELECT on a read connection with `params` bound to ?1, ?2, ...
   // and returns its rows as objects {column: value}. It sees every COMMIT

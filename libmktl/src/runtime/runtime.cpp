@@ -181,6 +181,7 @@ void Runtime::set_direct_set(Item& item, std::function<void(transport::Incoming&
 }
 
 void Runtime::add_drain(std::function<void()> drain) { drains_.push_back(std::move(drain)); }
+void Runtime::add_settle(std::function<void()> settle) { settles_.push_back(std::move(settle)); }
 
 void Runtime::set_direct_get(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler) {
   item.core_->direct_get = std::move(handler);
@@ -291,7 +292,11 @@ std::vector<std::vector<std::string>> Runtime::exchange(std::vector<std::string>
     exchange_server_ = std::make_unique<transport::Server>(
         transport::ServerOptions{},
         [this](transport::Incoming&& request, transport::Reply reply) { dispatch(std::move(request), std::move(reply)); });
-  return exchange_server_->exchange(std::move(frames), [this] { pool_->wait_idle(); });
+  return exchange_server_->exchange(std::move(frames), [this] {
+    pool_->wait_idle();
+    for (auto& settle : settles_) settle();
+    pool_->wait_idle();  // what their completions posted
+  });
 }
 
 void Runtime::handle_get(const std::shared_ptr<ItemCore>& core, transport::Incoming&& request, transport::Reply reply) {

@@ -74,6 +74,10 @@ class Runtime {
   // Runs at stop(), once no hook runs any more and before the server stops,
   // so that work queued elsewhere is answered (in reverse order of adding).
   void add_drain(std::function<void()> drain);
+  // Waits until work a request queued elsewhere (the tables' writer, the
+  // collections thread) is done: exchange() runs each after the workers are
+  // idle.
+  void add_settle(std::function<void()> settle);
   // Routes the GETs of `item` to `handler` on the I/O thread (before start);
   // it must not block.
   void set_direct_get(Item& item, std::function<void(transport::Incoming&&, transport::Reply)> handler);
@@ -111,6 +115,7 @@ class Runtime {
   std::unique_ptr<transport::Server> exchange_server_;  // exchange()'s, never started
   std::unique_ptr<persist::Store> persist_;
   std::vector<std::function<void()>> drains_;
+  std::vector<std::function<void()>> settles_;
   std::atomic<bool> running_{false};
   double start_time_ = 0;
   // Answers to `_hash` and `store._catalog`, encoded once: the block does not
