@@ -14,7 +14,7 @@ from pathlib import Path
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent.parent
 CORPUS = FUZZ / "corpus"
-FS, RS = b"\x1f", b"\x1e"  # frame and request separators of fuzz_daemon_request
+FS, RS = b"\x1f", b"\x1e"  # frame and request separators of the request targets (request_harness.hpp)
 
 
 def put(target, data):
@@ -29,15 +29,19 @@ def request(*frames):
     return FS.join(f if isinstance(f, bytes) else f.encode() for f in frames)
 
 
+_rid = iter(range(1, 10**6))
+
+
+def req(kind, target, payload="", flags=b"", bulk=None):
+    """One request of the request targets, with a new id."""
+    frames = ["a", "%08x" % next(_rid), kind, target, flags, payload]
+    if bulk is not None:
+        frames.append(bulk)
+    return request(*frames)
+
+
 def daemon_request():
     t = "daemon_request"
-    rid = iter(range(1, 10**6))
-
-    def req(kind, target, payload="", flags=b"", bulk=None):
-        frames = ["a", "%08x" % next(rid), kind, target, flags, payload]
-        if bulk is not None:
-            frames.append(bulk)
-        return request(*frames)
 
     keys = ["flag", "onoff", "temp", "count", "angle", "mode", "bits", "name", "offsets", "image", "setpoint",
             "note", "readonly", "hidden", "any"]
@@ -92,7 +96,10 @@ def daemon_request():
                     req("GET", "fuzz._catalog")]))
     # The golden request of test_codec.cpp.
     put(t, request("a", "00000001", "GET", "demo.temp", "", '{"refresh": true}'))
-    # Record items and collections.
+
+
+def collection_request():
+    t = "collection_request"
     puts = ['{"value": {"id": 1, "grp": "a", "qty": 3, "price": 2.5}}', '{"value": {"id": 2, "grp": "b", "qty": 0}}',
             '{"value": {"id": 3, "grp": "a", "qty": -1, "note": "x"}, "ref": "r1"}',
             '{"value": {"id": 1, "grp": "a"}}', '{"value": {"id": "x", "grp": 1, "qty": 1.5}}',
@@ -117,6 +124,8 @@ def daemon_request():
                     req("GET", "fuzz.keyed", '{"since": 0}'), req("SET", "fuzz.w_del", '{"value": {"id": 1}}'),
                     req("GET", "fuzz.table", '{"snapshot": true, "maxcount": 1}'),
                     req("GET", "fuzz.stream", '{"since": 0}')]))
+
+    put(t, req("GET", "fuzz.temp"))
 
 
 def json_payload():
@@ -195,7 +204,7 @@ def discovery():
 if __name__ == "__main__":
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
-    for make in (daemon_request, json_payload, catalog, expr, collections_config, daemon_config, discovery):
+    for make in (daemon_request, collection_request, json_payload, catalog, expr, collections_config, daemon_config, discovery):
         make()
     total = sum(f.stat().st_size for f in CORPUS.rglob("*") if f.is_file())
     print(f"{sum(1 for f in CORPUS.rglob('*') if f.is_file())} files, {total} bytes in {CORPUS}")
