@@ -126,17 +126,27 @@ Client::Impl::Answered Client::Impl::call_udp() {
 }
 
 Json Client::Impl::ask_found(const std::string& endpoint, const std::string& target) {
-  if (keys->could_pin(endpoint)) {
+  auto ask = [&] { return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0); };
+  if (!keys->could_pin(endpoint)) return ask();  // known to need CURVE, or no pinned key to try
+  auto with_pinned_key = [&] {
     keys->pin_endpoint(endpoint);
     try {
-      return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0);
-    } catch (const TimeoutError& e) {
-      logger("mktl.client")->debug("{} did not answer over CURVE with the pinned key ({}); asking in plain text",
-                                   endpoint, e.what());
+      return ask();
+    } catch (const TimeoutError&) {
       keys->forget(endpoint);
+      throw;
     }
+  };
+  // A daemon last seen plain is asked in plain text first; others with CURVE.
+  const bool plain_first = keys->known_plain(endpoint);
+  try {
+    return plain_first ? ask() : with_pinned_key();
+  } catch (const TimeoutError& e) {
+    logger("mktl.client")->debug("{} did not answer {} ({}); asking {}", endpoint,
+                                 plain_first ? "in plain text" : "over CURVE with the pinned key", e.what(),
+                                 plain_first ? "over CURVE with the pinned key" : "in plain text");
   }
-  return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0);
+  return plain_first ? with_pinned_key() : ask();
 }
 
 bool Client::Impl::ask_registries(const std::string& store, const std::vector<discovery::Found>& registries) {

@@ -47,8 +47,12 @@ bool ClientKeys::learn(const std::string& rep, const std::string& pub, const std
     key = pinned_;
   }
   bool changed = false;
-  for (const std::string* endpoint : {&rep, &pub})
-    if (!endpoint->empty() && set_key(*endpoint, key)) changed = true;
+  for (const std::string* endpoint : {&rep, &pub}) {
+    if (endpoint->empty()) continue;
+    if (set_key(*endpoint, key)) changed = true;
+    if (key.empty()) plain_.insert(*endpoint);
+    else plain_.erase(*endpoint);
+  }
   return changed;
 }
 
@@ -60,6 +64,11 @@ void ClientKeys::pin_endpoint(const std::string& endpoint) {
 bool ClientKeys::could_pin(const std::string& endpoint) const {
   std::lock_guard lock(mutex_);
   return client_ && !pinned_.empty() && server_keys_.find(endpoint) == server_keys_.end();
+}
+
+bool ClientKeys::known_plain(const std::string& endpoint) const {
+  std::lock_guard lock(mutex_);
+  return plain_.count(endpoint) > 0;
 }
 
 void ClientKeys::forget(const std::string& endpoint) {

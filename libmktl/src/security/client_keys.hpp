@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace mktl::security {
 
@@ -43,6 +44,9 @@ class ClientKeys {
   // pinned key) and nothing is known of `endpoint` yet. forget() undoes it.
   bool could_pin(const std::string& endpoint) const;
   void forget(const std::string& endpoint);
+  // Whether the last catalog block naming `endpoint` said it is plain (no
+  // CURVE): such a daemon is asked in plain text first.
+  bool known_plain(const std::string& endpoint) const;
   // Bumped by every change of an endpoint's key: a socket made at another
   // generation asks server_key() whether its key is still the right one.
   std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -64,6 +68,7 @@ class ClientKeys {
   std::optional<KeyPair> client_;
   std::string pinned_;
   std::unordered_map<std::string, std::string> server_keys_;  // endpoint -> Z85 key
+  std::unordered_set<std::string> plain_;  // endpoints a block said are plain
   std::atomic<std::uint64_t> generation_{0};
   // Sets (empty: erases) an endpoint's key, under mutex_; true when it changed.
   bool set_key(const std::string& endpoint, const std::string& key);
