@@ -134,6 +134,25 @@ TEST_CASE("a request to a daemon that is gone fails with TimeoutError and a subs
   CHECK(client.get(m.store + ".x").value == 5.0);
 }
 
+TEST_CASE("asynchronous requests check a location from the disk cache before they go", "[client][relocate]") {
+  Moving m;
+  auto daemon = m.start_daemon();
+  // The block the daemon cached at its first start, for a client of its own.
+  auto options = m.client_options();
+  options.use_cache = true;
+  const auto cache = std::filesystem::path(options.home) / "client" / "cache";
+  std::filesystem::create_directories(cache.parent_path());
+  std::filesystem::copy(std::filesystem::path(m.daemon_home.str()) / "client" / "cache", cache,
+                        std::filesystem::copy_options::recursive);
+  daemon.reset();
+  daemon = m.start_daemon();  // at other ports: the copied cache is stale
+  mktl::Client client(options);
+  // Sent to the cached address, they would fail (nobody acknowledges them
+  // there) and could not be sent again: they find the daemon first.
+  client.set_async(m.store + ".x", mktl::Reading(Json(6.0))).get();
+  CHECK(client.get_async(m.store + ".x").get().value == 6.0);
+}
+
 TEST_CASE("a store reached by connect() is not looked for elsewhere", "[client][relocate]") {
   Moving m;
   auto daemon = m.start_daemon();

@@ -427,6 +427,7 @@ std::shared_ptr<P> make_request(ClientImpl& impl, Client& client, const std::str
                                 protocol::MessageType type, std::uint64_t flags, std::string payload,
                                 std::optional<Bulk> bulk, Extra&&... extra) {
   std::string target = lower_target(full_key);
+  if (auto t = protocol::split_target(target)) impl.check_cached(t->store, client);
   auto rep = impl.locate(target, client, [](const auto& where) { return where.rep; });
   impl.keys->check(rep);
   impl.sent_through_engine(rep);

@@ -112,6 +112,12 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   void learn(const std::string& store, const Json& blocks, const std::string& host_override, bool save,
              bool validated = true);
   bool knows(const std::string& store);
+  // An asynchronous request cannot be sent again after it failed, as a
+  // blocking one is (with_stale_retry): a store known only from the disk
+  // cache, not checked yet, is checked first (find_store asks each block's
+  // daemon for its hash, and the network when one does not answer: the
+  // daemon may have moved, or come back with another key).
+  void check_cached(const std::string& store, Client& client);
   // A GET of `target` from a daemon found by address alone (UDP discovery,
   // DNS-SD), whose catalog has not told yet whether it requires CURVE. A
   // client with a key pair and a pinned server key asks with CURVE first (a

@@ -85,6 +85,15 @@ void Client::Impl::learn(const std::string& store, const Json& blocks, const std
   if (new_keys) engine->keys_changed();
 }
 
+void Client::Impl::check_cached(const std::string& store, Client& client) {
+  {
+    std::lock_guard lock(mutex);
+    auto it = stores.find(store);
+    if (it != stores.end() && it->second.validated) return;
+  }
+  client.find_store(store);  // what locate() would do for a store it does not know, the cache checked
+}
+
 bool Client::Impl::knows(const std::string& store) {
   std::lock_guard lock(mutex);
   return stores.count(store) > 0;
