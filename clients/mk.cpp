@@ -905,7 +905,10 @@ void command_set(Context& ctx) {
       }
       if (ctx.opts.no_wait) {
         ctx.client.set_nowait(key, mktl::Reading(value));
-      } else if (ctx.opts.serial) {
+      } else if (ctx.opts.serial || ctx.opts.requests.size() == 1) {
+        // One SET alone gains nothing from going asynchronously, and a
+        // blocking one goes straight to a cached address (sent again if
+        // that is stale) where an asynchronous one checks the cache first.
         ctx.client.set(key, mktl::Reading(value), ctx.opts.timeout);
         print_set(ctx, key, *description, value);
       } else {
