@@ -39,7 +39,8 @@ void WaitedPending::finish() {
   cv_.notify_all();
 }
 
-// abandon, subscribe, unsubscribe: what the I/O thread does besides sending.
+// abandon, subscribe, unsubscribe, rekey (a turn to look at changed keys):
+// what the I/O thread does besides sending.
 struct Engine::Control {
   enum Kind { abandon, subscribe, unsubscribe, rekey } kind;
   std::string endpoint;
@@ -453,7 +454,6 @@ bool Engine::read_broadcasts(Sub& s) {
   }
   return true;
 }
-
 
 namespace {
 
