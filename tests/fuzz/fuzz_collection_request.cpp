@@ -38,22 +38,16 @@ const char* const kCollections = R"json({
 // (1,365 executions a second at first, 84 after 16,000, with 640 MB).
 constexpr int kRenewEvery = 256;
 
-std::unique_ptr<mktl::Daemon>& daemon() {
-  static std::unique_ptr<mktl::Daemon> d = mktl::fuzz::start_daemon(kCatalog, kCollections);
-  return d;
-}
+mktl::fuzz::RequestTarget target(kCatalog, kCollections, kRenewEvery);
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  mktl::fuzz::quiet();
-  daemon();
+  target.initialize();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static int inputs = 0;
-  if (++inputs % kRenewEvery == 0) mktl::fuzz::restart_empty(daemon(), kCatalog, kCollections);
-  mktl::fuzz::run_requests(*daemon(), data, size);
+  target.run(data, size);
   return 0;
 }

@@ -26,20 +26,16 @@ const char* const kCatalog = R"({
   "any":      {"description": "typeless"}
 })";
 
-std::unique_ptr<mktl::Daemon>& daemon() {
-  static std::unique_ptr<mktl::Daemon> d = mktl::fuzz::start_daemon(kCatalog);
-  return d;
-}
+mktl::fuzz::RequestTarget target(kCatalog);
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  mktl::fuzz::quiet();
-  daemon();
+  target.initialize();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  mktl::fuzz::run_requests(*daemon(), data, size);
+  target.run(data, size);
   return 0;
 }

@@ -113,4 +113,33 @@ inline void run_requests(Daemon& daemon, const std::uint8_t* data, std::size_t s
   }
 }
 
+// A request target's daemon, made at its first use and made again from an
+// empty home every `renew_every` inputs (0: never).
+class RequestTarget {
+ public:
+  RequestTarget(const char* catalog, const char* collections = nullptr, int renew_every = 0)
+      : catalog_(catalog), collections_(collections), renew_every_(renew_every) {}
+  // LLVMFuzzerInitialize's part: quiet logs and a running daemon.
+  void initialize() {
+    quiet();
+    daemon();
+  }
+  // LLVMFuzzerTestOneInput's part.
+  void run(const std::uint8_t* data, std::size_t size) {
+    if (renew_every_ > 0 && ++inputs_ % renew_every_ == 0) restart_empty(daemon_, catalog_, collections_);
+    run_requests(daemon(), data, size);
+  }
+
+ private:
+  Daemon& daemon() {
+    if (!daemon_) daemon_ = start_daemon(catalog_, collections_);
+    return *daemon_;
+  }
+  const char* catalog_;
+  const char* collections_;
+  int renew_every_;
+  int inputs_ = 0;
+  std::unique_ptr<Daemon> daemon_;
+};
+
 }  // namespace mktl::fuzz
