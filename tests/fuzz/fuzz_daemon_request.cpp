@@ -30,12 +30,4 @@ mktl::fuzz::RequestTarget target(kCatalog);
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  target.initialize();
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  target.run(data, size);
-  return 0;
-}
+MKTL_FUZZ_REQUEST_ENTRY_POINTS(target)

@@ -143,3 +143,14 @@ class RequestTarget {
 };
 
 }  // namespace mktl::fuzz
+
+// A request target's libFuzzer entry points around `target`, a RequestTarget.
+#define MKTL_FUZZ_REQUEST_ENTRY_POINTS(target)                                      \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {                              \
+    (target).initialize();                                                          \
+    return 0;                                                                       \
+  }                                                                                 \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+    (target).run(data, size);                                                       \
+    return 0;                                                                       \
+  }

@@ -207,6 +207,11 @@ class Live::Impl {
     wake_.notify_one();
   }
 
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return !running_ || (!busy_ && txns_.empty() && gets_.empty() && !overflow_); });
+  }
+
   void get(const std::string& name, Json request, transport::Reply reply) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) {
@@ -571,6 +576,10 @@ class Live::Impl {
       bool reset = false;
       {
         std::unique_lock lock(mu_);
+        if (busy_) {  // what the last turn took is done
+          busy_ = false;
+          idle_.notify_all();
+        }
         wake_.wait(lock, [&] { return stopping_ || overflow_ || !txns_.empty() || !gets_.empty(); });
         if (overflow_) {
           // What is queued is incomplete: start again from SQLite.
@@ -582,11 +591,7 @@ class Live::Impl {
         txns.swap(txns_);
         gets.swap(gets_);
         queued_ = 0;
-        if (stopping_ && txns.empty() && gets.empty() && !reset) {
-          busy_ = false;
-          idle_.notify_all();
-          return;
-        }
+        if (stopping_ && txns.empty() && gets.empty() && !reset) return;
         busy_ = true;
       }
       if (reset)
@@ -598,21 +603,8 @@ class Live::Impl {
         for (std::size_t i = 0; i < states_.size(); ++i)
           guarded(*states_[i], "following a change", [&] { apply(*states_[i], i, txn); });
       for (auto& task : gets) answer(task);
-      {
-        std::lock_guard lock(mu_);
-        busy_ = false;
-      }
-      idle_.notify_all();
     }
   }
-
- public:
-  void wait_idle() {
-    std::unique_lock lock(mu_);
-    idle_.wait(lock, [&] { return !running_ || (!busy_ && txns_.empty() && gets_.empty() && !overflow_); });
-  }
-
- private:
 
   template <class Work>
   void guarded(State& s, const char* what, Work&& work) {
@@ -851,7 +843,7 @@ class Live::Impl {
   std::deque<GetTask> gets_;
   std::size_t queued_ = 0;  // changes in txns_
   bool overflow_ = false;
-  bool busy_ = false;  // the collections thread works on what it took (wait_idle)
+  bool busy_ = false;  // the collections thread works on what it took, until its next turn (wait_idle)
   std::condition_variable idle_;
   bool running_ = false;
   bool stopping_ = false;
