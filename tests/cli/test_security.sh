@@ -126,7 +126,7 @@ if [[ -x $MKTL_BIN/mkregistryd ]]; then
   # the ACK timeout is that of the multihost tests (a loaded machine once
   # missed 0.1 s here, before the ACK timeout of a request sent on a new
   # connection counted from its handshake).
-  run remote_alice env MKTL_HOME="$work/client-home" MKTL_ACK_TIMEOUT=0.5 "$MKTL_BIN/mk" -w 10 --key "$keys/alice.key" \
+  run remote_alice env MKTL_HOME="$work/client-home" "$MKTL_BIN/mk" -w 10 --key "$keys/alice.key" \
     get remote.temp
   expect_out "alice finds the store through the registry and gets over CURVE" "temp: 20.5"
   expect_in "the block she cached names the daemon's key" "$(cat "$work"/client-home/client/cache/remote/*.json)" \
@@ -163,7 +163,7 @@ if [[ -x $MKTL_BIN/mkregistryd ]]; then
   exec {fd}<&-
   mkdir -p "$work/watch-home" "$work/set-home"
   mk_alice=("$MKTL_BIN/mk" -w 10 --key "$keys/alice.key")
-  start --first watcher '^setpoint: 10$' env MKTL_HOME="$work/watch-home" MKTL_ACK_TIMEOUT=0.5 "${mk_alice[@]}" \
+  start --first watcher '^setpoint: 10$' env MKTL_HOME="$work/watch-home" "${mk_alice[@]}" \
     watch --no-timestamp rot.setpoint
   watcher_pid=$pid
   cat <&"$fd" >>"$work/watcher.log" &
@@ -174,7 +174,7 @@ if [[ -x $MKTL_BIN/mkregistryd ]]; then
     local deadline=$((SECONDS + 20)) value=$1
     while ((SECONDS < deadline)); do
       value=$((value + 1))
-      run rot_set env MKTL_HOME="$work/set-home" MKTL_ACK_TIMEOUT=0.5 "${mk_alice[@]}" set "rot.setpoint=$value"
+      run rot_set env MKTL_HOME="$work/set-home" "${mk_alice[@]}" set "rot.setpoint=$value"
       grep -q "^setpoint: $value$" "$work/watcher.log" && return 0
       wait_for 1 grep -q "^setpoint: $value$" "$work/watcher.log" && return 0
     done
