@@ -650,6 +650,40 @@ TEST_CASE("client: a connection whose handshake never completes fails the reques
   }
 }
 
+TEST_CASE("client: a request to an address where nothing listens says no connection could be made", "[client]") {
+  test::TempDir home;
+  FakeDaemon fake(FakeDaemon::Mode::proper);
+  int closed_port = 0;
+  {  // a port that was free a moment ago, closed again
+    zmq::context_t context;
+    zmq::socket_t probe(context, zmq::socket_type::router);
+    probe.set(zmq::sockopt::linger, 0);
+    probe.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = probe.get(zmq::sockopt::last_endpoint);
+    closed_port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  }
+  fake.advertised_rep = closed_port;
+  auto options = fast_options(home);
+  options.ack_timeout = 2.0;  // time for the refused connect to be reported, on a loaded machine too
+  mktl::Client c(options);
+  REQUIRE(c.connect(fake.endpoint(), "demo") == std::vector<std::string>{"demo"});
+  try {
+    c.get("demo.x");
+    FAIL("a GET to a closed port succeeded");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("no acknowledgement received in 2.000 s: no connection could be "
+                                                   "made (is the daemon running at that address?)"));
+  }
+  auto pending = c.get_async("demo.y");
+  REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+  try {
+    pending.get();
+    FAIL("an asynchronous GET to a closed port succeeded");
+  } catch (const mktl::TimeoutError& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("no connection could be made"));
+  }
+}
+
 TEST_CASE("client: asynchronous requests to a daemon whose handshake fails each end, and the client goes on",
           "[client][security]") {
   if (!mktl::curve_available()) MKTL_SKIP("libzmq without CURVE");

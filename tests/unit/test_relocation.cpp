@@ -153,6 +153,44 @@ TEST_CASE("asynchronous requests check a location from the disk cache before the
   CHECK(client.get_async(m.store + ".x").get().value == 6.0);
 }
 
+TEST_CASE("a store whose cached daemon does not answer fails with TimeoutError saying why, not KeyError",
+          "[client][relocate]") {
+  using Catch::Matchers::Contains;
+  Moving m;
+  auto daemon = m.start_daemon();
+  const std::string rep = daemon->rep_endpoint();
+  auto options = m.client_options();
+  options.use_cache = true;
+  options.discovery_timeout = 0.2;  // nobody else knows the store: the broadcast waits all of it
+  const auto cache = std::filesystem::path(options.home) / "client" / "cache";
+  std::filesystem::create_directories(cache.parent_path());
+  std::filesystem::copy(std::filesystem::path(m.daemon_home.str()) / "client" / "cache", cache,
+                        std::filesystem::copy_options::recursive);
+  daemon.reset();  // nothing listens at the cached address
+  // What the GET of a new client says: checked in a function, as each
+  // client is a new one (a client that failed once has dropped the block).
+  auto failure = [&] {
+    mktl::Client client(options);
+    try {
+      client.get(m.store + ".x");
+    } catch (const mktl::TimeoutError& e) {
+      return std::string(e.what());
+    }
+    return std::string("the GET succeeded");
+  };
+  const std::string refused = failure();
+  CHECK_THAT(refused, Contains("(from the cache) did not answer"));
+  CHECK_THAT(refused, Contains("no registry or other daemon knows the store"));
+  // Something that takes the connection and never answers: a daemon hung.
+  zmq::context_t context;
+  zmq::socket_t hung(context, zmq::socket_type::router);
+  hung.set(zmq::sockopt::linger, 0);
+  hung.bind("tcp://*:" + rep.substr(rep.rfind(':') + 1));
+  const std::string unanswered = failure();
+  CHECK_THAT(unanswered, Contains("(from the cache) did not answer: no acknowledgement received in 0.500 s"));
+  CHECK_THAT(unanswered, !Contains("no connection could be made"));
+}
+
 TEST_CASE("a store reached by connect() is not looked for elsewhere", "[client][relocate]") {
   Moving m;
   auto daemon = m.start_daemon();

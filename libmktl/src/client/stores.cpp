@@ -379,6 +379,10 @@ std::vector<std::string> Client::connect(const std::string& rep_endpoint, const 
 void Client::find_store(const std::string& store_name) {
   std::string store = ascii_lower(store_name);
   auto log = logger("mktl.client");
+  // Why the first cached daemon that did not answer failed: when nobody else
+  // knows the store either, that is what the caller is told (the daemon is
+  // stopped or hung), rather than that the store is unknown.
+  std::string unanswered;
   // 1. The cache, revalidated by hash with each block's daemon.
   if (impl_->load_cache(store)) {
     Json blocks;
@@ -408,6 +412,13 @@ void Client::find_store(const std::string& store_name) {
         // It requires CURVE and this client has no key: asking elsewhere cannot help.
         if (e.type() == "PermissionError") throw;
         log->debug("cached block {} of {} did not revalidate: {}", uuid, store, e.what());
+        if (unanswered.empty() && e.type() == "TimeoutError") {
+          // "TARGET @ ENDPOINT: why" -> "its daemon at ENDPOINT (from the cache) did not answer: why"
+          std::string why = e.what();
+          const std::string at = " @ " + where->rep + ": ";
+          if (auto p = why.find(at); p != std::string::npos) why.erase(0, p + at.size());
+          unanswered = "its daemon at " + where->rep + " (from the cache) did not answer: " + why;
+        }
         all_good = false;
       }
     }
@@ -418,6 +429,8 @@ void Client::find_store(const std::string& store_name) {
   if (impl_->ask_network(store)) return;
   // Some cached blocks revalidated, and nobody knows of others.
   if (impl_->knows(store)) return;
+  if (!unanswered.empty())
+    throw TimeoutError("store '" + store + "': " + unanswered + "; no registry or other daemon knows the store");
   throw KeyError::python("no daemon or registry knows the store '" + store + "'");
 }
 

@@ -507,6 +507,10 @@ void Link::apply(const MonitorEvent& event, Clock::time_point now, bool has_key)
     case ZMQ_EVENT_CONNECTED:
       state = State::handshaking;
       connected_at = now;
+      refused = false;
+      return;
+    case ZMQ_EVENT_CONNECT_RETRIED:  // libzmq tries again after a failed connect
+      if (state != State::up) refused = true;
       return;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
       state = State::up;
@@ -527,7 +531,8 @@ Link::Clock::time_point Link::moved(const MonitorEvent& event, Clock::time_point
   switch (event.event) {
     case ZMQ_EVENT_CONNECTED: return std::max(due, now + kHandshakeAllowance);
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: return now + ack;
-    case ZMQ_EVENT_DISCONNECTED: return due;
+    case ZMQ_EVENT_DISCONNECTED:
+    case ZMQ_EVENT_CONNECT_RETRIED: return due;
     default:
       if (!(event.event & kHandshakeFailed)) return due;
       return std::min(due, std::max(sent + ack, now));
@@ -540,6 +545,7 @@ std::string Link::why_late() const {
     return "the connection's handshake did not complete in " +
            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kHandshakeAllowance).count()) +
            " ms (is the daemon stopped or overloaded?)";
+  if (refused && state == State::down) return "no connection could be made (is the daemon running at that address?)";
   return {};
 }
 

@@ -68,11 +68,13 @@ struct Link {
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kHandshakeAllowance{1000};
   static constexpr int kEvents =
-      ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | kHandshakeFailed;
+      ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+      kHandshakeFailed;
 
   enum class State { down, handshaking, up } state = State::down;
   Clock::time_point connected_at{};
   std::string problem;  // why the last security handshake failed, if one did
+  bool refused = false;  // the last attempt to connect failed (nothing listens there)
 
   // The ACK deadline of a request sent `now` (ack: the ACK timeout).
   Clock::time_point deadline(Clock::time_point now, Clock::duration ack) const {
@@ -86,8 +88,9 @@ struct Link {
   // `due`, once `event` came at `now`.
   static Clock::time_point moved(const MonitorEvent& event, Clock::time_point sent, Clock::time_point due,
                                  Clock::time_point now, Clock::duration ack);
-  // What to add to a missing ACK's TimeoutError: the failed handshake, or
-  // the one still running; empty when the connection is up or down.
+  // What to add to a missing ACK's TimeoutError: the failed handshake, the
+  // one still running, or the connection that could not be made; empty when
+  // the connection is up, or down with no attempt failed yet.
   std::string why_late() const;
 };
 
