@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,7 +29,9 @@ struct Markd {
   FILE* out = nullptr;
   int rep_port = 0;
 
-  Markd(const std::string& home, const std::string& catalog) {
+  // `file_size_limit`: markd's RLIMIT_FSIZE (SIGXFSZ ignored), so that its
+  // writes past it fail with EFBIG, as on a full disk.
+  Markd(const std::string& home, const std::string& catalog, rlim_t file_size_limit = RLIM_INFINITY) {
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
     posix_spawn_file_actions_t actions;
@@ -43,7 +46,17 @@ struct Markd {
     argv.push_back(nullptr);
     std::string home_var = "MKTL_HOME=" + home;
     std::vector<char*> envp = {home_var.data(), nullptr};
-    REQUIRE(posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), envp.data()) == 0);
+    // The child inherits the limit and the ignored signal; this process has
+    // its own back at once.
+    rlimit own{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &own) == 0);
+    auto own_xfsz = ::signal(SIGXFSZ, file_size_limit == RLIM_INFINITY ? SIG_DFL : SIG_IGN);
+    rlimit limited{file_size_limit, own.rlim_max};
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
+    const int spawned = posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), envp.data());
+    ::setrlimit(RLIMIT_FSIZE, &own);
+    ::signal(SIGXFSZ, own_xfsz);
+    REQUIRE(spawned == 0);
     posix_spawn_file_actions_destroy(&actions);
     ::close(fds[1]);
     out = ::fdopen(fds[0], "r");
@@ -140,6 +153,47 @@ TEST_CASE("every answered SET survives kill -9 of the daemon", "[persist-daemon]
     }
     REQUIRE(acked >= 0);
   }
+}
+
+TEST_CASE("a SET whose value cannot be saved fails and changes nothing", "[persist-daemon]") {
+  test::TempDir home;
+  const std::string catalog = home.str() + "/pstore.json";
+  std::ofstream(catalog) << R"({"text": {"type": "string", "persist": true}})";
+  const std::string big(1 << 20, 'b');
+  {
+    Markd d(home.str(), catalog, 256 * 1024);  // a 1 MiB value cannot be written
+    mktl::Client client(test::client_options(home));
+    client.connect(d.endpoint(), "pstore");
+    test::Collector got;
+    auto subscription = client.subscribe("pstore.text", got.callback());
+    // A new subscription misses what is sent before it is connected.
+    bool heard = false;
+    for (int i = 0; i < 100 && !heard; ++i) {
+      client.set("pstore.text", Json("small" + std::to_string(i)));
+      heard = got.wait_for_value(Json("small" + std::to_string(i)), std::chrono::milliseconds(100));
+    }
+    REQUIRE(heard);
+    const Json before = client.get("pstore.text").value;
+    try {
+      client.set("pstore.text", Json(big));
+      FAIL("a SET whose value could not be saved succeeded");
+    } catch (const mktl::Error& e) {
+      CHECK(e.type() == "RuntimeError");
+      CHECK_THAT(e.what(), Catch::Contains("pstore.text keeps its previous value: the new one could not be saved"));
+    }
+    CHECK(client.get("pstore.text").value == before);
+    client.set("pstore.text", Json("after"));  // the database takes values again
+    REQUIRE(got.wait_for_value(Json("after")));
+    {
+      std::lock_guard lock(got.mutex);
+      for (auto& r : got.readings) CHECK(r.value != Json(big));  // never broadcast
+    }
+    d.term();
+  }
+  Markd d(home.str(), catalog);
+  mktl::Client client(test::client_options(home));
+  client.connect(d.endpoint(), "pstore");
+  CHECK(client.get("pstore.text").value == Json("after"));
 }
 
 TEST_CASE("a persisted value that no longer validates is not restored", "[persist-daemon]") {

@@ -207,28 +207,45 @@ void Runtime::publish(ItemCore& core, Reading reading, bool repeat, bool durable
   std::shared_ptr<const std::string> encoded;
   std::vector<std::weak_ptr<ItemCore>> watchers;
   const std::optional<Bulk> bulk = reading.bulk;  // shared, not copied
+  const bool save = core.persist && persist_;
+  auto bytes = [&] {
+    std::optional<std::string> b;
+    if (bulk) {
+      auto view = bulk->bytes();
+      b.emplace(reinterpret_cast<const char*>(view.data()), view.size());
+    }
+    return b;
+  };
+  // A SET's value (durable) is committed before the item takes it: a value
+  // that cannot be saved (disk full, I/O error) fails the SET and leaves the
+  // item, its subscribers and the database as they were.
+  if (save && durable) {
+    {
+      std::lock_guard lock(core.mutex);
+      if (core.has_value && !repeat && core.current.same_value(reading)) return;
+      encoded = std::make_shared<const std::string>(encode_reading(reading));
+    }
+    try {
+      persist_->save(daemon_.uuid(), core.full_key.substr(daemon_.store().size() + 1), *encoded, bytes());
+    } catch (const Error& e) {
+      throw RuntimeError(core.full_key + " keeps its previous value: the new one could not be saved (" + e.what() +
+                         ")");
+    }
+  }
   {
     std::lock_guard lock(core.mutex);
-    if (core.has_value && !repeat && core.current.same_value(reading)) return;
-    encoded = std::make_shared<const std::string>(encode_reading(reading));
+    if (!encoded) {
+      if (core.has_value && !repeat && core.current.same_value(reading)) return;
+      encoded = std::make_shared<const std::string>(encode_reading(reading));
+    }
     core.encoded = encoded;
     core.current = std::move(reading);
     core.has_value = true;
     watchers = core.watchers;
   }
   if (server_) server_->publish(core.topic, encoded, bulk);
-  if (core.persist && persist_) {
-    auto key = core.full_key.substr(daemon_.store().size() + 1);
-    std::optional<std::string> bytes;
-    if (bulk) {
-      auto b = bulk->bytes();
-      bytes.emplace(reinterpret_cast<const char*>(b.data()), b.size());
-    }
-    if (durable)
-      persist_->save(daemon_.uuid(), key, *encoded, std::move(bytes));
-    else
-      persist_->save_async(daemon_.uuid(), key, *encoded, std::move(bytes));
-  }
+  if (save && !durable)
+    persist_->save_async(daemon_.uuid(), core.full_key.substr(daemon_.store().size() + 1), *encoded, bytes());
   for (auto& w : watchers)
     if (auto watcher = w.lock()) post_poll(watcher);
 }
