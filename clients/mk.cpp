@@ -114,8 +114,13 @@ options:
                          default $MKTL_KEY
       --server-key KEY   pin the daemons' public key (Z85 text, a .pub file
                          or a key name): used instead of the key their
-                         catalogs announce, and for --connect; default
-                         $MKTL_SERVER_KEY
+                         catalogs announce, and for --connect
+      --server-key STORE=KEY
+                         pin the key of one store's daemons: they are
+                         reached only over CURVE with it, whatever their
+                         catalogs say (repeatable; --server-key replaces
+                         $MKTL_SERVER_KEY, which takes the same entries
+                         separated by commas)
       --force            keygen: replace an existing key pair
   -v, --verbose          log output on stderr (repeat for debug)
   -d, --debug            debug log output on stderr
@@ -137,7 +142,8 @@ environment:
   MKTL_BROADCAST         UDP broadcast address for discovery
   MKTL_LOG               log level: trace, debug, info, warn, error, off
   MKTL_KEY               this client's key pair (as --key)
-  MKTL_SERVER_KEY        the pinned server key (as --server-key)
+  MKTL_SERVER_KEY        pinned server keys (as --server-key, separated by
+                         commas)
 
 Exit status:
   0   all requests succeeded
@@ -198,7 +204,7 @@ struct Options {
   std::optional<double> timeout;
   std::vector<std::string> connect;
   std::string key;         // --key
-  std::string server_key;  // --server-key
+  std::vector<std::string> server_keys;  // --server-key, each KEY or STORE=KEY
   bool force = false;      // keygen --force
   int verbosity = 0;
 };
@@ -258,7 +264,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kRefresh: opts.refresh = true; break;
       case kConnect: opts.connect.emplace_back(optarg); break;
       case 'K': opts.key = optarg; break;
-      case 'P': opts.server_key = optarg; break;
+      case 'P': opts.server_keys.push_back(optarg); break;
       case 'F': opts.force = true; break;
       case 'o': opts.output = optarg; break;
       case 'f': opts.file = optarg; break;
@@ -1108,7 +1114,11 @@ int run(const Options& opts) {
   mktl::ClientOptions client_options = mktl::ClientOptions::from_env();
   if (opts.timeout) client_options.timeout = *opts.timeout;
   if (!opts.key.empty()) client_options.key = opts.key;
-  if (!opts.server_key.empty()) client_options.server_key = opts.server_key;
+  if (!opts.server_keys.empty()) {  // they replace $MKTL_SERVER_KEY's
+    client_options.server_key.clear();
+    client_options.server_keys.clear();
+    for (const auto& entry : opts.server_keys) client_options.pin_server_key(entry);
+  }
   mktl::Client client(client_options);
   Stores stores(client, opts.connect);
   Output out(opts.json);

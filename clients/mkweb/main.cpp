@@ -56,7 +56,9 @@ options:
   -w, --timeout SECONDS   how long to wait for each daemon reply (default 10)
       --key NAME          this client's CURVE key pair (docs/security.md);
                           default $MKTL_KEY
-      --server-key KEY    pin the daemons' public key; default $MKTL_SERVER_KEY
+      --server-key KEY    pin the daemons' public key; STORE=KEY pins one
+                          store's (repeatable, as mk's; default
+                          $MKTL_SERVER_KEY)
   -v, --verbose           log output on stderr (repeat for debug)
   -d, --debug             debug log output on stderr
   -h, --help              show this help and exit
@@ -100,7 +102,7 @@ struct Options {
   std::size_t ws_queue = 64;
   double timeout = 10;
   std::string key;
-  std::string server_key;
+  std::vector<std::string> server_keys;  // each KEY or STORE=KEY
   int verbosity = 0;
 };
 
@@ -171,7 +173,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
         break;
       }
       case kKey: opts.key = optarg; break;
-      case kServerKey: opts.server_key = optarg; break;
+      case kServerKey: opts.server_keys.push_back(optarg); break;
       case 'v': ++opts.verbosity; break;
       case 'd': opts.verbosity = std::max(opts.verbosity, 2); break;
       case 'h': std::cout << kUsage << kHelp; return std::nullopt;
@@ -202,7 +204,11 @@ int run(const Options& opts) {
   // show as a TimeoutError on every screen, so it waits 0.5 s (mk: 0.1 s).
   if (!std::getenv("MKTL_ACK_TIMEOUT")) client_options.ack_timeout = 0.5;
   if (!opts.key.empty()) client_options.key = opts.key;
-  if (!opts.server_key.empty()) client_options.server_key = opts.server_key;
+  if (!opts.server_keys.empty()) {  // they replace $MKTL_SERVER_KEY's
+    client_options.server_key.clear();
+    client_options.server_keys.clear();
+    for (const auto& entry : opts.server_keys) client_options.pin_server_key(entry);
+  }
 
   // Declared in this order so that the gateway (and the subscriptions that
   // pending handlers hold) go before the io_context, and both before the Client.

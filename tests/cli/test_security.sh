@@ -101,6 +101,16 @@ expect_out "alice with the pinned key and --connect" "temp: 20.5"
 run alice_wrong_pin "$MKTL_BIN/mk" --key alice --server-key carol --connect "tcp://127.0.0.1:$port" get sec.temp
 expect_rc "a wrong pinned server key gets no answer" 1
 expect_in "(the handshake fails)" "$err" "TimeoutError"
+# A key pinned for the store: through the cache, whose block it overrules.
+run alice_store_pin "$MKTL_BIN/mk" --key alice --server-key "sec=$keys/sec-daemon.pub" get sec.temp
+expect_out "alice with the key pinned for sec" "temp: 20.5"
+run alice_store_wrong "$MKTL_BIN/mk" --key alice --server-key "sec=carol" --server-key "other=sec-daemon" get sec.temp
+expect_rc "a wrong key pinned for sec gets no answer" 1
+run alice_store_env env MKTL_SERVER_KEY="other=carol,sec=sec-daemon" "$MKTL_BIN/mk" --key alice get sec.temp
+expect_out "MKTL_SERVER_KEY pins per store, separated by commas" "temp: 20.5"
+run bad_pin "$MKTL_BIN/mk" --key alice --server-key "sec=" get sec.temp
+expect_rc "an empty pinned key is refused" 1
+expect_in "saying how to write one" "$err" "a pinned key is KEY, or STORE=KEY for one store"
 
 # ---- the secret key file's mode
 chmod 640 "$keys/alice.key"

@@ -257,4 +257,70 @@ TEST_CASE("a client with a pinned server key finds CURVE and plain daemons by br
   CHECK(client.get_async(m.store + ".x").get().value == 4.0);
 }
 
+TEST_CASE("keys pinned per store reach daemons with key pairs of their own, and never a plain impostor",
+          "[client][relocate][security]") {
+  if (!mktl::curve_available()) return;
+  Moving m;
+  mktl::KeyPair client_key = mktl::KeyPair::generate();
+  const std::string client_key_file = client_key.save("me", m.client_home.str());
+  const std::string first = m.store, second = m.store + "b";
+  auto start = [&](const std::string& store, const std::string& key_name) {
+    auto options = test::isolated(m.daemon_home);
+    options.discovery = true;
+    options.avahi = false;
+    if (!key_name.empty()) {
+      mktl::KeyPair::generate().save(key_name, m.daemon_home.str(), true);
+      options.security.curve = true;
+      options.security.server_key = key_name;
+      options.security.clients = {{"me", client_key.public_key}};
+      options.security.acl = {{"*", {"me"}, {"me"}, {"me"}}};
+    }
+    auto daemon = std::make_unique<mktl::Daemon>(store, "one", Json{{"x", {{"type", "numeric"}}}}, options);
+    daemon->start();
+    return daemon;
+  };
+  auto a = start(first, "daemon-a");
+  auto b = start(second, "daemon-b");
+  const std::string keys = m.daemon_home.str() + "/keys/";
+  auto options = m.client_options();
+  options.key = client_key_file;
+  options.pin_server_key(first + "=" + keys + "daemon-a.pub");
+  options.pin_server_key(second + "=" + keys + "daemon-b.pub");
+  {
+    // Both found by broadcast alone, each asked with its own key: one key
+    // pinned for all could reach only one of them.
+    mktl::Client client(options);
+    client.set(first + ".x", Json(1.0));
+    client.set(second + ".x", Json(2.0));
+    CHECK(client.get(first + ".x").value == 1.0);
+    CHECK(client.get(second + ".x").value == 2.0);
+  }
+  // The second store's daemon is gone; a plain daemon of the same name
+  // answers discovery in its place. Its catalog says plain text: a client
+  // pinning the store's key never speaks plain text to it.
+  b.reset();
+  auto impostor = start(second, "");
+  mktl::Client client(options);
+  CHECK_THROWS_AS(client.set(second + ".x", Json(3.0)), mktl::Error);
+  CHECK(impostor->item("x").current().value.is_null());
+  CHECK(client.get(first + ".x").value == 1.0);  // the other store is reached as before
+}
+
+TEST_CASE("a pinned key is KEY for all stores or STORE=KEY for one", "[client][security]") {
+  mktl::ClientOptions options;
+  const std::string key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";  // Z85, '=' free
+  const std::string with_equals = "=q:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+  options.pin_server_key(key);
+  CHECK(options.server_key == key);
+  options.pin_server_key(with_equals);  // a key that holds '=' is a key
+  CHECK(options.server_key == with_equals);
+  CHECK(options.server_keys.empty());
+  options.pin_server_key("Heater=heater.pub");
+  options.pin_server_key("camera=" + key);
+  CHECK(options.server_keys == std::map<std::string, std::string>{{"heater", "heater.pub"}, {"camera", key}});
+  CHECK_THROWS_AS(options.pin_server_key("=heater.pub"), mktl::ValueError);
+  CHECK_THROWS_AS(options.pin_server_key("heater="), mktl::ValueError);
+  CHECK_THROWS_AS(options.pin_server_key(""), mktl::ValueError);
+}
+
 }  // namespace test_relocation

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,8 +58,18 @@ struct ClientOptions {
   // The daemons' public key, pinned (Z85 text, a .pub file or a key name;
   // $MKTL_SERVER_KEY in from_env()): used instead of the key a catalog
   // announces, and for the addresses given to connect(). Empty = trust the
-  // catalog's.
+  // catalog's. A daemon whose catalog announces no key is still reached in
+  // plain text: to refuse that, pin the store's key in server_keys.
   std::string server_key;
+  // Keys pinned per store: store -> key (as server_key). A store listed
+  // here is reached only over CURVE with its key, whatever a catalog says,
+  // a block announcing plain text included; it wins over server_key.
+  std::map<std::string, std::string> server_keys;
+  // Takes one pin as mk's --server-key and $MKTL_SERVER_KEY write it:
+  // "STORE=KEY" pins KEY for STORE (server_keys), anything else (a Z85 key,
+  // a .pub file, a key name) is server_key. Throws ValueError on an empty
+  // store or key.
+  void pin_server_key(const std::string& entry);
   // Fill the fields left empty from the environment.
   static ClientOptions from_env();
 };

@@ -4,6 +4,7 @@
 #include "client/client_impl.hpp"
 
 #include "config/logger.hpp"
+#include "security/keys.hpp"
 
 #include <mktl/catalog.hpp>
 #include <mktl/format.hpp>
@@ -23,9 +24,32 @@ ClientOptions ClientOptions::from_env() {
   if (const char* t = std::getenv("MKTL_ACK_TIMEOUT")) o.ack_timeout = std::atof(t);
   if (o.ack_timeout <= 0) o.ack_timeout = 0.1;
   if (const char* k = std::getenv("MKTL_KEY")) o.key = k;
-  if (const char* k = std::getenv("MKTL_SERVER_KEY")) o.server_key = k;
+  // Pins separated by commas (a character neither Z85 nor a store name has).
+  if (const char* k = std::getenv("MKTL_SERVER_KEY")) {
+    std::string_view pins(k);
+    while (!pins.empty()) {
+      const auto comma = pins.find(',');
+      const std::string entry(pins.substr(0, comma));
+      if (entry.find_first_not_of(" \t") != std::string::npos) o.pin_server_key(entry);
+      pins = comma == std::string_view::npos ? std::string_view() : pins.substr(comma + 1);
+    }
+  }
   if (const char* t = std::getenv("MKTL_DNS_SD_TIMEOUT"); t && *t) o.dns_sd_timeout = std::max(std::atof(t), 0.0);
   return o;
+}
+
+void ClientOptions::pin_server_key(const std::string& entry) {
+  // A Z85 key may hold '=': a 40-character key is a key, whatever it holds.
+  const auto equals = entry.find('=');
+  if (security::is_z85_key(entry) || equals == std::string::npos) {
+    if (entry.empty()) throw ValueError("empty server key");
+    server_key = entry;
+    return;
+  }
+  const std::string store = detail::ascii_lower(entry.substr(0, equals)), key = entry.substr(equals + 1);
+  if (store.empty() || key.empty())
+    throw ValueError("'" + entry + "': a pinned key is KEY, or STORE=KEY for one store");
+  server_keys[store] = key;
 }
 
 namespace {

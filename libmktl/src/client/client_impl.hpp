@@ -122,8 +122,9 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // DNS-SD), whose catalog has not told yet whether it requires CURVE. A
   // client with a key pair and a pinned server key asks with CURVE first (a
   // site that pins a key runs CURVE daemons), then in plain text; a daemon
-  // whose last block said it is plain, the other way round.
-  Json ask_found(const std::string& endpoint, const std::string& target);
+  // whose last block said it is plain, the other way round. When `store`
+  // (the store looked for) has a pinned key of its own, only with that key.
+  Json ask_found(const std::string& endpoint, const std::string& target, const std::string& store = {});
   // Loads cached blocks of a store without any network traffic (those of
   // other clients and of daemons on this host too: the layout is shared).
   bool load_cache(const std::string& store);

@@ -76,7 +76,7 @@ void Client::Impl::learn(const std::string& store, const Json& blocks, const std
       if (!host_override.empty()) info.host_override[uuid] = host_override;
       auto ho = info.host_override.count(uuid) ? info.host_override[uuid] : std::string();
       auto where = block_address(block, ho);
-      if (where && keys->learn(where->rep, where->pub, where->curve)) new_keys = true;
+      if (where && keys->learn(store, where->rep, where->pub, where->curve)) new_keys = true;
       if (where && block.contains("items") && block["items"].is_object())
         for (auto& [key, desc] : block["items"].items()) info.by_key[key] = *where;
       if (save) cache_block(store, block);
@@ -134,8 +134,21 @@ Client::Impl::Answered Client::Impl::call_udp() {
   return answered;
 }
 
-Json Client::Impl::ask_found(const std::string& endpoint, const std::string& target) {
+Json Client::Impl::ask_found(const std::string& endpoint, const std::string& target, const std::string& store) {
   auto ask = [&] { return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0); };
+  if (const std::string pin = keys->pinned_for(store); !pin.empty()) {
+    // With the store's key only, never in plain text. A daemon known with
+    // another key is another store's: it is not asked.
+    if (auto known = keys->known_key(endpoint); known && !known->empty())
+      return *known == pin ? ask() : Json::object();
+    keys->pin_endpoint(endpoint, store);
+    try {
+      return ask();
+    } catch (const TimeoutError&) {
+      keys->forget(endpoint);
+      throw;
+    }
+  }
   if (!keys->could_pin(endpoint)) return ask();  // known to need CURVE, or no pinned key to try
   auto with_pinned_key = [&] {
     keys->pin_endpoint(endpoint);
@@ -179,7 +192,7 @@ bool Client::Impl::ask_daemons(const std::string& store, const std::vector<disco
   for (auto& daemon : daemons) {
     std::string endpoint = "tcp://" + daemon.address + ":" + std::to_string(daemon.rep_port);
     try {
-      Json hashes = ask_found(endpoint, "_hash").value("value", Json());
+      Json hashes = ask_found(endpoint, "_hash", store).value("value", Json());
       if (!hashes.is_object() || !hashes.contains(store)) continue;
       Json blocks = request(endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, 2.0)
                         .value("value", Json());
@@ -204,7 +217,7 @@ bool Client::Impl::ask_avahi(const std::string& store) {
     std::string host = endpoint_host(service.address);
     std::string endpoint = "tcp://" + host + ":" + std::to_string(service.port);
     try {
-      Json blocks = ask_found(endpoint, store + "._catalog").value("value", Json());
+      Json blocks = ask_found(endpoint, store + "._catalog", store).value("value", Json());
       if (blocks.is_object() && !blocks.empty()) {
         learn(store, blocks, host, true);
         found = true;
@@ -357,7 +370,7 @@ Where Client::Impl::locate(const std::string& full_key, Client& client) {
 
 std::vector<std::string> Client::connect(const std::string& rep_endpoint, const std::string& store_name) {
   std::vector<std::string> stores;
-  impl_->keys->pin_endpoint(rep_endpoint);
+  impl_->keys->pin_endpoint(rep_endpoint, ascii_lower(store_name));
   if (!store_name.empty()) {
     stores.push_back(ascii_lower(store_name));
   } else {
@@ -394,7 +407,7 @@ void Client::find_store(const std::string& store_name) {
     bool all_good = true;
     for (auto& [uuid, block] : blocks.items()) {
       auto where = block_address(block);
-      if (where && impl_->keys->learn(where->rep, where->pub, where->curve)) impl_->engine->keys_changed();
+      if (where && impl_->keys->learn(store, where->rep, where->pub, where->curve)) impl_->engine->keys_changed();
       if (!where) {
         all_good = false;
         continue;

@@ -1,5 +1,6 @@
 #include "security/client_keys.hpp"
 
+#include "common/text.hpp"
 #include "config/logger.hpp"
 #include "security/keys.hpp"
 #include "security/zap.hpp"
@@ -13,9 +14,18 @@ void ClientKeys::configure(const ClientOptions& options, const std::string& home
   if (!options.key.empty()) client = KeyPair::load(options.key, home);
   std::string pinned;
   if (!options.server_key.empty()) pinned = load_public_key(options.server_key, home);
+  std::unordered_map<std::string, std::string> store_pins;
+  for (const auto& [store, key] : options.server_keys) {
+    try {
+      store_pins[detail::ascii_lower(store)] = load_public_key(key, home);
+    } catch (const Error& e) {
+      throw ValueError("the server key pinned for the store '" + store + "': " + e.what());
+    }
+  }
   std::lock_guard lock(mutex_);
   client_ = std::move(client);
   pinned_ = std::move(pinned);
+  store_pins_ = std::move(store_pins);
 }
 
 bool ClientKeys::set_key(const std::string& endpoint, const std::string& key) {
@@ -34,14 +44,21 @@ bool ClientKeys::set_key(const std::string& endpoint, const std::string& key) {
   return true;
 }
 
-bool ClientKeys::learn(const std::string& rep, const std::string& pub, const std::string& curve) {
+bool ClientKeys::learn(const std::string& store, const std::string& rep, const std::string& pub,
+                       const std::string& curve) {
   std::string key = curve;
   if (!key.empty() && !is_z85_key(key)) {
     logger("mktl.client")->warn("{}: the catalog announces a malformed CURVE key '{}'; ignored", rep, key);
     key.clear();
   }
   std::lock_guard lock(mutex_);
-  if (!key.empty() && !pinned_.empty() && key != pinned_) {
+  if (auto pin = store_pins_.find(store); pin != store_pins_.end()) {
+    if (key != pin->second)
+      logger("mktl.client")->warn("{}: the catalog of {} announces {}, not the key pinned for {}: using the pinned key",
+                                  rep, store, key.empty() ? "no server key (plain text)" : "the server key " + key,
+                                  store);
+    key = pin->second;
+  } else if (!key.empty() && !pinned_.empty() && key != pinned_) {
     logger("mktl.client")->warn("{}: the catalog announces the server key {}, not the pinned {}: using the pinned key",
                                 rep, key, pinned_);
     key = pinned_;
@@ -56,9 +73,25 @@ bool ClientKeys::learn(const std::string& rep, const std::string& pub, const std
   return changed;
 }
 
-void ClientKeys::pin_endpoint(const std::string& endpoint) {
+void ClientKeys::pin_endpoint(const std::string& endpoint, const std::string& store) {
   std::lock_guard lock(mutex_);
-  if (!pinned_.empty()) set_key(endpoint, pinned_);
+  auto pin = store_pins_.find(store);
+  const std::string& key = pin != store_pins_.end() ? pin->second : pinned_;
+  if (key.empty()) return;
+  set_key(endpoint, key);
+}
+
+std::string ClientKeys::pinned_for(const std::string& store) const {
+  std::lock_guard lock(mutex_);
+  auto pin = store_pins_.find(store);
+  return pin == store_pins_.end() ? std::string() : pin->second;
+}
+
+std::optional<std::string> ClientKeys::known_key(const std::string& endpoint) const {
+  std::lock_guard lock(mutex_);
+  if (auto it = server_keys_.find(endpoint); it != server_keys_.end()) return it->second;
+  if (plain_.count(endpoint)) return std::string();
+  return std::nullopt;
 }
 
 bool ClientKeys::could_pin(const std::string& endpoint) const {

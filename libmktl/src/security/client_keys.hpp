@@ -1,10 +1,13 @@
 // The client's side of CurveZMQ (internal): its own key pair, and which
 // daemon endpoints need CURVE with which server key. A daemon that requires
 // CURVE names its public key in its catalog block (provenance "curve"), which
-// the client reads from a registry, a daemon or the disk cache; a key pinned
-// in ClientOptions::server_key ($MKTL_SERVER_KEY) replaces the announced one
-// (so a forged catalog cannot point the client at another key) and is used
-// for addresses given to Client::connect().
+// the client reads from a registry, a daemon or the disk cache. A key pinned
+// for a store (ClientOptions::server_keys) is the only one its daemons are
+// reached with: it replaces the announced one, and a block announcing none
+// (plain) too, so a forged catalog can neither point the client at another
+// key nor have it speak plain text. A key pinned for all
+// (ClientOptions::server_key) replaces an announced key, leaves plain
+// daemons plain, and is used for addresses given to Client::connect().
 //
 // Threading promise: every method may be called from any thread.
 #pragma once
@@ -34,14 +37,22 @@ class ClientKeys {
   // this changed the key of either endpoint (a daemon restarted with a new
   // key pair, or with CURVE turned on or off): sockets made with the old
   // one must be made again.
-  bool learn(const std::string& rep, const std::string& pub, const std::string& curve);
-  // An address given by the caller (Client::connect): CURVE with the pinned
-  // key, when one is configured.
-  void pin_endpoint(const std::string& endpoint);
+  // `store`: the store the block is of (its pinned key, if any, decides).
+  bool learn(const std::string& store, const std::string& rep, const std::string& pub, const std::string& curve);
+  // An address given by the caller (Client::connect, with the store when it
+  // is named) or found by address for `store`: CURVE with the store's pinned
+  // key, else the key pinned for all, when one is configured.
+  void pin_endpoint(const std::string& endpoint, const std::string& store = {});
+  // The key pinned for `store` alone, empty when it has none: its daemons
+  // are asked with it only, never in plain text.
+  std::string pinned_for(const std::string& store) const;
+  // What a catalog block or a pin said of `endpoint`: its key, empty for a
+  // plain daemon, nullopt when nothing is known of it.
+  std::optional<std::string> known_key(const std::string& endpoint) const;
   // A daemon found by address alone (UDP discovery, DNS-SD), whose catalog
   // has not said yet whether it requires CURVE: true when this client could
-  // reach it with CURVE and the pinned key (it has both a key pair and a
-  // pinned key) and nothing is known of `endpoint` yet. forget() undoes it.
+  // reach it with CURVE and the key pinned for all (it has both a key pair
+  // and that key) and nothing is known of `endpoint` yet. forget() undoes it.
   bool could_pin(const std::string& endpoint) const;
   void forget(const std::string& endpoint);
   // Whether the last catalog block naming `endpoint` said it is plain (no
@@ -66,7 +77,8 @@ class ClientKeys {
  private:
   mutable std::mutex mutex_;
   std::optional<KeyPair> client_;
-  std::string pinned_;
+  std::string pinned_;                                         // for all stores
+  std::unordered_map<std::string, std::string> store_pins_;  // store -> Z85 key
   std::unordered_map<std::string, std::string> server_keys_;  // endpoint -> Z85 key
   std::unordered_set<std::string> plain_;  // endpoints a block said are plain
   std::atomic<std::uint64_t> generation_{0};
