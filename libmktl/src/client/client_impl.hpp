@@ -125,6 +125,12 @@ struct Client::Impl : detail::BroadcastHandler, std::enable_shared_from_this<Cli
   // whose last block said it is plain, the other way round. When `store`
   // (the store looked for) has a pinned key of its own, only with that key.
   Json ask_found(const std::string& endpoint, const std::string& target, const std::string& store = {});
+  // A GET of `target` at an address the caller gave (Client::connect): a
+  // daemon, plain or CURVE, or a registry, which is plain. With a key pair
+  // and a pinned key (the store's, else the one for all), asked with that
+  // key first, then in plain text: what is read there is catalogs, and the
+  // keys their daemons are reached with are learn()'s, pins first.
+  Json ask_given(const std::string& endpoint, const std::string& target, const std::string& store);
   // Loads cached blocks of a store without any network traffic (those of
   // other clients and of daemons on this host too: the layout is shared).
   bool load_cache(const std::string& store);

@@ -171,6 +171,26 @@ Json Client::Impl::ask_found(const std::string& endpoint, const std::string& tar
   return plain_first ? with_pinned_key() : ask();
 }
 
+Json Client::Impl::ask_given(const std::string& endpoint, const std::string& target, const std::string& store) {
+  auto ask = [&] { return request(endpoint, protocol::MessageType::GET, target, nullptr, {}); };
+  if (!keys->can_pin(store)) return ask();
+  keys->pin_endpoint(endpoint, store);
+  std::string over_curve;
+  try {
+    return ask();
+  } catch (const TimeoutError& e) {
+    logger("mktl.client")->debug("{} did not answer {} over CURVE with the pinned key ({}); asking in plain text",
+                                 endpoint, target, e.what());
+    over_curve = e.what();
+    keys->forget(endpoint);
+  }
+  try {
+    return ask();
+  } catch (const TimeoutError&) {
+    throw TimeoutError(over_curve);  // why the pinned key did not work says more than plain text's failure
+  }
+}
+
 bool Client::Impl::ask_registries(const std::string& store, const std::vector<discovery::Found>& registries) {
   for (auto& registry : registries) {
     std::string endpoint = "tcp://" + registry.address + ":" + std::to_string(registry.rep_port);
@@ -370,17 +390,16 @@ Where Client::Impl::locate(const std::string& full_key, Client& client) {
 
 std::vector<std::string> Client::connect(const std::string& rep_endpoint, const std::string& store_name) {
   std::vector<std::string> stores;
-  impl_->keys->pin_endpoint(rep_endpoint, ascii_lower(store_name));
   if (!store_name.empty()) {
     stores.push_back(ascii_lower(store_name));
   } else {
-    Json hashes = impl_->request(rep_endpoint, protocol::MessageType::GET, "_hash", nullptr, {}).value("value", Json::object());
+    Json hashes = impl_->ask_given(rep_endpoint, "_hash", {}).value("value", Json::object());
     for (auto& [store, blocks] : hashes.items()) stores.push_back(store);
   }
   std::string host = host_of(rep_endpoint);
   if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
   for (auto& store : stores) {
-    Json reply = impl_->request(rep_endpoint, protocol::MessageType::GET, store + "._catalog", nullptr, {});
+    Json reply = impl_->ask_given(rep_endpoint, store + "._catalog", store);
     Json blocks = reply.value("value", Json::object());
     impl_->learn(store, blocks, host, true);
     std::lock_guard lock(impl_->mutex);

@@ -99,6 +99,11 @@ bool ClientKeys::could_pin(const std::string& endpoint) const {
   return client_ && !pinned_.empty() && server_keys_.find(endpoint) == server_keys_.end();
 }
 
+bool ClientKeys::can_pin(const std::string& store) const {
+  std::lock_guard lock(mutex_);
+  return client_ && (!pinned_.empty() || store_pins_.count(store) > 0);
+}
+
 bool ClientKeys::known_plain(const std::string& endpoint) const {
   std::lock_guard lock(mutex_);
   return plain_.count(endpoint) > 0;

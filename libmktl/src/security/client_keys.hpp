@@ -54,6 +54,10 @@ class ClientKeys {
   // reach it with CURVE and the key pinned for all (it has both a key pair
   // and that key) and nothing is known of `endpoint` yet. forget() undoes it.
   bool could_pin(const std::string& endpoint) const;
+  // Whether this client could ask a daemon of `store` (empty: of any store)
+  // over CURVE with a pinned key: it has a key pair, and a key pinned for
+  // the store or for all.
+  bool can_pin(const std::string& store) const;
   void forget(const std::string& endpoint);
   // Whether the last catalog block naming `endpoint` said it is plain (no
   // CURVE): such a daemon is asked in plain text first.
