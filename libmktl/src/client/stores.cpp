@@ -50,6 +50,12 @@ std::string host_of(const std::string& endpoint) {
   return endpoint.substr(start, colon - start);
 }
 
+// The port of a tcp:// endpoint, as text ("" without one).
+std::string port_of(const std::string& endpoint) {
+  auto colon = endpoint.rfind(':');
+  return colon == std::string::npos ? std::string() : endpoint.substr(colon + 1);
+}
+
 }  // namespace
 
 // ---- the store table --------------------------------------------------------
@@ -400,8 +406,18 @@ std::vector<std::string> Client::connect(const std::string& rep_endpoint, const 
   if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
   for (auto& store : stores) {
     Json reply = impl_->ask_given(rep_endpoint, store + "._catalog", store);
-    Json blocks = reply.value("value", Json::object());
-    impl_->learn(store, blocks, host, true);
+    // The block of the daemon at this address (its own request port) is
+    // reached at the host given, which works from here whatever host name
+    // the daemon announces; a block a registry at this address relays, at
+    // the host it names.
+    const Json blocks = reply.value("value", Json::object());
+    Json own = Json::object(), relayed = Json::object();
+    for (auto& [uuid, block] : blocks.items()) {
+      auto where = block_address(block);
+      (where && port_of(where->rep) == port_of(rep_endpoint) ? own : relayed)[uuid] = block;
+    }
+    impl_->learn(store, own, host, true);
+    if (!relayed.empty()) impl_->learn(store, relayed, {}, true);
     std::lock_guard lock(impl_->mutex);
     impl_->stores[store].pinned = true;
   }
