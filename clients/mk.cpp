@@ -264,7 +264,14 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       case kRefresh: opts.refresh = true; break;
       case kConnect: opts.connect.emplace_back(optarg); break;
       case 'K': opts.key = optarg; break;
-      case 'P': opts.server_keys.push_back(optarg); break;
+      case 'P':
+        try {  // its form, checked here: a malformed pin is a usage error
+          mktl::ClientOptions().pin_server_key(optarg);
+        } catch (const mktl::Error& e) {
+          throw UsageError(std::string("--server-key: ") + e.what());
+        }
+        opts.server_keys.push_back(optarg);
+        break;
       case 'F': opts.force = true; break;
       case 'o': opts.output = optarg; break;
       case 'f': opts.file = optarg; break;

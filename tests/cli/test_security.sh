@@ -109,7 +109,7 @@ expect_rc "a wrong key pinned for sec gets no answer" 1
 run alice_store_env env MKTL_SERVER_KEY="other=carol,sec=sec-daemon" "$MKTL_BIN/mk" --key alice get sec.temp
 expect_out "MKTL_SERVER_KEY pins per store, separated by commas" "temp: 20.5"
 run bad_pin "$MKTL_BIN/mk" --key alice --server-key "sec=" get sec.temp
-expect_rc "an empty pinned key is refused" 1
+expect_rc "an empty pinned key is a usage error" 2
 expect_in "saying how to write one" "$err" "a pinned key is KEY, or STORE=KEY for one store"
 
 # ---- the secret key file's mode
