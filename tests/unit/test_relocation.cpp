@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -294,6 +295,13 @@ TEST_CASE("keys pinned per store reach daemons with key pairs of their own, and 
     client.set(second + ".x", Json(2.0));
     CHECK(client.get(first + ".x").value == 1.0);
     CHECK(client.get(second + ".x").value == 2.0);
+  }
+  {
+    // discover() asks the daemons found by broadcast with each pinned key.
+    mktl::Client client(options);
+    auto found = client.discover();
+    CHECK(std::count(found.begin(), found.end(), first) == 1);
+    CHECK(std::count(found.begin(), found.end(), second) == 1);
   }
   // The second store's daemon is gone; a plain daemon of the same name
   // answers discovery in its place. Its catalog says plain text: a client

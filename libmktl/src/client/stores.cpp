@@ -484,13 +484,30 @@ void Client::find_store(const std::string& store_name) {
 
 std::vector<std::string> Client::discover() {
   std::set<std::string> stores;
+  // A daemon found by broadcast, as ask_found() asks it, then with each key
+  // pinned per store: a CURVE daemon with a key of its own answers that key
+  // only.
+  auto ask_daemon = [this](const std::string& endpoint) {
+    try {
+      return impl_->ask_found(endpoint, "_hash");
+    } catch (const TimeoutError&) {
+      for (const auto& store : impl_->keys->pinned_stores()) {
+        try {
+          Json answer = impl_->ask_found(endpoint, "_hash", store);
+          if (!answer.empty()) return answer;
+        } catch (const TimeoutError&) {
+        }
+      }
+      throw;
+    }
+  };
   const auto answered = impl_->call_udp();
   for (const auto* list : {&answered.registries, &answered.daemons}) {
     for (auto& found : *list) {
       std::string endpoint = "tcp://" + found.address + ":" + std::to_string(found.rep_port);
       try {
         // Registries are plain; a daemon may require CURVE.
-        Json hashes = (list == &answered.daemons ? impl_->ask_found(endpoint, "_hash")
+        Json hashes = (list == &answered.daemons ? ask_daemon(endpoint)
                                                  : impl_->request(endpoint, protocol::MessageType::GET, "_hash",
                                                                   nullptr, 2.0))
                           .value("value", Json::object());

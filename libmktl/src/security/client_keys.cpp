@@ -87,6 +87,15 @@ std::string ClientKeys::pinned_for(const std::string& store) const {
   return pin == store_pins_.end() ? std::string() : pin->second;
 }
 
+std::vector<std::string> ClientKeys::pinned_stores() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> stores;
+  std::unordered_set<std::string> keys;
+  for (const auto& [store, key] : store_pins_)
+    if (keys.insert(key).second) stores.push_back(store);
+  return stores;
+}
+
 std::optional<std::string> ClientKeys::known_key(const std::string& endpoint) const {
   std::lock_guard lock(mutex_);
   if (auto it = server_keys_.find(endpoint); it != server_keys_.end()) return it->second;

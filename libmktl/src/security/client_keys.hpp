@@ -24,6 +24,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 namespace mktl::security {
 
@@ -46,6 +47,9 @@ class ClientKeys {
   // The key pinned for `store` alone, empty when it has none: its daemons
   // are asked with it only, never in plain text.
   std::string pinned_for(const std::string& store) const;
+  // One store for each distinct key pinned per store (to ask a daemon that
+  // announced nothing yet with each of them).
+  std::vector<std::string> pinned_stores() const;
   // What a catalog block or a pin said of `endpoint`: its key, empty for a
   // plain daemon, nullopt when nothing is known of it.
   std::optional<std::string> known_key(const std::string& endpoint) const;
