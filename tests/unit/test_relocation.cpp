@@ -323,6 +323,8 @@ TEST_CASE("a pinned key is KEY for all stores or STORE=KEY for one", "[client][s
   options.pin_server_key(with_equals);  // a key that holds '=' is a key
   CHECK(options.server_key == with_equals);
   CHECK(options.server_keys.empty());
+  options.pin_server_key("/keys/a=b.pub");  // a path holding '=' is a path
+  CHECK(options.server_key == "/keys/a=b.pub");
   options.pin_server_key("Heater=heater.pub");
   options.pin_server_key("camera=" + key);
   CHECK(options.server_keys == std::map<std::string, std::string>{{"heater", "heater.pub"}, {"camera", key}});

@@ -39,9 +39,12 @@ ClientOptions ClientOptions::from_env() {
 }
 
 void ClientOptions::pin_server_key(const std::string& entry) {
-  // A Z85 key may hold '=': a 40-character key is a key, whatever it holds.
+  // A Z85 key may hold '=': a 40-character key is a key, whatever it holds;
+  // and so may a file's path: what comes before '=' is a store only if it
+  // has none of a path's '/' and '.'.
   const auto equals = entry.find('=');
-  if (security::is_z85_key(entry) || equals == std::string::npos) {
+  if (security::is_z85_key(entry) || equals == std::string::npos ||
+      entry.find_first_of("/.") < equals) {
     if (entry.empty()) throw ValueError("empty server key");
     server_key = entry;
     return;
