@@ -67,8 +67,9 @@ struct ClientOptions {
   std::map<std::string, std::string> server_keys;
   // Takes one pin as mk's --server-key and $MKTL_SERVER_KEY write it:
   // "STORE=KEY" pins KEY for STORE (server_keys), anything else (a Z85 key,
-  // a .pub file, a key name) is server_key. Throws ValueError on an empty
-  // store or key.
+  // a .pub file, a key name) is server_key; a 40-character Z85 key, or a
+  // path with '/' or '.' before its '=', is never read as STORE=KEY. Throws
+  // ValueError on an empty store or key.
   void pin_server_key(const std::string& entry);
   // Fill the fields left empty from the environment.
   static ClientOptions from_env();
