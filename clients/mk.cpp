@@ -1121,11 +1121,7 @@ int run(const Options& opts) {
   mktl::ClientOptions client_options = mktl::ClientOptions::from_env();
   if (opts.timeout) client_options.timeout = *opts.timeout;
   if (!opts.key.empty()) client_options.key = opts.key;
-  if (!opts.server_keys.empty()) {  // they replace $MKTL_SERVER_KEY's
-    client_options.server_key.clear();
-    client_options.server_keys.clear();
-    for (const auto& entry : opts.server_keys) client_options.pin_server_key(entry);
-  }
+  if (!opts.server_keys.empty()) client_options.replace_server_keys(opts.server_keys);
   mktl::Client client(client_options);
   Stores stores(client, opts.connect);
   Output out(opts.json);

@@ -204,11 +204,7 @@ int run(const Options& opts) {
   // show as a TimeoutError on every screen, so it waits 0.5 s (mk: 0.1 s).
   if (!std::getenv("MKTL_ACK_TIMEOUT")) client_options.ack_timeout = 0.5;
   if (!opts.key.empty()) client_options.key = opts.key;
-  if (!opts.server_keys.empty()) {  // they replace $MKTL_SERVER_KEY's
-    client_options.server_key.clear();
-    client_options.server_keys.clear();
-    for (const auto& entry : opts.server_keys) client_options.pin_server_key(entry);
-  }
+  if (!opts.server_keys.empty()) client_options.replace_server_keys(opts.server_keys);
 
   // Declared in this order so that the gateway (and the subscriptions that
   // pending handlers hold) go before the io_context, and both before the Client.

@@ -71,6 +71,9 @@ struct ClientOptions {
   // path with '/' or '.' before its '=', is never read as STORE=KEY. Throws
   // ValueError on an empty store or key.
   void pin_server_key(const std::string& entry);
+  // Pins `entries` (each as pin_server_key takes it) in place of every key
+  // pinned so far (those of $MKTL_SERVER_KEY): a command line's --server-key.
+  void replace_server_keys(const std::vector<std::string>& entries);
   // Fill the fields left empty from the environment.
   static ClientOptions from_env();
 };

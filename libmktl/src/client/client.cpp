@@ -55,6 +55,12 @@ void ClientOptions::pin_server_key(const std::string& entry) {
   server_keys[store] = key;
 }
 
+void ClientOptions::replace_server_keys(const std::vector<std::string>& entries) {
+  server_key.clear();
+  server_keys.clear();
+  for (const auto& entry : entries) pin_server_key(entry);
+}
+
 namespace {
 using mktl::detail::ascii_lower;
 

@@ -142,11 +142,9 @@ Client::Impl::Answered Client::Impl::call_udp() {
 
 Json Client::Impl::ask_found(const std::string& endpoint, const std::string& target, const std::string& store) {
   auto ask = [&] { return request(endpoint, protocol::MessageType::GET, target, nullptr, 2.0); };
-  if (const std::string pin = keys->pinned_for(store); !pin.empty()) {
-    // With the store's key only, never in plain text. A daemon known with
-    // another key is another store's: it is not asked.
-    if (auto known = keys->known_key(endpoint); known && !known->empty())
-      return *known == pin ? ask() : Json::object();
+  // With the store's pinned key, else the one for all; a daemon that does
+  // not answer with it is not taken to hold it.
+  auto with_pinned_key = [&] {
     keys->pin_endpoint(endpoint, store);
     try {
       return ask();
@@ -154,17 +152,15 @@ Json Client::Impl::ask_found(const std::string& endpoint, const std::string& tar
       keys->forget(endpoint);
       throw;
     }
+  };
+  if (const std::string pin = keys->pinned_for(store); !pin.empty()) {
+    // With the store's key only, never in plain text. A daemon known with
+    // another key is another store's: it is not asked.
+    if (auto known = keys->known_key(endpoint); known && !known->empty())
+      return *known == pin ? ask() : Json::object();
+    return with_pinned_key();
   }
   if (!keys->could_pin(endpoint)) return ask();  // known to need CURVE, or no pinned key to try
-  auto with_pinned_key = [&] {
-    keys->pin_endpoint(endpoint);
-    try {
-      return ask();
-    } catch (const TimeoutError&) {
-      keys->forget(endpoint);
-      throw;
-    }
-  };
   // A daemon last seen plain is asked in plain text first; others with CURVE.
   const bool plain_first = keys->known_plain(endpoint);
   try {
